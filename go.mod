@@ -1,0 +1,3 @@
+module gms
+
+go 1.26
