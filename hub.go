@@ -1,0 +1,717 @@
+package main
+
+// The hub owns the stream table. One goroutine runs it; publishers, players
+// and the API talk to it through one channel, so the table, the GOP caches
+// and the subscriber sets need no locks, and a publisher's media and its
+// unpublish arrive in the order they were sent.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+)
+
+// Limits of the hub. A viewer costs at most its queue; a stream at most its
+// GOP cache.
+const (
+	subQueueFrames = 1024     // messages queued for one viewer
+	subQueueBytes  = 16 << 20 // bytes queued for one viewer
+	gopMaxFrames   = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
+	gopMaxBytes    = 64 << 20 // bytes in the GOP cache
+	maxBehind      = 10 * time.Second
+	staleAfter     = 5 * time.Second // a publisher silent this long yields its name to a new one
+)
+
+var (
+	errStreamBusy        = errors.New("stream is already being published")
+	errSubscriptionEnded = errors.New("subscription ended")
+	errViewerTooSlow     = errors.New("viewer too slow: disconnected")
+	errHubClosed         = errors.New("hub closed")
+)
+
+type streamKey struct{ App, Name string }
+
+func (k streamKey) String() string { return "/" + k.App + "/" + k.Name }
+
+// outputFormat is the byte form a subscriber receives.
+type outputFormat int
+
+const (
+	formatRTMP outputFormat = iota // chunks at our chunk size
+	formatFLV                      // FLV tags (HTTP-FLV and WS-FLV)
+)
+
+// clientInfo describes a publisher or a player for logs and stats.
+type clientInfo struct {
+	ID       string
+	IP       string
+	Protocol string // rtmp, http, ws
+	Created  time.Time
+	Query    string
+}
+
+// frame is one message encoded once per output form. The byte slices are
+// shared by every subscriber and the GOP cache and must not be modified.
+type frame struct {
+	typ  uint8  // msgAudio, msgVideo, msgDataAMF0, or 0 for control frames
+	time uint32 // RTMP timestamp, ms
+	// key marks a point where a player can start: a video keyframe, or any
+	// audio frame in a stream without video.
+	key  bool
+	rtmp []byte
+	flv  []byte
+	meta *metaInfo // on metadata frames: what the metadata declares
+}
+
+func (f *frame) bytes(form outputFormat) []byte {
+	if form == formatRTMP {
+		return f.rtmp
+	}
+	return f.flv
+}
+
+func (f *frame) size() int { return len(f.rtmp) + len(f.flv) }
+
+// hubOp is one request to the hub goroutine: a media frame from a
+// publisher, or a function to run there.
+type hubOp struct {
+	pub   *publisher
+	frame *frame
+	kind  frameKind
+	fn    func()
+}
+
+type hub struct {
+	cfg     *config
+	log     *slog.Logger
+	ops     chan hubOp
+	done    chan struct{}
+	streams map[streamKey]*stream // owned by the hub goroutine
+}
+
+func newHub(cfg *config, log *slog.Logger) *hub {
+	return &hub{
+		cfg:     cfg,
+		log:     log,
+		ops:     make(chan hubOp, 1024),
+		done:    make(chan struct{}),
+		streams: map[streamKey]*stream{},
+	}
+}
+
+// run serves requests until ctx ends. Then it ends every subscription.
+func (h *hub) run(ctx context.Context) {
+	defer close(h.done)
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range h.streams {
+				for sub := range s.subs {
+					sub.end(errSubscriptionEnded)
+				}
+			}
+			return
+		case op := <-h.ops:
+			if op.fn != nil {
+				op.fn()
+			} else {
+				h.onFrame(op.pub, op.frame, op.kind)
+			}
+		}
+	}
+}
+
+// call runs fn on the hub goroutine and waits for it.
+func (h *hub) call(fn func()) error {
+	ran := make(chan struct{})
+	select {
+	case h.ops <- hubOp{fn: func() { fn(); close(ran) }}:
+	case <-h.done:
+		return errHubClosed
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-h.done:
+		return errHubClosed
+	}
+}
+
+// stream is one app/name: its publisher (or none yet), its subscribers and
+// what a late joiner needs.
+type stream struct {
+	key     streamKey
+	pub     *publisher
+	subs    map[*subscriber]struct{}
+	started time.Time
+
+	meta, audioHeader, videoHeader *frame
+	metaInfo                       *metaInfo
+	gop                            []*frame // from the last keyframe; nil when not caching
+	gopBytes                       int
+	hasAudio, hasVideo             bool
+}
+
+func (h *hub) stream(key streamKey) *stream {
+	s := h.streams[key]
+	if s == nil {
+		s = &stream{key: key, subs: map[*subscriber]struct{}{}}
+		h.streams[key] = s
+	}
+	return s
+}
+
+// dropIfIdle removes a stream with no publisher and no players.
+func (h *hub) dropIfIdle(s *stream) {
+	if s.pub == nil && len(s.subs) == 0 {
+		delete(h.streams, s.key)
+	}
+}
+
+// ---- Publishing ----
+
+// publisher is the hub's handle for one publishing connection.
+type publisher struct {
+	hub       *hub
+	key       streamKey
+	info      clientInfo
+	kick      func()
+	bytesIn   func() uint64
+	lastMedia atomic.Int64 // unix nanoseconds of the last media message
+	frames    atomic.Uint64
+
+	// Owned by the publishing goroutine.
+	enc publishState
+}
+
+// publish makes pub the stream's publisher. A live name is refused unless
+// its publisher has gone silent (a dead encoder whose socket has not timed
+// out yet), in which case the old one is kicked and the new one takes over.
+func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kick func()) (*publisher, error) {
+	p := &publisher{hub: h, key: key, info: info, bytesIn: bytesIn, kick: kick}
+	p.lastMedia.Store(time.Now().UnixNano())
+	var err error
+	callErr := h.call(func() {
+		s := h.stream(key)
+		if old := s.pub; old != nil {
+			silent := time.Since(time.Unix(0, old.lastMedia.Load()))
+			if silent < staleAfter {
+				err = errStreamBusy
+				return
+			}
+			h.log.Info("replacing silent publisher", "stream", key.String(), "old", old.info.ID, "silent", silent.Round(time.Millisecond))
+			old.kick()
+			h.endPublish(s)
+		}
+		s.pub = p
+		s.started = time.Now()
+		for sub := range s.subs {
+			sub.waitKey, sub.started = false, false
+			if sub.form == formatRTMP {
+				h.push(s, sub, rtmpPublishNotify(key, h.cfg.ChunkSize))
+			}
+		}
+	})
+	if callErr != nil {
+		return nil, callErr
+	}
+	return p, err
+}
+
+// write encodes one message from the publisher and hands it to the hub.
+// payload is only borrowed: it is copied into the encoded forms.
+func (p *publisher) write(typ uint8, ts uint32, payload []byte) error {
+	p.lastMedia.Store(time.Now().UnixNano())
+	f, kind := p.enc.encode(typ, ts, payload, p.hub.cfg.ChunkSize)
+	if f == nil {
+		return nil
+	}
+	p.frames.Add(1)
+	select {
+	case p.hub.ops <- hubOp{pub: p, frame: f, kind: kind}:
+		return nil
+	case <-p.hub.done:
+		return errHubClosed
+	}
+}
+
+func (h *hub) unpublish(p *publisher) {
+	h.call(func() {
+		s := h.streams[p.key]
+		if s == nil || s.pub != p {
+			return
+		}
+		h.endPublish(s)
+		h.dropIfIdle(s)
+	})
+}
+
+// endPublish ends the current publish: HTTP players' responses end, RTMP
+// players get UnpublishNotify and Stream EOF and wait for the next
+// publisher, as NMS players do.
+func (h *hub) endPublish(s *stream) {
+	s.pub = nil
+	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
+	s.gop, s.gopBytes = nil, 0
+	s.hasAudio, s.hasVideo = false, false
+	notify := rtmpUnpublishNotify(s.key, h.cfg.ChunkSize)
+	for sub := range s.subs {
+		if sub.form != formatRTMP {
+			delete(s.subs, sub)
+			sub.end(errSubscriptionEnded)
+			continue
+		}
+		sub.waitKey = true
+		sub.started = false
+		h.push(s, sub, notify)
+	}
+}
+
+// frameKind says how the hub treats a frame.
+type frameKind int
+
+const (
+	kindMedia frameKind = iota
+	kindMeta
+	kindAudioHeader
+	kindVideoHeader
+)
+
+func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
+	s := h.streams[p.key]
+	if s == nil || s.pub != p {
+		return // a kicked or replaced publisher's last frames
+	}
+	switch kind {
+	case kindMeta:
+		s.meta, s.metaInfo = f, f.meta
+	case kindAudioHeader:
+		s.audioHeader = f
+		s.hasAudio = true
+	case kindVideoHeader:
+		s.videoHeader = f
+		s.hasVideo = true
+	case kindMedia:
+		switch f.typ {
+		case msgAudio:
+			s.hasAudio = true
+		case msgVideo:
+			s.hasVideo = true
+		}
+		h.cacheGOP(s, f)
+	}
+	for sub := range s.subs {
+		h.deliver(s, sub, f)
+	}
+}
+
+// cacheGOP keeps the frames since the last keyframe, up to a cap; past
+// the cap it stops caching until the next keyframe.
+func (h *hub) cacheGOP(s *stream, f *frame) {
+	if !h.cfg.GOPCache {
+		return
+	}
+	if f.key {
+		s.gop, s.gopBytes = []*frame{f}, f.size() // a new slice: joiners may hold the old one
+		return
+	}
+	if s.gop == nil {
+		return
+	}
+	if len(s.gop) >= gopMaxFrames || s.gopBytes+f.size() > gopMaxBytes {
+		s.gop, s.gopBytes = nil, 0
+		return
+	}
+	s.gop = append(s.gop, f)
+	s.gopBytes += f.size()
+}
+
+// ---- Playing ----
+
+// subscriber is one player's bounded queue. The hub goroutine pushes
+// without ever blocking; the player's writer goroutine drains it.
+type subscriber struct {
+	hub  *hub
+	key  streamKey
+	info clientInfo
+	form outputFormat
+
+	q      chan *frame
+	queued atomic.Int64 // bytes in q
+	burst  []*frame     // the join burst (GOP cache), written before q
+	done   chan struct{}
+	err    error // why done was closed; written before close(done)
+
+	drops, bytesOut         atomic.Uint64
+	noAudio, noVideo, pause atomic.Bool
+
+	// Owned by the hub goroutine.
+	waitKey     bool      // skipping until the next keyframe
+	started     bool      // the FLV header has been queued
+	behindSince time.Time // when it started skipping; zero when in step
+	ended       bool
+	lastDropLog time.Time
+}
+
+// subscribe adds a player to key's stream, creating the stream if nobody
+// publishes it yet: the player then waits for a publisher.
+func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat) *subscriber {
+	sub := &subscriber{
+		hub:     h,
+		key:     key,
+		info:    info,
+		form:    form,
+		q:       make(chan *frame, subQueueFrames),
+		done:    make(chan struct{}),
+		waitKey: true,
+	}
+	err := h.call(func() {
+		s := h.stream(key)
+		s.subs[sub] = struct{}{}
+		if s.pub == nil || len(s.gop) == 0 {
+			return // headers and frames come at the next keyframe
+		}
+		burst := make([]*frame, 0, 4+len(s.gop))
+		burst = append(burst, h.flvHeader(s))
+		burst = append(burst, h.joinHeaders(s)...)
+		sub.burst = append(burst, s.gop...)
+		sub.waitKey, sub.started = false, true
+	})
+	if err != nil {
+		sub.end(err)
+	}
+	return sub
+}
+
+// flvHeader is the FLV header with the stream's real audio/video flags,
+// from what the metadata declares and what has arrived.
+func (h *hub) flvHeader(s *stream) *frame {
+	hasAudio, hasVideo := s.hasAudio, s.hasVideo
+	if m := s.metaInfo; m != nil {
+		hasAudio = hasAudio || m.hasAudio
+		hasVideo = hasVideo || m.hasVideo
+	}
+	return &frame{flv: appendFLVHeader(nil, hasAudio, hasVideo)}
+}
+
+// joinHeaders is what a player needs before its first keyframe:
+// metadata and sequence headers, as far as the stream has them.
+func (h *hub) joinHeaders(s *stream) []*frame {
+	var out []*frame
+	for _, f := range []*frame{s.meta, s.audioHeader, s.videoHeader} {
+		if f != nil {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (h *hub) unsubscribe(sub *subscriber) {
+	h.call(func() {
+		if s := h.streams[sub.key]; s != nil {
+			delete(s.subs, sub)
+			h.dropIfIdle(s)
+		}
+		sub.end(errSubscriptionEnded)
+	})
+}
+
+// deliver gives f to sub, or skips it. A subscriber whose queue is full
+// drops frames until the next keyframe, then gets the sequence headers
+// again with it; one that cannot catch up for maxBehind is disconnected.
+func (h *hub) deliver(s *stream, sub *subscriber, f *frame) {
+	if sub.waitKey {
+		h.resync(s, sub, f)
+		return
+	}
+	if !sub.started {
+		// A player that waited for this publisher gets the stream from
+		// its very first message, headers included.
+		h.push(s, sub, h.flvHeader(s))
+		sub.started = true
+	}
+	if !h.push(s, sub, f) {
+		sub.waitKey = true
+		sub.behindSince = time.Now()
+	}
+}
+
+// resync starts (or restarts) a player at a keyframe: FLV header if it
+// has none yet, metadata and sequence headers (they may have changed while
+// it skipped), then the keyframe, all or nothing.
+func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
+	if !f.key {
+		if !sub.behindSince.IsZero() {
+			sub.drops.Add(1)
+		}
+		return
+	}
+	var join []*frame
+	if !sub.started {
+		join = append(join, h.flvHeader(s))
+	}
+	join = append(join, h.joinHeaders(s)...)
+	join = append(join, f)
+	if !sub.fits(join) {
+		sub.drops.Add(1)
+		if !sub.behindSince.IsZero() && time.Since(sub.behindSince) > maxBehind {
+			h.kickSub(s, sub, errViewerTooSlow)
+		}
+		return
+	}
+	for _, jf := range join {
+		h.push(s, sub, jf)
+	}
+	sub.waitKey, sub.started = false, true
+	sub.behindSince = time.Time{}
+}
+
+// push queues f for sub without blocking; false when the queue is full.
+func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
+	b := f.bytes(sub.form)
+	if b == nil {
+		return true // nothing to send in this form
+	}
+	if sub.queued.Load()+int64(len(b)) > subQueueBytes {
+		h.dropped(sub)
+		return false
+	}
+	select {
+	case sub.q <- f:
+		sub.queued.Add(int64(len(b)))
+		return true
+	default:
+		h.dropped(sub)
+		return false
+	}
+}
+
+// dropped counts a drop and logs at most one line per viewer per 10 s.
+func (h *hub) dropped(sub *subscriber) {
+	n := sub.drops.Add(1)
+	if time.Since(sub.lastDropLog) > 10*time.Second {
+		sub.lastDropLog = time.Now()
+		h.log.Warn("viewer too slow: skipping to next keyframe", "conn", sub.info.ID, "proto", sub.info.Protocol,
+			"stream", sub.key.String(), "drops", n)
+	}
+}
+
+func (sub *subscriber) fits(fs []*frame) bool {
+	n := 0
+	for _, f := range fs {
+		n += len(f.bytes(sub.form))
+	}
+	return len(sub.q)+len(fs) <= cap(sub.q) && sub.queued.Load()+int64(n) <= subQueueBytes
+}
+
+func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
+	delete(s.subs, sub)
+	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load())
+	sub.end(err)
+}
+
+// end closes the subscription once; the writer drains what is queued
+// (unless err says to stop now) and returns err.
+func (sub *subscriber) end(err error) {
+	if sub.ended {
+		return
+	}
+	sub.ended = true
+	sub.err = err
+	close(sub.done)
+}
+
+func (sub *subscriber) setReceive(audio, on bool) {
+	if audio {
+		sub.noAudio.Store(!on)
+	} else {
+		sub.noVideo.Store(!on)
+	}
+}
+
+func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
+
+// run is the player's writer loop: it sends the join burst, then drains
+// the queue, writing everything that has piled up in one writev (derp's
+// sendLoop shape: drain without flushing, flush when empty, then block).
+// It returns when the subscription ends or a write fails.
+func (sub *subscriber) run(write func(*net.Buffers) error) error {
+	bufs := make(net.Buffers, 0, 64)
+	waitKey := false // after an unpause: skip video until a keyframe
+	if err := sub.send(sub.burst, &bufs, &waitKey, write); err != nil {
+		return err
+	}
+	sub.burst = nil
+	batch := make([]*frame, 0, 64)
+	for {
+		select {
+		case f := <-sub.q:
+			batch = append(batch, f)
+		case <-sub.done:
+			if !errors.Is(sub.err, errSubscriptionEnded) {
+				return sub.err
+			}
+			// Send what was queued before the end, then stop.
+			if batch = sub.drain(batch); len(batch) == 0 {
+				return sub.err
+			}
+		}
+		batch = sub.drain(batch)
+		var n int64
+		for _, f := range batch {
+			n += int64(len(f.bytes(sub.form)))
+		}
+		sub.queued.Add(-n)
+		if err := sub.send(batch, &bufs, &waitKey, write); err != nil {
+			return err
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// drain moves what is queued now into batch, without blocking.
+func (sub *subscriber) drain(batch []*frame) []*frame {
+	for len(batch) < subQueueFrames {
+		select {
+		case f := <-sub.q:
+			batch = append(batch, f)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// send writes the frames of a batch that this player wants, in one write.
+func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, waitKey *bool, write func(*net.Buffers) error) error {
+	*bufs = (*bufs)[:0]
+	var total int
+	for _, f := range batch {
+		b := f.bytes(sub.form)
+		if len(b) == 0 || sub.skip(f, waitKey) {
+			continue
+		}
+		*bufs = append(*bufs, b)
+		total += len(b)
+	}
+	if total == 0 {
+		return nil
+	}
+	all := *bufs
+	err := write(bufs)
+	clear(all) // drop references to frames the writer is done with
+	*bufs = all[:0]
+	sub.bytesOut.Add(uint64(total))
+	return err
+}
+
+// skip applies pause and receiveAudio/receiveVideo to one frame.
+func (sub *subscriber) skip(f *frame, waitKey *bool) bool {
+	if f.typ != msgAudio && f.typ != msgVideo {
+		return false
+	}
+	if sub.pause.Load() {
+		*waitKey = true
+		return true
+	}
+	if f.typ == msgAudio {
+		return sub.noAudio.Load()
+	}
+	if *waitKey && !f.key {
+		return true
+	}
+	*waitKey = false
+	return sub.noVideo.Load()
+}
+
+// ---- Stats ----
+
+type clientSnapshot struct {
+	clientInfo
+	Bytes, Drops uint64
+}
+
+type streamSnapshot struct {
+	Key         streamKey
+	Publisher   *clientSnapshot // nil while players wait for one
+	Subscribers []clientSnapshot
+	Audio       map[string]any // from the metadata; nil when unknown
+	Video       map[string]any
+}
+
+// snapshot returns the state of every stream, for the API.
+func (h *hub) snapshot() []streamSnapshot {
+	var out []streamSnapshot
+	h.call(func() {
+		for _, s := range h.streams {
+			ss := streamSnapshot{Key: s.key}
+			if p := s.pub; p != nil {
+				ss.Publisher = &clientSnapshot{clientInfo: p.info, Bytes: p.bytesIn()}
+				ss.Audio, ss.Video = describeMeta(s.metaInfo)
+			}
+			for sub := range s.subs {
+				ss.Subscribers = append(ss.Subscribers, clientSnapshot{clientInfo: sub.info,
+					Bytes: sub.bytesOut.Load(), Drops: sub.drops.Load()})
+			}
+			out = append(out, ss)
+		}
+	})
+	return out
+}
+
+// describeMeta turns onMetaData values into NMS's audio and video objects.
+func describeMeta(m *metaInfo) (audio, video map[string]any) {
+	if m == nil {
+		return nil, nil
+	}
+	v := m.values
+	if m.hasAudio {
+		id, _ := v.Number("audiocodecid")
+		audio = map[string]any{"codec": audioCodecName(id)}
+		if sr, ok := v.Number("audiosamplerate"); ok {
+			audio["samplerate"] = sr
+		}
+		if st, ok := v.Get("stereo"); ok {
+			audio["channels"] = map[bool]int{true: 2, false: 1}[st == true]
+		}
+	}
+	if m.hasVideo {
+		id, _ := v.Number("videocodecid")
+		video = map[string]any{"codec": videoCodecName(id)}
+		for _, k := range []string{"width", "height", "framerate"} {
+			if n, ok := v.Number(k); ok {
+				video[map[string]string{"width": "width", "height": "height", "framerate": "fps"}[k]] = n
+			}
+		}
+	}
+	return audio, video
+}
+
+func audioCodecName(id float64) string {
+	switch id {
+	case 2:
+		return "MP3"
+	case 10:
+		return "AAC"
+	case 11:
+		return "Speex"
+	}
+	return fmt.Sprint(id)
+}
+
+func videoCodecName(id float64) string {
+	switch id {
+	case 7:
+		return "H264"
+	case 12:
+		return "H265"
+	case 13:
+		return "AV1"
+	}
+	return fmt.Sprint(id)
+}

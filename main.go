@@ -1,0 +1,330 @@
+// Command gms is a live video server: RTMP in; RTMP, HTTP-FLV and
+// WebSocket-FLV out. See README.md.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "gms:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// config is the server's configuration. The zero value is not useful;
+// defaultConfig returns the defaults of the NMS set-up gms replaces.
+type config struct {
+	RTMPAddr    string        // RTMP listen address
+	HTTPAddr    string        // HTTP-FLV, WS-FLV, API and admin page listen address
+	ChunkSize   int           // outgoing RTMP chunk size, sent as Set Chunk Size after connect
+	GOPCache    bool          // keep the last GOP so that joiners start at once
+	Ping        time.Duration // interval of RTMP PingRequest; 0 turns pings off
+	PingTimeout time.Duration // a peer silent this long is dropped
+	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
+	LogLevel    slog.Level
+}
+
+func defaultConfig() config {
+	return config{
+		RTMPAddr:    ":1935",
+		HTTPAddr:    ":8000",
+		ChunkSize:   60000,
+		GOPCache:    true,
+		Ping:        60 * time.Second,
+		PingTimeout: 30 * time.Second,
+		AllowOrigin: "*",
+		LogLevel:    slog.LevelInfo,
+	}
+}
+
+// parseFlags fills a config from the command line and, with -config, a
+// JSON file in NMS's shape. Flags given on the command line win over the
+// file. Warnings about the file go to log.
+func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("gms", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.RTMPAddr, "rtmp", cfg.RTMPAddr, "RTMP listen `address`")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen `address` (HTTP-FLV, WS-FLV, /api, /admin/)")
+	fs.IntVar(&cfg.ChunkSize, "chunk-size", cfg.ChunkSize, "outgoing RTMP chunk `size` (128 to 16777215)")
+	fs.BoolVar(&cfg.GOPCache, "gop-cache", cfg.GOPCache, "send late joiners the last GOP so they start at once")
+	fs.DurationVar(&cfg.Ping, "ping", cfg.Ping, "RTMP ping `interval` (0 = off)")
+	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", cfg.PingTimeout, "drop a peer silent this `long`")
+	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
+	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
+	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags win over it")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
+	}
+	if *configFile != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		data, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, err
+		}
+		if err := applyConfigFile(&cfg, data, set, warn); err != nil {
+			return cfg, fmt.Errorf("%s: %w", *configFile, err)
+		}
+	}
+	if cfg.ChunkSize < 128 || cfg.ChunkSize > 0xFFFFFF {
+		return cfg, fmt.Errorf("-chunk-size %d out of range 128..16777215", cfg.ChunkSize)
+	}
+	if cfg.PingTimeout <= 0 {
+		return cfg, fmt.Errorf("-ping-timeout must be positive")
+	}
+	return cfg, nil
+}
+
+// nmsConfig mirrors the keys of an NMS v2 config that gms understands.
+type nmsConfig struct {
+	RTMP *struct {
+		Port        *int  `json:"port"`
+		ChunkSize   *int  `json:"chunk_size"`
+		GOPCache    *bool `json:"gop_cache"`
+		Ping        *int  `json:"ping"`
+		PingTimeout *int  `json:"ping_timeout"`
+	} `json:"rtmp"`
+	HTTP *struct {
+		Port        *int    `json:"port"`
+		AllowOrigin *string `json:"allow_origin"`
+	} `json:"http"`
+	LogType *int `json:"logType"`
+}
+
+// knownKeys are the config keys gms reads; others get a warning.
+var knownKeys = map[string]bool{
+	"rtmp": true, "rtmp.port": true, "rtmp.chunk_size": true, "rtmp.gop_cache": true,
+	"rtmp.ping": true, "rtmp.ping_timeout": true,
+	"http": true, "http.port": true, "http.allow_origin": true,
+	"logType": true,
+}
+
+// applyConfigFile reads an NMS-shaped JSON config into cfg, leaving the
+// fields whose flags were set on the command line alone.
+func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(string, ...any)) error {
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return jsonErrorAt(data, err)
+	}
+	for _, key := range flattenKeys("", raw) {
+		if !knownKeys[key] {
+			warn("config: unknown key ignored", "key", key)
+		}
+	}
+	var nc nmsConfig
+	if err := json.Unmarshal(data, &nc); err != nil {
+		return jsonErrorAt(data, err)
+	}
+	if r := nc.RTMP; r != nil {
+		if r.Port != nil && !set["rtmp"] {
+			cfg.RTMPAddr = fmt.Sprintf(":%d", *r.Port)
+		}
+		if r.ChunkSize != nil && !set["chunk-size"] {
+			cfg.ChunkSize = *r.ChunkSize
+		}
+		if r.GOPCache != nil && !set["gop-cache"] {
+			cfg.GOPCache = *r.GOPCache
+		}
+		if r.Ping != nil && !set["ping"] {
+			cfg.Ping = time.Duration(*r.Ping) * time.Second
+		}
+		if r.PingTimeout != nil && !set["ping-timeout"] {
+			cfg.PingTimeout = time.Duration(*r.PingTimeout) * time.Second
+		}
+	}
+	if h := nc.HTTP; h != nil {
+		if h.Port != nil && !set["http"] {
+			cfg.HTTPAddr = fmt.Sprintf(":%d", *h.Port)
+		}
+		if h.AllowOrigin != nil && !set["allow-origin"] {
+			cfg.AllowOrigin = *h.AllowOrigin
+		}
+	}
+	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
+	if nc.LogType != nil && !set["log-level"] {
+		cfg.LogLevel = map[int]slog.Level{0: slog.LevelError + 4, 1: slog.LevelError, 2: slog.LevelInfo}[*nc.LogType]
+		if *nc.LogType >= 3 {
+			cfg.LogLevel = slog.LevelDebug
+		}
+	}
+	return nil
+}
+
+// flattenKeys lists the dotted keys of a JSON object, sorted.
+func flattenKeys(prefix string, m map[string]any) []string {
+	var keys []string
+	for k, v := range m {
+		full := prefix + k
+		keys = append(keys, full)
+		if sub, ok := v.(map[string]any); ok && knownKeys[full] {
+			keys = append(keys, flattenKeys(full+".", sub)...)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// jsonErrorAt names the line and column of a JSON error.
+func jsonErrorAt(data []byte, err error) error {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 {
+		return err
+	}
+	before := data[:min(int(off), len(data))]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := len(before) - bytes.LastIndexByte(before, '\n')
+	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
+// run starts the server and serves until ctx ends.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	var pending []func(*slog.Logger) // warnings from before the logger exists
+	cfg, err := parseFlags(args, stderr, func(msg string, kv ...any) {
+		pending = append(pending, func(l *slog.Logger) { l.Warn(msg, kv...) })
+	})
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	for _, w := range pending {
+		w(log)
+	}
+	srv, err := listen(&cfg, log)
+	if err != nil {
+		return err
+	}
+	rtmpPort := portOf(srv.rtmpLn.Addr())
+	httpPort := portOf(srv.httpLn.Addr())
+	log.Info("gms listening", "rtmp", srv.rtmpLn.Addr().String(), "http", srv.httpLn.Addr().String())
+	log.Info("push with: ffmpeg -re -i input.mp4 -c copy -f flv rtmp://localhost:" + rtmpPort + "/live/NAME")
+	log.Info("play with: ffplay rtmp://localhost:" + rtmpPort + "/live/NAME, http://localhost:" + httpPort +
+		"/live/NAME.flv or ws://localhost:" + httpPort + "/live/NAME.flv; admin page: http://localhost:" + httpPort + "/admin/")
+	return srv.serve(ctx)
+}
+
+func portOf(a net.Addr) string {
+	_, port, _ := net.SplitHostPort(a.String())
+	return port
+}
+
+// server is a running gms: listeners, hub and the connections they serve.
+type server struct {
+	cfg     *config
+	log     *slog.Logger
+	hub     *hub
+	rtmp    *rtmpServer
+	web     *httpServer
+	rtmpLn  net.Listener
+	httpLn  net.Listener
+	httpSrv *http.Server
+}
+
+// listen opens both listeners, so that a port in use fails before anything runs.
+func listen(cfg *config, log *slog.Logger) (*server, error) {
+	rtmpLn, err := net.Listen("tcp", cfg.RTMPAddr)
+	if err != nil {
+		return nil, err
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		rtmpLn.Close()
+		return nil, err
+	}
+	h := newHub(cfg, log)
+	s := &server{
+		cfg:    cfg,
+		log:    log,
+		hub:    h,
+		rtmp:   &rtmpServer{cfg: cfg, hub: h, log: log, conns: map[*rtmpConn]struct{}{}},
+		web:    newHTTPServer(cfg, h, log),
+		rtmpLn: rtmpLn,
+		httpLn: httpLn,
+	}
+	s.httpSrv = &http.Server{
+		Handler:           s.web.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       cfg.PingTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// serve runs until ctx ends, then shuts down in order: stop accepting,
+// let HTTP handlers finish, close the RTMP and hijacked connections that
+// Shutdown does not know about, and wait for every goroutine.
+func (s *server) serve(ctx context.Context) error {
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	connCtx, closeConns := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.hub.run(hubCtx) })
+	errc := make(chan error, 2)
+	wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpLn) })
+	wg.Go(func() { errc <- s.httpSrv.Serve(s.httpLn) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.log.Info("shutting down")
+	s.rtmpLn.Close()
+	closeConns()
+	s.rtmp.closeAll()
+	s.web.closeAll()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	s.httpSrv.Shutdown(shutCtx)
+	s.rtmp.wait()
+	s.web.wait()
+	stopHub()
+	wg.Wait()
+	if errors.Is(err, errServerClosed) || errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// trimQuery is a small helper shared by the URL parsers.
+func trimQuery(s string) string {
+	s, _, _ = strings.Cut(s, "?")
+	return s
+}

@@ -1,0 +1,784 @@
+package main
+
+// End-to-end tests: a real server on 127.0.0.1:0, real ffmpeg publishing,
+// real ffmpeg/ffprobe and test clients playing, and what came out compared
+// with what went in.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// needFFmpeg skips when ffmpeg/ffprobe are missing on a laptop, and fails
+// on CI, so these tests can never silently vanish there.
+func needFFmpeg(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found on CI: .ci/run must install it (%v)", tool, err)
+			}
+			t.Skipf("%s not found: install ffmpeg to run the end-to-end tests", tool)
+		}
+	}
+}
+
+// testServer is a gms serving on loopback ports for one test.
+type testServer struct {
+	*server
+	rtmpAddr, httpAddr string
+	logs               *syncBuffer
+	stop               func() error // cancels serve and returns what it returned
+}
+
+func (ts *testServer) rtmpURL(name string) string { return "rtmp://" + ts.rtmpAddr + "/live/" + name }
+func (ts *testServer) httpURL(name string) string {
+	return "http://" + ts.httpAddr + "/live/" + name + ".flv"
+}
+
+// syncBuffer collects the server's log for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startServer(t testing.TB, edit func(*config)) *testServer {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.RTMPAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.LogLevel = slog.LevelDebug
+	if edit != nil {
+		edit(&cfg)
+	}
+	logs := &syncBuffer{}
+	srv, err := listen(&cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.serve(ctx) }()
+	stop := sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("server did not shut down in 10 s")
+		}
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return &testServer{server: srv, rtmpAddr: srv.rtmpLn.Addr().String(), httpAddr: srv.httpLn.Addr().String(),
+		logs: logs, stop: stop}
+}
+
+var (
+	clipOnce sync.Once
+	clipPath string
+	clipErr  error
+)
+
+// testClip makes (once per run) a 4 s H.264 + AAC FLV with a keyframe
+// every second and B-frames, the input every publish test sends.
+func testClip(t testing.TB) string {
+	t.Helper()
+	needFFmpeg(t)
+	clipOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gms-clip")
+		if err != nil {
+			clipErr = err
+			return
+		}
+		clipPath = filepath.Join(dir, "clip.flv")
+		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+			"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+			"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+			"-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-bf", "2", "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-b:a", "64k", "-f", "flv", clipPath).CombinedOutput()
+		if err != nil {
+			clipErr = fmt.Errorf("making the test clip: %v\n%s", err, out)
+		}
+	})
+	if clipErr != nil {
+		t.Fatal(clipErr)
+	}
+	return clipPath
+}
+
+// readFLVFile parses a whole FLV file.
+func readFLVFile(t testing.TB, path string) (header [2]bool, tags []flvTag) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseFLV(t, data)
+}
+
+func parseFLV(t testing.TB, data []byte) (header [2]bool, tags []flvTag) {
+	t.Helper()
+	fr, err := newFLVReader(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("FLV header: %v", err)
+	}
+	for {
+		tag, err := fr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("FLV tag %d: %v", len(tags), err)
+		}
+		tag.Data = bytes.Clone(tag.Data)
+		tags = append(tags, tag)
+	}
+	return [2]bool{fr.HasAudio, fr.HasVideo}, tags
+}
+
+func mediaTags(tags []flvTag) []flvTag {
+	var out []flvTag
+	for _, tag := range tags {
+		if tag.Type == tagAudio || tag.Type == tagVideo {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+// publish runs ffmpeg sending the clip in real time; it returns when
+// ffmpeg exits.
+func publish(t testing.TB, ctx context.Context, clip, url string) error {
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", clip,
+		"-c", "copy", "-f", "flv", url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ffmpeg publish: %v: %s", err, out)
+	}
+	return nil
+}
+
+// startPublish publishes in the background; the returned func waits.
+func startPublish(t testing.TB, clip, url string) (wait func() error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	errc := make(chan error, 1)
+	go func() { errc <- publish(t, ctx, clip, url) }()
+	return func() error {
+		defer cancel()
+		return <-errc
+	}
+}
+
+// httpGetFLV reads an HTTP-FLV stream until it ends.
+func httpGetFLV(ctx context.Context, url string) (*http.Response, []byte, error) {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp, data, err
+}
+
+// wsClient is a minimal RFC 6455 client for the tests: it masks what it
+// sends, as clients must.
+type wsClient struct {
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialWS(ctx context.Context, addr, path string) (*wsClient, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	key := make([]byte, 16)
+	rand.Read(key)
+	k := base64.StdEncoding.EncodeToString(key)
+	fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", path, addr, k)
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Sec-WebSocket-Accept") != wsAccept(k) {
+		nc.Close()
+		return nil, fmt.Errorf("upgrade refused: %s %v", resp.Status, resp.Header)
+	}
+	return &wsClient{nc: nc, br: br}, nil
+}
+
+// readFrame reads one server frame, which must be unmasked (§5.1).
+func (c *wsClient) readFrame() (opcode byte, payload []byte, err error) {
+	var h [10]byte
+	if _, err := io.ReadFull(c.br, h[:2]); err != nil {
+		return 0, nil, err
+	}
+	if h[1]&0x80 != 0 {
+		return 0, nil, errors.New("server frame is masked")
+	}
+	opcode = h[0] & 0x0F
+	n := uint64(h[1] & 0x7F)
+	switch n {
+	case 126:
+		io.ReadFull(c.br, h[:2])
+		n = uint64(binary.BigEndian.Uint16(h[:2]))
+	case 127:
+		io.ReadFull(c.br, h[:8])
+		n = binary.BigEndian.Uint64(h[:8])
+	}
+	if n > 64<<20 {
+		return 0, nil, fmt.Errorf("frame of %d bytes", n)
+	}
+	payload = make([]byte, n)
+	_, err = io.ReadFull(c.br, payload)
+	return opcode, payload, err
+}
+
+func (c *wsClient) writeFrame(opcode byte, payload []byte) error {
+	mask := [4]byte{1, 2, 3, 4}
+	b := []byte{0x80 | opcode}
+	switch {
+	case len(payload) < 126:
+		b = append(b, 0x80|byte(len(payload)))
+	default:
+		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(len(payload)))
+	}
+	b = append(b, mask[:]...)
+	for i, x := range payload {
+		b = append(b, x^mask[i%4])
+	}
+	_, err := c.nc.Write(b)
+	return err
+}
+
+// readFLV collects binary frames until the server closes the stream.
+func (c *wsClient) readFLV() ([]byte, error) {
+	var data []byte
+	for {
+		op, p, err := c.readFrame()
+		if err != nil {
+			return data, err
+		}
+		switch op {
+		case wsOpBinary, wsOpContinuation:
+			data = append(data, p...)
+		case wsOpClose:
+			return data, nil
+		}
+	}
+}
+
+// ffprobePackets lists the packets of a file or URL.
+type probePacket struct {
+	CodecType string `json:"codec_type"`
+	DTS       int64  `json:"dts"`
+	PTS       int64  `json:"pts"`
+	Size      string `json:"size"`
+	Flags     string `json:"flags"`
+}
+
+func ffprobePackets(t testing.TB, input string) []probePacket {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_entries",
+		"packet=codec_type,dts,pts,size,flags", "-of", "json", input).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", input, err)
+	}
+	var res struct{ Packets []probePacket }
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Packets
+}
+
+func ffprobeStreams(t testing.TB, input string) string {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
+		"-of", "compact", input).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", input, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// waitFor polls cond until it holds; tests use it to wait for state, never
+// to assert a duration.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// viewers returns how many players watch key.
+func (ts *testServer) viewers(key streamKey) int {
+	for _, s := range ts.hub.snapshot() {
+		if s.Key == key {
+			return len(s.Subscribers)
+		}
+	}
+	return 0
+}
+
+func (ts *testServer) live(key streamKey) bool {
+	for _, s := range ts.hub.snapshot() {
+		if s.Key == key && s.Publisher != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPublishPlayEveryProtocol has players on RTMP (ffmpeg), HTTP-FLV and
+// WS-FLV wait for a stream, then ffmpeg publishes the clip; every player
+// must get every media frame of the clip, in order, with the same bytes
+// and timestamps, and its stream must end when the publisher leaves.
+func TestPublishPlayEveryProtocol(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	_, want := readFLVFile(t, clip)
+	wantMedia := mediaTags(want)
+	key := streamKey{"live", "all"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// RTMP player: ffmpeg records what it receives.
+	rtmpOut := filepath.Join(t.TempDir(), "rtmp.flv")
+	rtmpPlayer := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-i", ts.rtmpURL("all"), "-c", "copy", "-f", "flv", rtmpOut)
+	var rtmpLog bytes.Buffer
+	rtmpPlayer.Stdout, rtmpPlayer.Stderr = &rtmpLog, &rtmpLog
+	if err := rtmpPlayer.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		data []byte
+		resp *http.Response
+		err  error
+	}
+	httpRes := make(chan result, 1)
+	go func() {
+		resp, data, err := httpGetFLV(ctx, ts.httpURL("all"))
+		httpRes <- result{data, resp, err}
+	}()
+	ws, err := dialWS(ctx, ts.httpAddr, "/live/all.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsRes := make(chan result, 1)
+	go func() {
+		data, err := ws.readFLV()
+		wsRes <- result{data: data, err: err}
+	}()
+	waitFor(t, "three waiting players", func() bool { return ts.viewers(key) == 3 })
+
+	if err := startPublish(t, clip, ts.rtmpURL("all"))(); err != nil {
+		t.Fatal(err)
+	}
+
+	hr := <-httpRes
+	if hr.err != nil {
+		t.Fatalf("HTTP-FLV: %v", hr.err)
+	}
+	if got := hr.resp.Header.Get("Content-Type"); got != "video/x-flv" {
+		t.Errorf("Content-Type = %q; want video/x-flv", got)
+	}
+	if got := hr.resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("Access-Control-Allow-Origin = %q; want *", got)
+	}
+	wr := <-wsRes
+	if wr.err != nil {
+		t.Fatalf("WS-FLV: %v", wr.err)
+	}
+	for _, got := range []struct {
+		proto string
+		data  []byte
+	}{{"http", hr.data}, {"ws", wr.data}} {
+		flags, tags := parseFLV(t, got.data)
+		if flags != [2]bool{true, true} {
+			t.Errorf("%s: FLV header audio,video = %v; want both", got.proto, flags)
+		}
+		if len(tags) == 0 || tags[0].Type != tagScript || !bytes.Contains(tags[0].Data, []byte("onMetaData")) {
+			t.Errorf("%s: first tag is not onMetaData", got.proto)
+		}
+		compareTags(t, got.proto, mediaTags(tags), wantMedia)
+	}
+
+	if err := rtmpPlayer.Wait(); err != nil {
+		t.Fatalf("RTMP player: %v\n%s", err, rtmpLog.String())
+	}
+	comparePackets(t, "rtmp", ffprobePackets(t, rtmpOut), ffprobePackets(t, clip))
+	if got := ffprobeStreams(t, rtmpOut); !strings.Contains(got, "codec_name=h264|codec_type=video|width=320|height=240") ||
+		!strings.Contains(got, "codec_name=aac|codec_type=audio") || strings.Count(got, "stream|") != 2 {
+		t.Errorf("RTMP output streams:\n%s\nwant exactly h264 320x240 and aac", got)
+	}
+	waitFor(t, "players to leave", func() bool { return ts.viewers(key) == 0 })
+}
+
+// compareTags wants got to equal want tag by tag: type, time and bytes.
+func compareTags(t *testing.T, proto string, got, want []flvTag) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: got %d media tags, want %d", proto, len(got), len(want))
+	}
+	for i := range min(len(got), len(want)) {
+		g, w := got[i], want[i]
+		if g.Type != w.Type || g.Time != w.Time || !bytes.Equal(g.Data, w.Data) {
+			t.Errorf("%s: tag %d = type %d time %d len %d; want type %d time %d len %d",
+				proto, i, g.Type, g.Time, len(g.Data), w.Type, w.Time, len(w.Data))
+			return
+		}
+	}
+}
+
+// comparePackets wants the same packets per stream: count, sizes, dts, pts, keyframes.
+func comparePackets(t *testing.T, proto string, got, want []probePacket) {
+	t.Helper()
+	for _, kind := range []string{"video", "audio"} {
+		g, w := filterPackets(got, kind), filterPackets(want, kind)
+		if len(g) != len(w) {
+			t.Errorf("%s: %d %s packets, want %d", proto, len(g), kind, len(w))
+		}
+		for i := range min(len(g), len(w)) {
+			if g[i] != w[i] {
+				t.Errorf("%s: %s packet %d = %+v; want %+v", proto, kind, i, g[i], w[i])
+				break
+			}
+		}
+	}
+}
+
+func filterPackets(ps []probePacket, kind string) []probePacket {
+	var out []probePacket
+	for _, p := range ps {
+		if p.CodecType == kind {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestLateJoiner joins while the clip plays: the player must start with the
+// FLV header, metadata and sequence headers, then a keyframe from the GOP
+// cache, and from there get every later frame exactly once, in order, with
+// timestamps that never go backwards; ffmpeg must decode it without errors.
+func TestLateJoiner(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	_, want := readFLVFile(t, clip)
+	wantMedia := mediaTags(want)
+	key := streamKey{"live", "late"}
+	wait := startPublish(t, clip, ts.rtmpURL("late"))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	time.Sleep(1500 * time.Millisecond) // into the second GOP: the cache then starts mid-stream
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	resp, data, err := httpGetFLV(ctx, ts.httpURL("late"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	flags, tags := parseFLV(t, data)
+	if flags != [2]bool{true, true} {
+		t.Errorf("FLV header audio,video = %v; want both", flags)
+	}
+	checkJoin(t, tags)
+	got := mediaTags(tags)
+	// After the two sequence headers, got must be the clip's media from
+	// some keyframe to the end.
+	if len(got) < 3 {
+		t.Fatalf("only %d media tags", len(got))
+	}
+	start := -1
+	for i, w := range wantMedia {
+		if w.Type == got[2].Type && w.Time == got[2].Time && bytes.Equal(w.Data, got[2].Data) {
+			start = i
+			break
+		}
+	}
+	if start <= 2 {
+		t.Fatalf("late joiner's first frame found at clip index %d; want a later keyframe", start)
+	}
+	compareTags(t, "late http", got[2:], wantMedia[start:])
+
+	out := filepath.Join(t.TempDir(), "late.flv")
+	os.WriteFile(out, data, 0o644)
+	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("decoding the late joiner's stream: %v\n%s", err, msg)
+	}
+}
+
+// checkJoin checks the start of a player's stream: metadata, audio and
+// video sequence headers, then a video keyframe; and that timestamps never
+// go backwards after that.
+func checkJoin(t *testing.T, tags []flvTag) {
+	t.Helper()
+	if len(tags) < 4 {
+		t.Fatalf("only %d tags", len(tags))
+	}
+	if tags[0].Type != tagScript {
+		t.Errorf("tag 0 type %d; want metadata", tags[0].Type)
+	}
+	if !audioIsHeader(tags[1].Data) {
+		t.Errorf("tag 1 is not the audio sequence header")
+	}
+	if header, _ := videoInfo(tags[2].Data); !header {
+		t.Errorf("tag 2 is not the video sequence header")
+	}
+	if _, key := videoInfo(tags[3].Data); tags[3].Type != tagVideo || !key {
+		t.Errorf("tag 3 is not a video keyframe")
+	}
+	last := map[uint8]uint32{}
+	for i, tag := range tags[3:] {
+		if tag.Time < last[tag.Type] {
+			t.Errorf("tag %d (type %d) time %d after %d", i+3, tag.Type, tag.Time, last[tag.Type])
+		}
+		last[tag.Type] = tag.Time
+	}
+}
+
+// TestGOPCacheOff: a joiner gets the headers, then waits for the next
+// keyframe instead of getting the cached GOP.
+func TestGOPCacheOff(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, func(c *config) { c.GOPCache = false })
+	key := streamKey{"live", "nocache"}
+	wait := startPublish(t, clip, ts.rtmpURL("nocache"))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	time.Sleep(1500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	joined := time.Now()
+	_, data, err := httpGetFLV(ctx, ts.httpURL("nocache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	_, tags := parseFLV(t, data)
+	checkJoin(t, tags)
+	// The first keyframe is a live one, at a whole second of the clip
+	// (one keyframe per second), not older than the join.
+	if kt := tags[3].Time; kt%1000 != 0 || kt == 0 {
+		t.Errorf("first keyframe at %d ms; want a later GOP start", kt)
+	}
+	_ = joined
+}
+
+// TestDuplicatePublish: a second publisher on a live name is refused and
+// its ffmpeg exits with an error; the first keeps going, its viewer untouched.
+func TestDuplicatePublish(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	key := streamKey{"live", "dup"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	httpRes := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, ts.httpURL("dup"))
+		httpRes <- data
+	}()
+	waitFor(t, "the viewer", func() bool { return ts.viewers(key) == 1 })
+	wait := startPublish(t, clip, ts.rtmpURL("dup"))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	err := publish(t, ctx, clip, ts.rtmpURL("dup"))
+	if err == nil {
+		t.Fatal("second publisher was accepted")
+	}
+	if !strings.Contains(ts.logs.String(), "already being published") {
+		t.Errorf("no log line for the refused publisher")
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("first publisher: %v", err)
+	}
+	_, want := readFLVFile(t, clip)
+	_, got := parseFLV(t, <-httpRes)
+	compareTags(t, "viewer of the first publisher", mediaTags(got), mediaTags(want))
+}
+
+// TestBadPlayPaths: malformed names answer 400 or 404 at once, and the
+// server goes on serving.
+func TestBadPlayPaths(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/live/te.st.flv", 400},
+		{"/live/a%20b.flv", 400},
+		{"/live/.flv", 400},
+		{"/live/x.mp4", 404},
+		{"/live/x", 404},
+		{"/a/b/c.flv", 404},
+		{"/live/" + strings.Repeat("a", 200) + ".flv", 400},
+		{"/l%2Fve/x.flv", 400},
+		{"/live/%00.flv", 400},
+	} {
+		resp, err := http.Get("http://" + ts.httpAddr + tc.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s = %d; want %d", tc.path, resp.StatusCode, tc.want)
+		}
+	}
+	resp, err := http.Get("http://" + ts.httpAddr + "/api/streams")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("server not serving after bad paths: %v", err)
+	}
+	resp.Body.Close()
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := parseFlags(nil, io.Discard, func(string, ...any) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
+		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", LogLevel: slog.LevelInfo}
+	if cfg != want {
+		t.Errorf("defaults = %+v; want %+v", cfg, want)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nms.json")
+	os.WriteFile(path, []byte(`{"rtmp":{"port":1936,"chunk_size":4096,"gop_cache":false,"ping":10,"ping_timeout":5,"bogus":1},
+"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{}}`), 0o644)
+	var warnings []string
+	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
+	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, io.Discard, warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{RTMPAddr: ":1936", HTTPAddr: ":8001", ChunkSize: 8192, GOPCache: false,
+		Ping: 10 * time.Second, PingTimeout: 5 * time.Second, AllowOrigin: "https://example.com", LogLevel: slog.LevelDebug}
+	if cfg != want {
+		t.Errorf("config = %+v; want %+v", cfg, want)
+	}
+	joined := strings.Join(warnings, "\n")
+	for _, key := range []string{"rtmp.bogus", "http.mediaroot", "trans"} {
+		if !strings.Contains(joined, key) {
+			t.Errorf("no warning for unknown key %s in %q", key, joined)
+		}
+	}
+
+	os.WriteFile(path, []byte("{\n  \"rtmp\": {\n    \"port\": 1935,\n  }\n}\n"), 0o644)
+	_, err = parseFlags([]string{"-config", path}, io.Discard, warn)
+	if err == nil || !strings.Contains(err.Error(), "line 4") {
+		t.Errorf("malformed config error = %v; want it to name line 4", err)
+	}
+	os.WriteFile(path, []byte("{\"rtmp\": {\"port\": \"x\"}}"), 0o644)
+	if _, err = parseFlags([]string{"-config", path}, io.Discard, warn); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("wrong-type config error = %v; want it to name line 1", err)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
+		if _, err := parseFlags(args, io.Discard, func(string, ...any) {}); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+	var help bytes.Buffer
+	parseFlags([]string{"-h"}, &help, func(string, ...any) {})
+	for _, f := range []string{"-rtmp", "-http", "-chunk-size", "-gop-cache", "-ping", "-ping-timeout", "-allow-origin", "-log-level", "-config"} {
+		if !strings.Contains(help.String(), f) {
+			t.Errorf("-h does not document %s", f)
+		}
+	}
+}
+
+// TestPortInUse: run fails with one clear error when a port is taken.
+func TestPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = run(context.Background(), []string{"-rtmp", ln.Addr().String(), "-http", "127.0.0.1:0"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("run = %v; want address already in use", err)
+	}
+}
+
+// TestShutdown: cancelling run's context (what SIGINT does) closes a
+// publisher and a waiting player and returns nil.
+func TestShutdown(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dialRTMP(t, ts.rtmpAddr, false)
+	c.connect("live")
+	sid := c.createStream()
+	c.command(sid, "publish", nil, "bye", "live")
+	c.expectStatus()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := httpGetFLV(ctx, ts.httpURL("waiting"))
+		done <- err
+	}()
+	waitFor(t, "the viewer", func() bool { return ts.viewers(streamKey{"live", "waiting"}) == 1 })
+	if err := ts.stop(); err != nil {
+		t.Fatalf("serve returned %v; want nil", err)
+	}
+	if _, err := c.read(); err == nil {
+		t.Errorf("publisher still connected after shutdown")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("viewer's response did not end cleanly: %v", err)
+	}
+}
