@@ -18,8 +18,7 @@ import (
 // Limits of the hub. A viewer costs at most its queue; a stream at most its
 // GOP cache.
 const (
-	subQueueFrames = 1024     // messages queued for one viewer
-	subQueueBytes  = 16 << 20 // bytes queued for one viewer
+	subQueueFrames = 1024 // messages queued for one viewer; bytes: config.QueueBytes
 	gopMaxFrames   = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
 	gopMaxBytes    = 64 << 20 // bytes in the GOP cache
 	maxBehind      = 10 * time.Second
@@ -476,7 +475,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	if b == nil {
 		return true // nothing to send in this form
 	}
-	if sub.queued.Load()+int64(len(b)) > subQueueBytes {
+	if sub.queued.Load()+int64(len(b)) > int64(h.cfg.QueueBytes) {
 		h.dropped(sub)
 		return false
 	}
@@ -505,7 +504,7 @@ func (sub *subscriber) fits(fs []*frame) bool {
 	for _, f := range fs {
 		n += len(f.bytes(sub.form))
 	}
-	return len(sub.q)+len(fs) <= cap(sub.q) && sub.queued.Load()+int64(n) <= subQueueBytes
+	return len(sub.q)+len(fs) <= cap(sub.q) && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
 }
 
 func (h *hub) kickSub(s *stream, sub *subscriber, err error) {

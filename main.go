@@ -43,6 +43,7 @@ type config struct {
 	Ping        time.Duration // interval of RTMP PingRequest; 0 turns pings off
 	PingTimeout time.Duration // a peer silent this long is dropped
 	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
+	QueueBytes  int           // most bytes queued for one viewer before it skips to the next keyframe
 	LogLevel    slog.Level
 }
 
@@ -55,6 +56,7 @@ func defaultConfig() config {
 		Ping:        60 * time.Second,
 		PingTimeout: 30 * time.Second,
 		AllowOrigin: "*",
+		QueueBytes:  16 << 20,
 		LogLevel:    slog.LevelInfo,
 	}
 }
@@ -73,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.Ping, "ping", cfg.Ping, "RTMP ping `interval` (0 = off)")
 	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", cfg.PingTimeout, "drop a peer silent this `long`")
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
+	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags win over it")
 	fs.Usage = func() {
@@ -98,6 +101,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if cfg.ChunkSize < 128 || cfg.ChunkSize > 0xFFFFFF {
 		return cfg, fmt.Errorf("-chunk-size %d out of range 128..16777215", cfg.ChunkSize)
+	}
+	if cfg.QueueBytes < 64<<10 {
+		return cfg, fmt.Errorf("-queue-bytes %d below 65536", cfg.QueueBytes)
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")

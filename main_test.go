@@ -687,7 +687,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
-		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", LogLevel: slog.LevelInfo}
+		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20, LogLevel: slog.LevelInfo}
 	if cfg != want {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -705,7 +705,8 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{RTMPAddr: ":1936", HTTPAddr: ":8001", ChunkSize: 8192, GOPCache: false,
-		Ping: 10 * time.Second, PingTimeout: 5 * time.Second, AllowOrigin: "https://example.com", LogLevel: slog.LevelDebug}
+		Ping: 10 * time.Second, PingTimeout: 5 * time.Second, AllowOrigin: "https://example.com", QueueBytes: 16 << 20,
+		LogLevel: slog.LevelDebug}
 	if cfg != want {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}
