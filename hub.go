@@ -18,7 +18,7 @@ import (
 // Limits of the hub. A viewer costs at most its queue; a stream at most its
 // GOP cache.
 const (
-	subQueueFrames = 1024 // messages queued for one viewer; bytes: config.QueueBytes
+	subQueueFrames = 1024     // messages queued for one viewer; bytes: config.QueueBytes
 	gopMaxFrames   = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
 	gopMaxBytes    = 64 << 20 // bytes in the GOP cache
 	maxBehind      = 10 * time.Second
