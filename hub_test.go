@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -335,5 +340,113 @@ func TestDeliverAllocs(t *testing.T) {
 	// frames must add nothing on top.
 	if allocs > 10 {
 		t.Errorf("%v allocs for 1000 deliveries; want no per-viewer allocation", allocs)
+	}
+}
+
+// TestStalledViewerCostsItsQueue pushes 26 MB through a server while one
+// HTTP-FLV viewer never reads: another viewer gets every frame, the
+// publisher finishes while the stalled one is still connected (so it never
+// waited for it), the stalled one's drops are counted, and the heap grows
+// by no more than the queue cap plus the GOP cache.
+func TestStalledViewerCostsItsQueue(t *testing.T) {
+	const queue = 2 << 20
+	ts := startServer(t, func(c *config) { c.QueueBytes = queue })
+	key := streamKey{"live", "stall"}
+
+	stalled, err := net.Dial("tcp", ts.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The good viewer counts media tags as they stream by, keeping none
+	// (this test measures the heap of the process it shares with the server).
+	good := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { good <- n }()
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.httpURL("stall"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		fr, err := newFLVReader(resp.Body)
+		if err != nil {
+			return
+		}
+		for {
+			tag, err := fr.next()
+			if err != nil {
+				return
+			}
+			if tag.Type == tagAudio || tag.Type == tagVideo {
+				n++
+			}
+		}
+	}()
+	waitFor(t, "two viewers", func() bool { return ts.viewers(key) == 2 })
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "stall", "live")
+	pub.expectStatus()
+	pub.chunkSize = 60000
+	pub.send(csidControl, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 60000))
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	// About 130 Mbit/s: paced so that a reading viewer keeps up even
+	// under the race detector, far more than the stalled one's queue.
+	const frames, size = 400, 64 << 10
+	for i := range frames {
+		time.Sleep(4 * time.Millisecond)
+		pub.send(csidVideo, msgVideo, sid, uint32(40*i), testVideo(i%25 == 0, size))
+	}
+	// Wait until the good viewer has everything, then check the stalled
+	// one is still there: the publisher never waited for it.
+	waitFor(t, "the good viewer to get every frame", func() bool {
+		for _, s := range ts.hub.snapshot() {
+			for _, c := range s.Subscribers {
+				if c.Drops == 0 && c.Bytes >= uint64(frames*(size+15)) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	var stalledDrops uint64
+	for _, s := range ts.hub.snapshot() {
+		for _, c := range s.Subscribers {
+			stalledDrops = max(stalledDrops, c.Drops)
+		}
+	}
+	if ts.viewers(key) != 2 || stalledDrops == 0 {
+		t.Errorf("viewers %d, stalled viewer drops %d; want 2 viewers and drops counted", ts.viewers(key), stalledDrops)
+	}
+	// What is live now, with the stalled viewer still connected: each
+	// frame is held in two forms (RTMP and FLV); the GOP cache holds 25
+	// frames; the stalled viewer's queue at most queue bytes.
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	bound := uint64(queue + 2*25*(size+64) + 4<<20)
+	grew := after.HeapInuse - min(after.HeapInuse, before.HeapInuse)
+	t.Logf("pushed %d bytes; stalled viewer dropped %d frames; live heap grew by %d bytes (bound %d)", frames*size, stalledDrops, grew, bound)
+	if grew > bound {
+		t.Errorf("heap grew by %d bytes with a stalled viewer; want at most %d (pushed %d)", grew, bound, frames*size)
+	}
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	if n := <-good; n != frames+2 {
+		t.Errorf("good viewer got %d media tags; want %d", n, frames+2)
 	}
 }
