@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // FLV tag types (§E.4.1) equal the RTMP message types they carry.
@@ -266,4 +267,304 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 		csid, typ, mediaStreamID, ts, payload, chunkSize)
 	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), typ, ts, payload)
 	return f, kind
+}
+
+// ---- Codec parameters, for stats ----
+
+// videoParams is what the API shows about a video track.
+type videoParams struct {
+	Codec         string  `json:"codec"`
+	Width         int     `json:"width,omitempty"`
+	Height        int     `json:"height,omitempty"`
+	Profile       string  `json:"profile,omitempty"`
+	Level         float64 `json:"level,omitempty"`
+	FPS           float64 `json:"fps,omitempty"`
+	DeclaredFPS   float64 `json:"declaredFps,omitempty"`
+	GOPFrames     int     `json:"gopFrames,omitempty"`
+	GOPSeconds    float64 `json:"gopSeconds,omitempty"`
+	KeyframeBytes int     `json:"keyframeBytes,omitempty"`
+}
+
+// audioParams is what the API shows about an audio track.
+type audioParams struct {
+	Codec      string `json:"codec"`
+	Profile    string `json:"profile,omitempty"`
+	SampleRate int    `json:"samplerate,omitempty"`
+	Channels   int    `json:"channels,omitempty"`
+}
+
+// parseVideoHeader reads codec, profile, level and size from a video
+// sequence header: an AVCDecoderConfigurationRecord (ISO/IEC 14496-15
+// §5.3.3.1) for AVC; for other codecs only the codec's name.
+func parseVideoHeader(p []byte) videoParams {
+	if len(p) == 0 {
+		return videoParams{}
+	}
+	if p[0]&videoExHeader != 0 {
+		if len(p) < 5 {
+			return videoParams{Codec: "unknown"}
+		}
+		return videoParams{Codec: fourCCName(string(p[1:5]))}
+	}
+	switch p[0] & 0x0F {
+	case codecAVC:
+	case 12:
+		return videoParams{Codec: "H265"}
+	case 13:
+		return videoParams{Codec: "AV1"}
+	default:
+		return videoParams{Codec: fmt.Sprint(p[0] & 0x0F)}
+	}
+	v := videoParams{Codec: "H264"}
+	rec := p[min(len(p), 5):] // FLV video header, AVCPacketType, CompositionTime
+	// configurationVersion, AVCProfileIndication, profile_compatibility,
+	// AVCLevelIndication, lengthSizeMinusOne, numOfSequenceParameterSets.
+	if len(rec) < 8 {
+		return v
+	}
+	v.Profile = avcProfileName(rec[1])
+	v.Level = float64(rec[3]) / 10
+	spsLen := int(binary.BigEndian.Uint16(rec[6:8]))
+	if rec[5]&0x1F == 0 || len(rec) < 8+spsLen {
+		return v
+	}
+	v.Width, v.Height = avcSPSSize(rec[8 : 8+spsLen])
+	return v
+}
+
+func fourCCName(cc string) string {
+	switch cc {
+	case "avc1":
+		return "H264"
+	case "hvc1":
+		return "H265"
+	case "av01":
+		return "AV1"
+	case "vp09":
+		return "VP9"
+	case "vp08":
+		return "VP8"
+	case "Opus":
+		return "Opus"
+	case "fLaC":
+		return "FLAC"
+	case "ac-3":
+		return "AC3"
+	case "ec-3":
+		return "EAC3"
+	case "mp4a":
+		return "AAC"
+	case ".mp3":
+		return "MP3"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7E {
+			return '?'
+		}
+		return r
+	}, cc)
+}
+
+func avcProfileName(idc byte) string {
+	switch idc {
+	case 66:
+		return "Baseline"
+	case 77:
+		return "Main"
+	case 88:
+		return "Extended"
+	case 100:
+		return "High"
+	case 110:
+		return "High 10"
+	case 122:
+		return "High 4:2:2"
+	case 244:
+		return "High 4:4:4"
+	}
+	return fmt.Sprint(idc)
+}
+
+// bitReader reads the exp-Golomb coded fields of an H.264 SPS. Reading past
+// the end yields zeros and sets err, so callers check once at the end.
+type bitReader struct {
+	b   []byte
+	pos int
+	err bool
+}
+
+func (r *bitReader) bit() uint {
+	if r.pos >= 8*len(r.b) {
+		r.err = true
+		return 0
+	}
+	v := uint(r.b[r.pos/8]>>(7-r.pos%8)) & 1
+	r.pos++
+	return v
+}
+
+func (r *bitReader) bits(n int) uint {
+	var v uint
+	for range n {
+		v = v<<1 | r.bit()
+	}
+	return v
+}
+
+// ue reads an unsigned exp-Golomb value (H.264 §9.1).
+func (r *bitReader) ue() uint {
+	zeros := 0
+	for r.bit() == 0 && !r.err {
+		zeros++
+		if zeros > 31 {
+			r.err = true
+			return 0
+		}
+	}
+	return 1<<zeros - 1 + r.bits(zeros)
+}
+
+func (r *bitReader) se() int {
+	v := r.ue()
+	if v&1 == 1 {
+		return int(v+1) / 2
+	}
+	return -int(v / 2)
+}
+
+// avcSPSSize computes the picture size from an H.264 sequence parameter set
+// (H.264 §7.3.2.1.1), after removing emulation prevention bytes. It
+// returns zeros for an SPS it cannot read.
+func avcSPSSize(nal []byte) (width, height int) {
+	rbsp := make([]byte, 0, len(nal))
+	for i := 0; i < len(nal); i++ {
+		if i >= 2 && nal[i] == 3 && nal[i-1] == 0 && nal[i-2] == 0 {
+			continue // emulation_prevention_three_byte
+		}
+		rbsp = append(rbsp, nal[i])
+	}
+	if len(rbsp) < 4 {
+		return 0, 0
+	}
+	r := &bitReader{b: rbsp[1:]} // skip the NAL header
+	profile := r.bits(8)
+	r.bits(16) // constraint flags, level_idc
+	r.ue()     // seq_parameter_set_id
+	chroma := uint(1)
+	switch profile {
+	case 100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135:
+		chroma = r.ue()
+		if chroma == 3 {
+			r.bit() // separate_colour_plane_flag
+		}
+		r.ue()            // bit_depth_luma_minus8
+		r.ue()            // bit_depth_chroma_minus8
+		r.bit()           // qpprime_y_zero_transform_bypass_flag
+		if r.bit() == 1 { // seq_scaling_matrix_present_flag
+			lists := 8
+			if chroma == 3 {
+				lists = 12
+			}
+			for i := range lists {
+				if r.bit() == 1 {
+					skipScalingList(r, map[bool]int{true: 16, false: 64}[i < 6])
+				}
+			}
+		}
+	}
+	r.ue()          // log2_max_frame_num_minus4
+	switch r.ue() { // pic_order_cnt_type
+	case 0:
+		r.ue() // log2_max_pic_order_cnt_lsb_minus4
+	case 1:
+		r.bit()
+		r.se()
+		r.se()
+		n := r.ue()
+		if n > 255 {
+			return 0, 0
+		}
+		for range n {
+			r.se()
+		}
+	}
+	r.ue()  // max_num_ref_frames
+	r.bit() // gaps_in_frame_num_value_allowed_flag
+	wMbs := r.ue() + 1
+	hMapUnits := r.ue() + 1
+	frameMbsOnly := r.bit()
+	if frameMbsOnly == 0 {
+		r.bit() // mb_adaptive_frame_field_flag
+	}
+	r.bit() // direct_8x8_inference_flag
+	var cropL, cropR, cropT, cropB uint
+	if r.bit() == 1 { // frame_cropping_flag
+		cropL, cropR, cropT, cropB = r.ue(), r.ue(), r.ue(), r.ue()
+	}
+	if r.err || wMbs > 1024 || hMapUnits > 1024 {
+		return 0, 0
+	}
+	// Crop units per Table 6-1 and §7.4.2.1.1.
+	cropX, cropY := uint(1), 2-frameMbsOnly
+	if chroma == 1 || chroma == 2 {
+		cropX = 2
+	}
+	if chroma == 1 {
+		cropY *= 2
+	}
+	w := int(wMbs*16) - int(cropX*(cropL+cropR))
+	h := int((2-frameMbsOnly)*hMapUnits*16) - int(cropY*(cropT+cropB))
+	if w <= 0 || h <= 0 {
+		return 0, 0
+	}
+	return w, h
+}
+
+func skipScalingList(r *bitReader, size int) {
+	last, next := 8, 8
+	for range size {
+		if next != 0 {
+			next = (last + r.se() + 256) % 256
+		}
+		if next != 0 {
+			last = next
+		}
+	}
+}
+
+// parseAudioHeader reads codec, profile, sample rate and channels: for AAC
+// from the AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1), otherwise from
+// the FLV audio tag header (§E.4.2.1).
+func parseAudioHeader(p []byte) audioParams {
+	if len(p) == 0 {
+		return audioParams{}
+	}
+	format := p[0] >> 4
+	if format == soundExHeader {
+		if len(p) < 5 {
+			return audioParams{Codec: "unknown"}
+		}
+		return audioParams{Codec: fourCCName(string(p[1:5]))}
+	}
+	a := audioParams{
+		Codec:      map[byte]string{0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM", 4: "Nellymoser", 5: "Nellymoser", 6: "Nellymoser", 7: "G711A", 8: "G711U", 10: "AAC", 11: "Speex", 14: "MP3"}[format],
+		SampleRate: []int{5512, 11025, 22050, 44100}[p[0]>>2&3],
+		Channels:   int(p[0]&1) + 1,
+	}
+	if a.Codec == "" {
+		a.Codec = fmt.Sprint(format)
+	}
+	if format != soundAAC || len(p) < 4 || p[1] != 0 {
+		return a
+	}
+	asc := p[2:]
+	objectType := asc[0] >> 3
+	freqIndex := (asc[0]&7)<<1 | asc[1]>>7
+	a.Profile = map[byte]string{1: "Main", 2: "LC", 3: "SSR", 4: "LTP", 5: "HE", 29: "HEv2", 23: "LD", 39: "ELD"}[objectType]
+	rates := []int{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+	if int(freqIndex) < len(rates) {
+		a.SampleRate = rates[freqIndex]
+	}
+	a.Channels = int(asc[1] >> 3 & 0x0F)
+	return a
 }

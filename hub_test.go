@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"testing/synctest"
@@ -448,5 +450,49 @@ func TestStalledViewerCostsItsQueue(t *testing.T) {
 	pub.command(sid, "deleteStream", nil, float64(sid))
 	if n := <-good; n != frames+2 {
 		t.Errorf("good viewer got %d media tags; want %d", n, frames+2)
+	}
+}
+
+// TestCodecParams reads size, profile and level from real encoder output,
+// including a size that needs SPS cropping, and AAC's configuration.
+func TestCodecParams(t *testing.T) {
+	needFFmpeg(t)
+	for _, tc := range []struct {
+		args  []string
+		video videoParams
+		audio audioParams
+	}{
+		{[]string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+			"-c:v", "libx264", "-profile:v", "high", "-level", "3.1", "-c:a", "aac"},
+			videoParams{Codec: "H264", Width: 320, Height: 240, Profile: "High", Level: 3.1},
+			audioParams{Codec: "AAC", Profile: "LC", SampleRate: 44100, Channels: 1}},
+		{[]string{"-f", "lavfi", "-i", "testsrc2=size=642x362:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+			"-c:v", "libx264", "-profile:v", "baseline", "-c:a", "aac", "-ac", "2"},
+			videoParams{Codec: "H264", Width: 642, Height: 362, Profile: "Baseline", Level: 3},
+			audioParams{Codec: "AAC", Profile: "LC", SampleRate: 48000, Channels: 2}},
+	} {
+		path := filepath.Join(t.TempDir(), "c.flv")
+		args := append([]string{"-v", "error"}, tc.args...)
+		args = append(args, "-t", "0.2", "-f", "flv", path)
+		if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, out)
+		}
+		_, tags := readFLVFile(t, path)
+		var gotV videoParams
+		var gotA audioParams
+		for _, tag := range tags {
+			if tag.Type == tagVideo && gotV.Codec == "" {
+				gotV = parseVideoHeader(tag.Data)
+			}
+			if tag.Type == tagAudio && gotA.Codec == "" {
+				gotA = parseAudioHeader(tag.Data)
+			}
+		}
+		if gotV != tc.video {
+			t.Errorf("video = %+v; want %+v", gotV, tc.video)
+		}
+		if gotA != tc.audio {
+			t.Errorf("audio = %+v; want %+v", gotA, tc.audio)
+		}
 	}
 }
