@@ -8,8 +8,8 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync/atomic"
 	"time"
@@ -90,7 +90,32 @@ type hub struct {
 	ops     chan hubOp
 	done    chan struct{}
 	streams map[streamKey]*stream // owned by the hub goroutine
+	// watchers get lifecycle events (the API's event stream, hooks).
+	watchers map[chan hubEvent]struct{}
+	counters counters
 }
+
+// counters are server-wide totals, for /api/server and /metrics.
+type counters struct {
+	accepted          [protoCount]atomic.Uint64
+	active            [protoCount]atomic.Int64
+	bytesIn, bytesOut atomic.Uint64
+	drops, kicks      atomic.Uint64
+	authFailures      [protoCount]atomic.Uint64
+	hookRejects       atomic.Uint64
+	handshakeFailures atomic.Uint64
+	tooManyConns      atomic.Uint64
+}
+
+// Protocols, as indexes into the counters.
+const (
+	protoRTMP = iota
+	protoHTTP
+	protoWS
+	protoCount
+)
+
+var protoNames = [protoCount]string{"rtmp", "http", "ws"}
 
 func newHub(cfg *config, log *slog.Logger) *hub {
 	return &hub{
@@ -98,15 +123,22 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 		log:     log,
 		ops:     make(chan hubOp, 1024),
 		done:    make(chan struct{}),
-		streams: map[streamKey]*stream{},
+		streams:  map[streamKey]*stream{},
+		watchers: map[chan hubEvent]struct{}{},
 	}
 }
 
 // run serves requests until ctx ends. Then it ends every subscription.
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
+		case now := <-tick.C:
+			for _, s := range h.streams {
+				s.stats.sample(now, s)
+			}
 		case <-ctx.Done():
 			for _, s := range h.streams {
 				for sub := range s.subs {
@@ -153,6 +185,9 @@ type stream struct {
 	gop                            []*frame // from the last keyframe; nil when not caching
 	gopBytes                       int
 	hasAudio, hasVideo             bool
+
+	stats     streamStats
+	bytesGone uint64 // bytes sent to players that have left
 }
 
 func (h *hub) stream(key streamKey) *stream {
@@ -208,6 +243,8 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		}
 		s.pub = p
 		s.started = time.Now()
+		s.stats = streamStats{}
+		h.emit("publish", key, info, "")
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
 			if sub.form == formatRTMP {
@@ -253,6 +290,7 @@ func (h *hub) unpublish(p *publisher) {
 // players get UnpublishNotify and Stream EOF and wait for the next
 // publisher, as NMS players do.
 func (h *hub) endPublish(s *stream) {
+	h.emit("unpublish", s.key, s.pub.info, "")
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
@@ -260,7 +298,7 @@ func (h *hub) endPublish(s *stream) {
 	notify := rtmpUnpublishNotify(s.key, h.cfg.ChunkSize)
 	for sub := range s.subs {
 		if sub.form != formatRTMP {
-			delete(s.subs, sub)
+			h.removeSub(s, sub, "stream ended")
 			sub.end(errSubscriptionEnded)
 			continue
 		}
@@ -285,6 +323,7 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	if s == nil || s.pub != p {
 		return // a kicked or replaced publisher's last frames
 	}
+	s.stats.onFrame(f, kind)
 	switch kind {
 	case kindMeta:
 		s.meta, s.metaInfo = f, f.meta
@@ -371,6 +410,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat) *subs
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
+		h.emit("play", key, info, "")
 		if s.pub == nil || len(s.gop) == 0 {
 			return // headers and frames come at the next keyframe
 		}
@@ -412,11 +452,22 @@ func (h *hub) joinHeaders(s *stream) []*frame {
 func (h *hub) unsubscribe(sub *subscriber) {
 	h.call(func() {
 		if s := h.streams[sub.key]; s != nil {
-			delete(s.subs, sub)
+			h.removeSub(s, sub, "")
 			h.dropIfIdle(s)
 		}
 		sub.end(errSubscriptionEnded)
 	})
+}
+
+// removeSub takes sub out of s, once, keeping its bytes in the stream's
+// total and telling watchers.
+func (h *hub) removeSub(s *stream, sub *subscriber, reason string) {
+	if _, ok := s.subs[sub]; !ok {
+		return
+	}
+	delete(s.subs, sub)
+	s.bytesGone += sub.bytesOut.Load()
+	h.emit("stop", s.key, sub.info, reason)
 }
 
 // deliver gives f to sub, or skips it. A subscriber whose queue is full
@@ -446,6 +497,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	if !f.key {
 		if !sub.behindSince.IsZero() {
 			sub.drops.Add(1)
+			h.counters.drops.Add(1)
 		}
 		return
 	}
@@ -457,6 +509,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	join = append(join, f)
 	if !sub.fits(join) {
 		sub.drops.Add(1)
+		h.counters.drops.Add(1)
 		if !sub.behindSince.IsZero() && time.Since(sub.behindSince) > maxBehind {
 			h.kickSub(s, sub, errViewerTooSlow)
 		}
@@ -491,6 +544,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 
 // dropped counts a drop and logs at most one line per viewer per 10 s.
 func (h *hub) dropped(sub *subscriber) {
+	h.counters.drops.Add(1)
 	n := sub.drops.Add(1)
 	if time.Since(sub.lastDropLog) > 10*time.Second {
 		sub.lastDropLog = time.Now()
@@ -508,7 +562,8 @@ func (sub *subscriber) fits(fs []*frame) bool {
 }
 
 func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
-	delete(s.subs, sub)
+	h.counters.kicks.Add(1)
+	h.removeSub(s, sub, err.Error())
 	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load())
 	sub.end(err)
 }
@@ -628,19 +683,26 @@ func (sub *subscriber) skip(f *frame, waitKey *bool) bool {
 	return sub.noVideo.Load()
 }
 
-// ---- Stats ----
+// ---- Stats and events ----
 
 type clientSnapshot struct {
 	clientInfo
 	Bytes, Drops uint64
+	Queue        int   // messages waiting in its queue
+	QueueBytes   int64 // bytes waiting in its queue
 }
 
 type streamSnapshot struct {
 	Key         streamKey
 	Publisher   *clientSnapshot // nil while players wait for one
 	Subscribers []clientSnapshot
-	Audio       map[string]any // from the metadata; nil when unknown
-	Video       map[string]any
+	Started     time.Time
+	Video       *videoParams // nil when the stream has no video (yet)
+	Audio       *audioParams
+	Meta        amfObject
+	FramesIn    uint64
+	// kbit/s over the last second and the last 30 s.
+	BitrateIn, BitrateOut, BitrateIn30, BitrateOut30 float64
 }
 
 // snapshot returns the state of every stream, for the API.
@@ -648,69 +710,206 @@ func (h *hub) snapshot() []streamSnapshot {
 	var out []streamSnapshot
 	h.call(func() {
 		for _, s := range h.streams {
-			ss := streamSnapshot{Key: s.key}
-			if p := s.pub; p != nil {
-				ss.Publisher = &clientSnapshot{clientInfo: p.info, Bytes: p.bytesIn()}
-				ss.Audio, ss.Video = describeMeta(s.metaInfo)
-			}
-			for sub := range s.subs {
-				ss.Subscribers = append(ss.Subscribers, clientSnapshot{clientInfo: sub.info,
-					Bytes: sub.bytesOut.Load(), Drops: sub.drops.Load()})
-			}
-			out = append(out, ss)
+			out = append(out, s.snapshot())
 		}
 	})
 	return out
 }
 
-// describeMeta turns onMetaData values into NMS's audio and video objects.
-func describeMeta(m *metaInfo) (audio, video map[string]any) {
-	if m == nil {
-		return nil, nil
-	}
-	v := m.values
-	if m.hasAudio {
-		id, _ := v.Number("audiocodecid")
-		audio = map[string]any{"codec": audioCodecName(id)}
-		if sr, ok := v.Number("audiosamplerate"); ok {
-			audio["samplerate"] = sr
+func (s *stream) snapshot() streamSnapshot {
+	ss := streamSnapshot{Key: s.key, Started: s.started, FramesIn: s.stats.framesIn}
+	ss.BitrateIn, ss.BitrateOut, ss.BitrateIn30, ss.BitrateOut30 = s.stats.rates()
+	if p := s.pub; p != nil {
+		ss.Publisher = &clientSnapshot{clientInfo: p.info, Bytes: p.bytesIn()}
+		if s.metaInfo != nil {
+			ss.Meta = s.metaInfo.values
 		}
-		if st, ok := v.Get("stereo"); ok {
-			audio["channels"] = map[bool]int{true: 2, false: 1}[st == true]
+		if v := s.stats.video; v.Codec != "" {
+			ss.Video = &v
+			fillFromMeta(ss.Video, ss.Meta)
+		}
+		if a := s.stats.audio; a.Codec != "" {
+			ss.Audio = &a
 		}
 	}
-	if m.hasVideo {
-		id, _ := v.Number("videocodecid")
-		video = map[string]any{"codec": videoCodecName(id)}
-		for _, k := range []string{"width", "height", "framerate"} {
-			if n, ok := v.Number(k); ok {
-				video[map[string]string{"width": "width", "height": "height", "framerate": "fps"}[k]] = n
+	for sub := range s.subs {
+		ss.Subscribers = append(ss.Subscribers, clientSnapshot{clientInfo: sub.info,
+			Bytes: sub.bytesOut.Load(), Drops: sub.drops.Load(), Queue: len(sub.q), QueueBytes: sub.queued.Load()})
+	}
+	return ss
+}
+
+// fillFromMeta uses the metadata for what the sequence header did not tell.
+func fillFromMeta(v *videoParams, meta amfObject) {
+	if w, ok := meta.Number("width"); ok && v.Width == 0 {
+		v.Width = int(w)
+	}
+	if h, ok := meta.Number("height"); ok && v.Height == 0 {
+		v.Height = int(h)
+	}
+}
+
+// hubEvent is one lifecycle event: publish, unpublish, play, stop, kick.
+type hubEvent struct {
+	Type   string
+	Key    streamKey
+	Client clientInfo
+	Reason string
+	Time   time.Time
+}
+
+// watch returns a channel of events. A watcher that falls 256 events
+// behind loses events rather than holding up the hub.
+func (h *hub) watch() (events <-chan hubEvent, stop func()) {
+	ch := make(chan hubEvent, 256)
+	h.call(func() { h.watchers[ch] = struct{}{} })
+	return ch, func() { h.call(func() { delete(h.watchers, ch) }) }
+}
+
+func (h *hub) emit(typ string, key streamKey, c clientInfo, reason string) {
+	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Time: time.Now()}
+	for ch := range h.watchers {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// kickStream disconnects a stream's publisher; false if it has none.
+func (h *hub) kickStream(key streamKey) bool {
+	var p *publisher
+	h.call(func() {
+		if s := h.streams[key]; s != nil && s.pub != nil {
+			p = s.pub
+			h.emit("kick", key, p.info, "by API")
+		}
+	})
+	if p == nil {
+		return false
+	}
+	h.counters.kicks.Add(1)
+	p.kick()
+	return true
+}
+
+// kickClient disconnects a publisher or player by client id.
+func (h *hub) kickClient(id string) bool {
+	var p *publisher
+	found := false
+	h.call(func() {
+		for _, s := range h.streams {
+			if s.pub != nil && s.pub.info.ID == id {
+				p, found = s.pub, true
+				h.emit("kick", s.key, p.info, "by API")
+				return
+			}
+			for sub := range s.subs {
+				if sub.info.ID == id {
+					h.emit("kick", s.key, sub.info, "by API")
+					h.kickSub(s, sub, errKicked)
+					found = true
+					return
+				}
 			}
 		}
+	})
+	if p != nil {
+		h.counters.kicks.Add(1)
+		p.kick()
 	}
-	return audio, video
+	return found
 }
 
-func audioCodecName(id float64) string {
-	switch id {
-	case 2:
-		return "MP3"
-	case 10:
-		return "AAC"
-	case 11:
-		return "Speex"
-	}
-	return fmt.Sprint(id)
+// streamStats is measured by the hub goroutine as frames pass.
+type streamStats struct {
+	video      videoParams
+	audio      audioParams
+	framesIn   uint64
+	videoTimes [32]uint32 // timestamps of the last video frames, a ring
+	videoCount int
+	lastKey    uint32 // timestamp of the last keyframe
+	sinceKey   int    // video frames since it
+	samples    [31]rateSample
+	nsamples   int
 }
 
-func videoCodecName(id float64) string {
-	switch id {
-	case 7:
-		return "H264"
-	case 12:
-		return "H265"
-	case 13:
-		return "AV1"
+// rateSample is the stream's byte counters at one second.
+type rateSample struct{ in, out uint64 }
+
+func (st *streamStats) onFrame(f *frame, kind frameKind) {
+	payload := f.flv[flvTagHeaderLen : len(f.flv)-4]
+	switch kind {
+	case kindVideoHeader:
+		fps, gop, gopSec := st.video.FPS, st.video.GOPFrames, st.video.GOPSeconds
+		st.video = parseVideoHeader(payload)
+		st.video.FPS, st.video.GOPFrames, st.video.GOPSeconds = fps, gop, gopSec
+		return
+	case kindAudioHeader:
+		st.audio = parseAudioHeader(payload)
+		return
+	case kindMeta:
+		if fr, ok := f.meta.values.Number("framerate"); ok {
+			st.video.DeclaredFPS = fr
+		}
+		return
 	}
-	return fmt.Sprint(id)
+	st.framesIn++
+	if f.typ == msgAudio && st.audio.Codec == "" {
+		st.audio = parseAudioHeader(payload)
+	}
+	if f.typ != msgVideo {
+		return
+	}
+	if st.video.Codec == "" {
+		st.video = parseVideoHeader(payload)
+	}
+	st.videoTimes[st.videoCount%len(st.videoTimes)] = f.time
+	st.videoCount++
+	// Frame rate from the timestamps of the last frames, not the metadata.
+	if n := min(st.videoCount, len(st.videoTimes)); n >= 2 {
+		first := st.videoTimes[(st.videoCount-n)%len(st.videoTimes)]
+		if span := f.time - first; span > 0 && span < 1<<31 {
+			st.video.FPS = math.Round(float64(n-1)*1000/float64(span)*100) / 100
+		}
+	}
+	st.sinceKey++
+	if f.key {
+		if st.videoCount > 1 && f.time > st.lastKey {
+			st.video.GOPFrames = st.sinceKey
+			st.video.GOPSeconds = float64(f.time-st.lastKey) / 1000
+		}
+		st.lastKey, st.sinceKey = f.time, 0
+		st.video.KeyframeBytes = len(payload)
+	}
+}
+
+// sample records the byte counters once a second, for the bitrates.
+func (st *streamStats) sample(now time.Time, s *stream) {
+	var in uint64
+	if s.pub != nil {
+		in = s.pub.bytesIn()
+	}
+	out := s.bytesGone
+	for sub := range s.subs {
+		out += sub.bytesOut.Load()
+	}
+	copy(st.samples[1:], st.samples[:len(st.samples)-1])
+	st.samples[0] = rateSample{in, out}
+	st.nsamples = min(st.nsamples+1, len(st.samples))
+}
+
+// rates returns kbit/s in and out over the last second and the last 30 s.
+func (st *streamStats) rates() (in1, out1, in30, out30 float64) {
+	kbps := func(a, b rateSample, secs int) (float64, float64) {
+		return math.Round(float64(a.in-min(a.in, b.in)) * 8 / 1000 / float64(secs)),
+			math.Round(float64(a.out-min(a.out, b.out)) * 8 / 1000 / float64(secs))
+	}
+	if st.nsamples < 2 {
+		return 0, 0, 0, 0
+	}
+	in1, out1 = kbps(st.samples[0], st.samples[1], 1)
+	n := st.nsamples - 1
+	in30, out30 = kbps(st.samples[0], st.samples[n], n)
+	return in1, out1, in30, out30
 }

@@ -284,6 +284,9 @@ func listen(cfg *config, log *slog.Logger) (*server, error) {
 		rtmpLn: rtmpLn,
 		httpLn: httpLn,
 	}
+	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
+		s.web.rtmpPort = a.Port
+	}
 	s.httpSrv = &http.Server{
 		Handler:           s.web.handler(),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -574,6 +574,7 @@ type rtmpConn struct {
 	wmu        sync.Mutex // guards writes to nc
 	bytesOut   atomic.Uint64
 	lastAck    uint64 // bytes read when we last sent an Acknowledgement
+	counted    uint64 // bytes read already added to the server's counters
 	peerWindow uint32 // the peer's Window Acknowledgement Size
 
 	app     string
@@ -592,6 +593,7 @@ func (c *rtmpConn) writeRaw(b []byte) error {
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.PingTimeout))
 	n, err := c.nc.Write(b)
 	c.bytesOut.Add(uint64(n))
+	c.srv.hub.counters.bytesOut.Add(uint64(n))
 	return err
 }
 
@@ -628,10 +630,15 @@ func (c *rtmpConn) serve(ctx context.Context) {
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
 	defer stop()
 	c.log.Info("connect")
+	counters := &c.srv.hub.counters
+	counters.accepted[protoRTMP].Add(1)
+	counters.active[protoRTMP].Add(1)
+	defer counters.active[protoRTMP].Add(-1)
 
 	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	c.br = bufio.NewReaderSize(c.nc, 16<<10)
 	if err := serverHandshake(c.br, c.nc); err != nil {
+		counters.handshakeFailures.Add(1)
 		reason = closeReason(err)
 		return
 	}
@@ -697,6 +704,9 @@ func (c *rtmpConn) readLoop(ctx context.Context) error {
 		if err := c.ackIfDue(); err != nil {
 			return err
 		}
+		read := c.cr.bytesRead.Load()
+		c.srv.hub.counters.bytesIn.Add(read - c.counted)
+		c.counted = read
 		if err := c.handleMessage(msg); err != nil {
 			return err
 		}
@@ -967,6 +977,7 @@ func (c *rtmpConn) writeLoop() {
 		c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.PingTimeout))
 		n, err := bufs.WriteTo(c.nc)
 		c.bytesOut.Add(uint64(n))
+		c.srv.hub.counters.bytesOut.Add(uint64(n))
 		return err
 	})
 	if err != nil && !errors.Is(err, errSubscriptionEnded) {
