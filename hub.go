@@ -119,10 +119,10 @@ var protoNames = [protoCount]string{"rtmp", "http", "ws"}
 
 func newHub(cfg *config, log *slog.Logger) *hub {
 	return &hub{
-		cfg:     cfg,
-		log:     log,
-		ops:     make(chan hubOp, 1024),
-		done:    make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		ops:      make(chan hubOp, 1024),
+		done:     make(chan struct{}),
 		streams:  map[streamKey]*stream{},
 		watchers: map[chan hubEvent]struct{}{},
 	}
