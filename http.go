@@ -6,9 +6,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/md5"
 	"crypto/sha1"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,10 +67,10 @@ func (s *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/admin/", http.StatusFound)
 	})
-	mux.HandleFunc("GET /admin/{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /admin/{$}", s.guard(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(adminHTML)
-	})
+	}))
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	return s.cors(mux)
@@ -131,6 +135,16 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	proto := protoHTTP
+	if ws {
+		proto = protoWS
+	}
+	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: protoNames[proto], Created: time.Now(), Query: r.URL.RawQuery}
+	if err := s.hub.authorize("play", key, info); err != nil {
+		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
 	rc := http.NewResponseController(w)
 	nc, brw, err := rc.Hijack()
 	if err != nil {
@@ -162,10 +176,6 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		nc.Close()
 		return
 	}
-	proto := protoHTTP
-	if ws {
-		proto = protoWS
-	}
 	counters := &s.hub.counters
 	counters.accepted[proto].Add(1)
 	counters.active[proto].Add(1)
@@ -177,7 +187,6 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		ws:    ws,
 		start: time.Now(),
 	}
-	info := clientInfo{ID: newClientID(), IP: remoteIP(nc), Protocol: protoNames[proto], Created: p.start, Query: r.URL.RawQuery}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
 	p.play(key, info)
 }
@@ -445,13 +454,36 @@ func (p *flvPlayer) wsWrite(opcode byte, payload []byte) error {
 // apiRoutes adds the JSON API (NMS v2's routes and shapes, plus more keys)
 // and /metrics.
 func (s *httpServer) apiRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/streams", s.apiStreams)
-	mux.HandleFunc("GET /api/streams/{app}/{name}", s.apiStream)
-	mux.HandleFunc("DELETE /api/streams/{app}/{name}", s.apiKickStream)
-	mux.HandleFunc("DELETE /api/clients/{id}", s.apiKickClient)
-	mux.HandleFunc("GET /api/server", s.apiServer)
-	mux.HandleFunc("GET /api/events", s.apiEvents)
-	mux.HandleFunc("GET /metrics", s.metrics)
+	if !s.cfg.API {
+		return
+	}
+	mux.HandleFunc("GET /api/streams", s.guard(s.apiStreams))
+	mux.HandleFunc("GET /api/streams/{app}/{name}", s.guard(s.apiStream))
+	mux.HandleFunc("DELETE /api/streams/{app}/{name}", s.guard(s.apiKickStream))
+	mux.HandleFunc("DELETE /api/clients/{id}", s.guard(s.apiKickClient))
+	mux.HandleFunc("GET /api/server", s.guard(s.apiServer))
+	mux.HandleFunc("GET /api/events", s.guard(s.apiEvents))
+	mux.HandleFunc("GET /metrics", s.guard(s.metrics))
+}
+
+// guard requires HTTP Basic auth (RFC 7617) when the config sets API
+// credentials, comparing in constant time, and answers 401 with the realm
+// NMS uses otherwise.
+func (s *httpServer) guard(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.APIUser == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.APIUser))
+		passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.APIPass))
+		if userOK&passOK != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Authorization Required"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
 }
 
 func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
@@ -791,4 +823,117 @@ func cpuModel() string {
 		}
 	}
 	return ""
+}
+
+// ---- Signed URLs and hooks ----
+
+var (
+	errSignMissing = errors.New("signature missing")
+	errSignExpired = errors.New("signature expired")
+	errSignInvalid = errors.New("signature invalid")
+)
+
+// checkSign verifies NMS's signed-URL scheme: the query's sign is
+// EXPIRES-HASH, EXPIRES a unix time in seconds not yet past, and HASH the
+// lowercase hex md5 of "/APP/NAME-EXPIRES-SECRET". The hash is compared in
+// constant time.
+func checkSign(key streamKey, query, secret string, now time.Time) error {
+	q, _ := url.ParseQuery(query)
+	sign := q.Get("sign")
+	if sign == "" {
+		return errSignMissing
+	}
+	expires, hash, ok := strings.Cut(sign, "-")
+	exp, err := strconv.ParseInt(expires, 10, 64)
+	if !ok || err != nil {
+		return errSignInvalid
+	}
+	sum := md5.Sum([]byte(key.String() + "-" + expires + "-" + secret))
+	want := hex.EncodeToString(sum[:])
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(want)) != 1 {
+		return errSignInvalid
+	}
+	if exp < now.Unix() {
+		return errSignExpired
+	}
+	return nil
+}
+
+// hooks posts lifecycle events to the URLs the config names.
+type hooks struct {
+	cfg    *config
+	log    *slog.Logger
+	client *http.Client
+}
+
+func newHooks(cfg *config, log *slog.Logger) *hooks {
+	return &hooks{cfg: cfg, log: log, client: &http.Client{Timeout: cfg.HookTimeout}}
+}
+
+var errHookRefused = errors.New("refused by hook")
+
+// hookBody is the JSON each hook gets.
+type hookBody struct {
+	Action   string `json:"action"`
+	ID       string `json:"id"`
+	IP       string `json:"ip"`
+	App      string `json:"app"`
+	Name     string `json:"name"`
+	Query    string `json:"query"`
+	Protocol string `json:"protocol"`
+	Created  string `json:"connectCreated"`
+	Time     string `json:"time"`
+	Bytes    uint64 `json:"bytes,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// post sends one event; it returns an error unless the answer is 2xx.
+func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, "POST", hookURL, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hk.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("%w: %s answered %s", errHookRefused, hookURL, resp.Status)
+	}
+	return nil
+}
+
+// allow asks the publish or play hook, if there is one, whether a client
+// may go on. No answer in time counts as a refusal: a hook exists to check.
+func (hk *hooks) allow(action string, key streamKey, c clientInfo) error {
+	hookURL := hk.cfg.OnPublish
+	if action == "play" {
+		hookURL = hk.cfg.OnPlay
+	}
+	if hookURL == "" {
+		return nil
+	}
+	return hk.post(context.Background(), hookURL, hookBody{Action: action, ID: c.ID, IP: c.IP, App: key.App,
+		Name: key.Name, Query: c.Query, Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(time.Now())})
+}
+
+// notify posts unpublish and stop events as they happen, until events closes.
+func (hk *hooks) notify(events <-chan hubEvent) {
+	for ev := range events {
+		hookURL := map[string]string{"unpublish": hk.cfg.OnUnpublish, "stop": hk.cfg.OnStop}[ev.Type]
+		if hookURL == "" {
+			continue
+		}
+		c := ev.Client
+		err := hk.post(context.Background(), hookURL, hookBody{Action: ev.Type, ID: c.ID, IP: c.IP, App: ev.Key.App,
+			Name: ev.Key.Name, Query: c.Query, Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(ev.Time),
+			Bytes: ev.Bytes, Reason: ev.Reason})
+		if err != nil {
+			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
+		}
+	}
 }

@@ -8,9 +8,11 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -93,6 +95,7 @@ type hub struct {
 	// watchers get lifecycle events (the API's event stream, hooks).
 	watchers map[chan hubEvent]struct{}
 	counters counters
+	hooks    *hooks // nil without hook URLs
 }
 
 // counters are server-wide totals, for /api/server and /metrics.
@@ -206,6 +209,41 @@ func (h *hub) dropIfIdle(s *stream) {
 	}
 }
 
+// ---- Admission ----
+
+var errUnauthorized = errors.New("unauthorized")
+
+// authorize checks a publisher or player (action "publish" or "play")
+// against signed URLs and the hook, before it reaches the stream table.
+func (h *hub) authorize(action string, key streamKey, c clientInfo) error {
+	need := h.cfg.PublishAuth
+	if action == "play" {
+		need = h.cfg.PlayAuth
+	}
+	if ip := net.ParseIP(c.IP); need && !(h.cfg.TrustLoopback && ip != nil && ip.IsLoopback()) {
+		if err := checkSign(key, c.Query, h.cfg.Secret, time.Now()); err != nil {
+			h.counters.authFailures[protoIndex(c.Protocol)].Add(1)
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+	}
+	if h.hooks != nil {
+		if err := h.hooks.allow(action, key, c); err != nil {
+			h.counters.hookRejects.Add(1)
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+	}
+	return nil
+}
+
+func protoIndex(name string) int {
+	for i, n := range protoNames {
+		if n == name {
+			return i
+		}
+	}
+	return protoRTMP
+}
+
 // ---- Publishing ----
 
 // publisher is the hub's handle for one publishing connection.
@@ -290,7 +328,7 @@ func (h *hub) unpublish(p *publisher) {
 // players get UnpublishNotify and Stream EOF and wait for the next
 // publisher, as NMS players do.
 func (h *hub) endPublish(s *stream) {
-	h.emit("unpublish", s.key, s.pub.info, "")
+	h.emitBytes("unpublish", s.key, s.pub.info, "", s.pub.bytesIn())
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
@@ -467,7 +505,7 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason string) {
 	}
 	delete(s.subs, sub)
 	s.bytesGone += sub.bytesOut.Load()
-	h.emit("stop", s.key, sub.info, reason)
+	h.emitBytes("stop", s.key, sub.info, reason, sub.bytesOut.Load())
 }
 
 // deliver gives f to sub, or skips it. A subscriber whose queue is full
@@ -755,6 +793,7 @@ type hubEvent struct {
 	Key    streamKey
 	Client clientInfo
 	Reason string
+	Bytes  uint64 // on unpublish and stop: bytes received or sent
 	Time   time.Time
 }
 
@@ -763,11 +802,23 @@ type hubEvent struct {
 func (h *hub) watch() (events <-chan hubEvent, stop func()) {
 	ch := make(chan hubEvent, 256)
 	h.call(func() { h.watchers[ch] = struct{}{} })
-	return ch, func() { h.call(func() { delete(h.watchers, ch) }) }
+	var once sync.Once
+	return ch, func() {
+		once.Do(func() {
+			// After the hub has stopped nobody sends; before, the hub
+			// goroutine removes the watcher; either way close is safe.
+			h.call(func() { delete(h.watchers, ch) })
+			close(ch)
+		})
+	}
 }
 
 func (h *hub) emit(typ string, key streamKey, c clientInfo, reason string) {
-	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Time: time.Now()}
+	h.emitBytes(typ, key, c, reason, 0)
+}
+
+func (h *hub) emitBytes(typ string, key streamKey, c clientInfo, reason string, n uint64) {
+	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Bytes: n, Time: time.Now()}
 	for ch := range h.watchers {
 		select {
 		case ch <- ev:

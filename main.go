@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -45,6 +46,25 @@ type config struct {
 	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
 	QueueBytes  int           // most bytes queued for one viewer before it skips to the next keyframe
 	LogLevel    slog.Level
+
+	// API and its HTTP Basic credentials (both empty: no auth).
+	API              bool
+	APIUser, APIPass string
+
+	// Signed URLs, NMS's scheme: ?sign=EXPIRES-md5("/APP/NAME-EXPIRES-SECRET").
+	Secret        string
+	PublishAuth   bool // publishers must sign
+	PlayAuth      bool // players must sign
+	TrustLoopback bool // loopback clients need no signature (NMS v2 did this silently)
+
+	// Hooks: URLs that get a JSON POST per event. Publish and play wait
+	// for the answer; a non-2xx answer refuses the client.
+	OnPublish, OnPlay, OnUnpublish, OnStop string
+	HookTimeout                            time.Duration
+
+	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
+	RTMPSAddr, HTTPSAddr string
+	TLSCert, TLSKey      string
 }
 
 func defaultConfig() config {
@@ -58,6 +78,8 @@ func defaultConfig() config {
 		AllowOrigin: "*",
 		QueueBytes:  16 << 20,
 		LogLevel:    slog.LevelInfo,
+		API:         true,
+		HookTimeout: 3 * time.Second,
 	}
 }
 
@@ -77,6 +99,22 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
+	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
+	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api and /metrics (with -api-pass)")
+	fs.StringVar(&cfg.APIPass, "api-pass", "", "HTTP Basic `password` for /api and /metrics")
+	fs.StringVar(&cfg.Secret, "auth-secret", "", "`secret` of signed URLs (?sign=EXPIRES-md5(\"/APP/NAME-EXPIRES-SECRET\"))")
+	fs.BoolVar(&cfg.PublishAuth, "auth-publish", false, "publishers must present a valid ?sign=")
+	fs.BoolVar(&cfg.PlayAuth, "auth-play", false, "players must present a valid ?sign=")
+	fs.BoolVar(&cfg.TrustLoopback, "auth-trust-loopback", false, "skip signature checks for clients on 127.0.0.1 and ::1")
+	fs.StringVar(&cfg.OnPublish, "on-publish", "", "`URL` to POST before accepting a publisher; non-2xx refuses it")
+	fs.StringVar(&cfg.OnPlay, "on-play", "", "`URL` to POST before accepting a player; non-2xx refuses it")
+	fs.StringVar(&cfg.OnUnpublish, "on-unpublish", "", "`URL` to POST when a publisher leaves")
+	fs.StringVar(&cfg.OnStop, "on-stop", "", "`URL` to POST when a player leaves")
+	fs.DurationVar(&cfg.HookTimeout, "hook-timeout", cfg.HookTimeout, "how `long` to wait for a hook's answer")
+	fs.StringVar(&cfg.RTMPSAddr, "rtmps", "", "RTMPS listen `address` (needs -tls-cert and -tls-key)")
+	fs.StringVar(&cfg.HTTPSAddr, "https", "", "HTTPS/WSS listen `address` (needs -tls-cert and -tls-key)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -108,6 +146,15 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")
 	}
+	if (cfg.PublishAuth || cfg.PlayAuth) && cfg.Secret == "" {
+		return cfg, fmt.Errorf("-auth-publish and -auth-play need -auth-secret")
+	}
+	if (cfg.RTMPSAddr != "" || cfg.HTTPSAddr != "") && (cfg.TLSCert == "" || cfg.TLSKey == "") {
+		return cfg, fmt.Errorf("-rtmps and -https need -tls-cert and -tls-key")
+	}
+	if (cfg.APIUser == "") != (cfg.APIPass == "") {
+		return cfg, fmt.Errorf("-api-user and -api-pass go together")
+	}
 	return cfg, nil
 }
 
@@ -119,11 +166,30 @@ type nmsConfig struct {
 		GOPCache    *bool `json:"gop_cache"`
 		Ping        *int  `json:"ping"`
 		PingTimeout *int  `json:"ping_timeout"`
+		SSL         *struct {
+			Port *int    `json:"port"`
+			Cert *string `json:"cert"`
+			Key  *string `json:"key"`
+		} `json:"ssl"`
 	} `json:"rtmp"`
 	HTTP *struct {
 		Port        *int    `json:"port"`
 		AllowOrigin *string `json:"allow_origin"`
+		API         *bool   `json:"api"`
 	} `json:"http"`
+	HTTPS *struct {
+		Port *int    `json:"port"`
+		Cert *string `json:"cert"`
+		Key  *string `json:"key"`
+	} `json:"https"`
+	Auth *struct {
+		Play    *bool   `json:"play"`
+		Publish *bool   `json:"publish"`
+		Secret  *string `json:"secret"`
+		API     *bool   `json:"api"`
+		APIUser *string `json:"api_user"`
+		APIPass *string `json:"api_pass"`
+	} `json:"auth"`
 	LogType *int `json:"logType"`
 }
 
@@ -131,7 +197,11 @@ type nmsConfig struct {
 var knownKeys = map[string]bool{
 	"rtmp": true, "rtmp.port": true, "rtmp.chunk_size": true, "rtmp.gop_cache": true,
 	"rtmp.ping": true, "rtmp.ping_timeout": true,
-	"http": true, "http.port": true, "http.allow_origin": true,
+	"rtmp.ssl": true, "rtmp.ssl.port": true, "rtmp.ssl.cert": true, "rtmp.ssl.key": true,
+	"http": true, "http.port": true, "http.allow_origin": true, "http.api": true,
+	"https": true, "https.port": true, "https.cert": true, "https.key": true,
+	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true,
+	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
 	"logType": true,
 }
 
@@ -167,6 +237,25 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		if r.PingTimeout != nil && !set["ping-timeout"] {
 			cfg.PingTimeout = time.Duration(*r.PingTimeout) * time.Second
 		}
+		if ssl := r.SSL; ssl != nil {
+			setString(&cfg.RTMPSAddr, portAddr(ssl.Port), set["rtmps"])
+			setString(&cfg.TLSCert, ssl.Cert, set["tls-cert"])
+			setString(&cfg.TLSKey, ssl.Key, set["tls-key"])
+		}
+	}
+	if h := nc.HTTPS; h != nil {
+		setString(&cfg.HTTPSAddr, portAddr(h.Port), set["https"])
+		setString(&cfg.TLSCert, h.Cert, set["tls-cert"])
+		setString(&cfg.TLSKey, h.Key, set["tls-key"])
+	}
+	if a := nc.Auth; a != nil {
+		setBool(&cfg.PlayAuth, a.Play, set["auth-play"])
+		setBool(&cfg.PublishAuth, a.Publish, set["auth-publish"])
+		setString(&cfg.Secret, a.Secret, set["auth-secret"])
+		if a.API != nil && *a.API {
+			setString(&cfg.APIUser, a.APIUser, set["api-user"])
+			setString(&cfg.APIPass, a.APIPass, set["api-pass"])
+		}
 	}
 	if h := nc.HTTP; h != nil {
 		if h.Port != nil && !set["http"] {
@@ -175,6 +264,7 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		if h.AllowOrigin != nil && !set["allow-origin"] {
 			cfg.AllowOrigin = *h.AllowOrigin
 		}
+		setBool(&cfg.API, h.API, set["api"])
 	}
 	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
 	if nc.LogType != nil && !set["log-level"] {
@@ -184,6 +274,26 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		}
 	}
 	return nil
+}
+
+func setString(dst *string, v *string, flagSet bool) {
+	if v != nil && !flagSet {
+		*dst = *v
+	}
+}
+
+func setBool(dst *bool, v *bool, flagSet bool) {
+	if v != nil && !flagSet {
+		*dst = *v
+	}
+}
+
+func portAddr(port *int) *string {
+	if port == nil {
+		return nil
+	}
+	a := fmt.Sprintf(":%d", *port)
+	return &a
 }
 
 // flattenKeys lists the dotted keys of a JSON object, sorted.
@@ -260,29 +370,74 @@ type server struct {
 	web     *httpServer
 	rtmpLn  net.Listener
 	httpLn  net.Listener
+	rtmpsLn net.Listener // nil without -rtmps
+	httpsLn net.Listener // nil without -https
 	httpSrv *http.Server
 }
 
-// listen opens both listeners, so that a port in use fails before anything runs.
-func listen(cfg *config, log *slog.Logger) (*server, error) {
-	rtmpLn, err := net.Listen("tcp", cfg.RTMPAddr)
+// listen opens every listener, so that a port in use fails before
+// anything runs.
+func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
+	var lns []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	open := func(addr string, tlsCfg *tls.Config) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		if tlsCfg != nil {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		return ln, nil
+	}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	rtmpLn, err := open(cfg.RTMPAddr, nil)
 	if err != nil {
 		return nil, err
 	}
-	httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+	httpLn, err := open(cfg.HTTPAddr, nil)
 	if err != nil {
-		rtmpLn.Close()
 		return nil, err
+	}
+	var rtmpsLn, httpsLn net.Listener
+	if cfg.RTMPSAddr != "" {
+		if rtmpsLn, err = open(cfg.RTMPSAddr, tlsCfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HTTPSAddr != "" {
+		if httpsLn, err = open(cfg.HTTPSAddr, tlsCfg); err != nil {
+			return nil, err
+		}
 	}
 	h := newHub(cfg, log)
+	if cfg.OnPublish != "" || cfg.OnPlay != "" || cfg.OnUnpublish != "" || cfg.OnStop != "" {
+		h.hooks = newHooks(cfg, log)
+	}
 	s := &server{
-		cfg:    cfg,
-		log:    log,
-		hub:    h,
-		rtmp:   &rtmpServer{cfg: cfg, hub: h, log: log, conns: map[*rtmpConn]struct{}{}},
-		web:    newHTTPServer(cfg, h, log),
-		rtmpLn: rtmpLn,
-		httpLn: httpLn,
+		cfg:     cfg,
+		log:     log,
+		hub:     h,
+		rtmp:    &rtmpServer{cfg: cfg, hub: h, log: log, conns: map[*rtmpConn]struct{}{}},
+		web:     newHTTPServer(cfg, h, log),
+		rtmpLn:  rtmpLn,
+		httpLn:  httpLn,
+		rtmpsLn: rtmpsLn,
+		httpsLn: httpsLn,
 	}
 	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
 		s.web.rtmpPort = a.Port
@@ -305,9 +460,21 @@ func (s *server) serve(ctx context.Context) error {
 	connCtx, closeConns := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.hub.run(hubCtx) })
-	errc := make(chan error, 2)
+	stopHooks := func() {}
+	if hk := s.hub.hooks; hk != nil {
+		var events <-chan hubEvent
+		events, stopHooks = s.hub.watch()
+		wg.Go(func() { hk.notify(events) })
+	}
+	errc := make(chan error, 4)
 	wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpLn) })
 	wg.Go(func() { errc <- s.httpSrv.Serve(s.httpLn) })
+	if s.rtmpsLn != nil {
+		wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpsLn) })
+	}
+	if s.httpsLn != nil {
+		wg.Go(func() { errc <- s.httpSrv.Serve(s.httpsLn) })
+	}
 
 	var err error
 	select {
@@ -316,6 +483,9 @@ func (s *server) serve(ctx context.Context) error {
 	}
 	s.log.Info("shutting down")
 	s.rtmpLn.Close()
+	if s.rtmpsLn != nil {
+		s.rtmpsLn.Close()
+	}
 	closeConns()
 	s.rtmp.closeAll()
 	s.web.closeAll()
@@ -324,6 +494,7 @@ func (s *server) serve(ctx context.Context) error {
 	s.httpSrv.Shutdown(shutCtx)
 	s.rtmp.wait()
 	s.web.wait()
+	stopHooks()
 	stopHub()
 	wg.Wait()
 	if errors.Is(err, errServerClosed) || errors.Is(err, http.ErrServerClosed) {

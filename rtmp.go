@@ -911,6 +911,10 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 	}
 	key := streamKey{c.app, name}
 	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
+	if err := c.srv.hub.authorize("publish", key, info); err != nil {
+		c.onStatus("error", "NetStream.Publish.Unauthorized", err.Error())
+		return fmt.Errorf("rtmp: publish refused: %w", err)
+	}
 	pub, err := c.srv.hub.publish(key, info, c.cr.bytesRead.Load, func() { c.nc.Close() })
 	if err != nil {
 		c.onStatus("error", "NetStream.Publish.BadName", "stream "+key.String()+" is already publishing")
@@ -942,6 +946,11 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	}
 	key := streamKey{c.app, name}
 	c.log = c.log.With("stream", name)
+	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
+	if err := c.srv.hub.authorize("play", key, info); err != nil {
+		c.onStatus("error", "NetStream.Play.Unauthorized", err.Error())
+		return fmt.Errorf("rtmp: play refused: %w", err)
+	}
 	// §7.2.2.1: start, duration and reset. Live streams ignore start and
 	// duration; reset only decides whether Play.Reset is sent.
 	reset := true
@@ -960,7 +969,6 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	}
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
-	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
 	c.sub = c.srv.hub.subscribe(key, info, formatRTMP)
 	c.log.Info("play", "query", query)
 	go c.writeLoop()
@@ -1017,10 +1025,12 @@ func (c *rtmpConn) onPause(cmd rtmpCommand) error {
 	return c.onStatus("status", "NetStream.Unpause.Notify", "Unpaused live")
 }
 
-func remoteIP(nc net.Conn) string {
-	host, _, err := net.SplitHostPort(nc.RemoteAddr().String())
+func remoteIP(nc net.Conn) string { return hostOf(nc.RemoteAddr().String()) }
+
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nc.RemoteAddr().String()
+		return addr
 	}
 	return host
 }
