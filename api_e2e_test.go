@@ -1,0 +1,534 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// getJSON fetches url into v and returns the status.
+func getJSON(t *testing.T, method, url string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// longPublish publishes the clip in a loop until the returned cmd is
+// killed or the server drops it.
+func longPublish(t *testing.T, url string) *exec.Cmd {
+	t.Helper()
+	clip := testClip(t)
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip,
+		"-c", "copy", "-f", "flv", url)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+type apiStreamsReply map[string]map[string]struct {
+	Publisher *struct {
+		App, Stream, ClientID, IP, Protocol, Query string
+		Bytes                                      uint64
+		BitrateIn, BitrateIn30                     float64
+		Video                                      *videoParams
+		Audio                                      *audioParams
+	}
+	Subscribers []struct{ ClientID, Protocol string }
+	Viewers     map[string]int
+}
+
+// TestAPIStreams checks /api/streams and /api/streams/APP/NAME against a
+// live publish: codecs, size, frame rate and bitrate match what was pushed,
+// viewers are counted per protocol.
+func TestAPIStreams(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	base := "http://" + ts.httpAddr
+	var empty map[string]any
+	if getJSON(t, "GET", base+"/api/streams", &empty); len(empty) != 0 {
+		t.Errorf("/api/streams with nothing live = %v; want {}", empty)
+	}
+	longPublish(t, ts.rtmpURL("api?sign=x&k=v"))
+	key := streamKey{"live", "api"}
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go httpGetFLV(ctx, ts.httpURL("api"))
+	ws, err := dialWS(ctx, ts.httpAddr, "/live/api.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ws.readFLV()
+	defer ws.nc.Close()
+	play := dialRTMP(t, ts.rtmpAddr, false)
+	play.connect("live")
+	play.command(play.createStream(), "play", nil, "api")
+	go func() {
+		for {
+			if _, err := play.read(); err != nil {
+				return
+			}
+		}
+	}()
+
+	// The clip's real bitrate: its bytes over its duration.
+	fi, _ := os.Stat(clip)
+	clipKbps := float64(fi.Size()) * 8 / 4 / 1000
+	var got apiStreamsReply
+	waitFor(t, "3 s of stats", func() bool {
+		getJSON(t, "GET", base+"/api/streams", &got)
+		p := got["live"]["api"].Publisher
+		return p != nil && p.Video != nil && p.Video.FPS > 0 && p.BitrateIn30 > 0 &&
+			len(got["live"]["api"].Subscribers) == 3 && hasUptime(t, base, 3)
+	})
+	s := got["live"]["api"]
+	p := s.Publisher
+	if p.App != "live" || p.Stream != "api" || len(p.ClientID) != 8 || p.IP != "127.0.0.1" || p.Protocol != "rtmp" || p.Query != "sign=x&k=v" {
+		t.Errorf("publisher = %+v", p)
+	}
+	if v := *p.Video; v.Codec != "H264" || v.Width != 320 || v.Height != 240 || math.Abs(v.FPS-25) > 1 || v.GOPFrames != 25 {
+		t.Errorf("video = %+v; want H264 320x240 25 fps, GOP 25", v)
+	}
+	if a := *p.Audio; a.Codec != "AAC" || a.SampleRate != 44100 || a.Channels != 1 || a.Profile != "LC" {
+		t.Errorf("audio = %+v; want AAC LC 44100 mono", a)
+	}
+	if math.Abs(p.BitrateIn30-clipKbps)/clipKbps > 0.2 {
+		t.Errorf("bitrateIn30 = %v kbit/s; the clip is %v kbit/s", p.BitrateIn30, clipKbps)
+	}
+	if want := map[string]int{"rtmp": 1, "http": 1, "ws": 1}; fmt.Sprint(s.Viewers) != fmt.Sprint(want) {
+		t.Errorf("viewers = %v; want %v", s.Viewers, want)
+	}
+	var one map[string]any
+	getJSON(t, "GET", base+"/api/streams/live/api", &one)
+	if one["isLive"] != true || one["viewers"] != 3.0 || one["duration"].(float64) < 3 {
+		t.Errorf("/api/streams/live/api = %v", one)
+	}
+	if args, _ := one["arguments"].(map[string]any); args["k"] != "v" || args["sign"] != "x" {
+		t.Errorf("arguments = %v; want the publish query", one["arguments"])
+	}
+	var srv map[string]any
+	getJSON(t, "GET", base+"/api/server", &srv)
+	for _, k := range []string{"os", "cpu", "mem", "net", "nodejs", "clients", "version", "go", "process"} {
+		if _, ok := srv[k]; !ok {
+			t.Errorf("/api/server has no %q", k)
+		}
+	}
+	if mem, _ := srv["mem"].(map[string]any); mem["totle"] == nil {
+		t.Errorf("/api/server mem has no totle (NMS's key): %v", srv["mem"])
+	}
+	if clients, _ := srv["clients"].(map[string]any); clients["rtmp"] != 2.0 || clients["http"] != 1.0 || clients["ws"] != 1.0 {
+		t.Errorf("clients = %v; want rtmp 2, http 1, ws 1", srv["clients"])
+	}
+}
+
+// hasUptime reports whether the stream has been live for secs seconds.
+func hasUptime(t *testing.T, base string, secs float64) bool {
+	var one map[string]any
+	getJSON(t, "GET", base+"/api/streams/live/api", &one)
+	d, _ := one["duration"].(float64)
+	return d >= secs
+}
+
+// TestAPIKick: DELETE on a stream disconnects its publisher (ffmpeg exits);
+// DELETE on a client id disconnects that viewer; unknown ones are 404.
+func TestAPIKick(t *testing.T) {
+	ts := startServer(t, nil)
+	base := "http://" + ts.httpAddr
+	pub := longPublish(t, ts.rtmpURL("kick"))
+	key := streamKey{"live", "kick"}
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	viewerDone := make(chan error, 1)
+	go func() {
+		_, _, err := httpGetFLV(ctx, ts.httpURL("kick"))
+		viewerDone <- err
+	}()
+	waitFor(t, "the viewer", func() bool { return ts.viewers(key) == 1 })
+	var id string
+	for _, s := range ts.hub.snapshot() {
+		if s.Key == key {
+			id = s.Subscribers[0].ID
+		}
+	}
+	var reply any
+	if st := getJSON(t, "DELETE", base+"/api/clients/"+id, &reply); st != 200 || reply != "ok" {
+		t.Errorf("DELETE client = %d %v", st, reply)
+	}
+	<-viewerDone // its response ended
+	if st := getJSON(t, "DELETE", base+"/api/clients/NOSUCHID", &reply); st != 404 {
+		t.Errorf("DELETE unknown client = %d", st)
+	}
+
+	if st := getJSON(t, "DELETE", base+"/api/streams/live/kick", &reply); st != 200 || reply != "ok" {
+		t.Errorf("DELETE stream = %d %v", st, reply)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- pub.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("ffmpeg still publishing after the kick")
+	}
+	var e map[string]string
+	if st := getJSON(t, "DELETE", base+"/api/streams/live/nosuch", &e); st != 404 || e["error"] != "stream not found" {
+		t.Errorf("DELETE unknown stream = %d %v; want 404 stream not found", st, e)
+	}
+}
+
+// sign makes an NMS signature for key valid until exp.
+func sign(key streamKey, exp int64, secret string) string {
+	e := strconv.FormatInt(exp, 10)
+	sum := md5.Sum([]byte(key.String() + "-" + e + "-" + secret))
+	return "sign=" + e + "-" + hex.EncodeToString(sum[:])
+}
+
+// TestSignedURLs: valid signatures pass; missing, expired and wrong ones
+// are refused over RTMP (publish and play, with a clear status, then
+// closed), HTTP-FLV and WS-FLV (403). Loopback gets no exception.
+func TestSignedURLs(t *testing.T) {
+	const secret = "s3cret"
+	ts := startServer(t, func(c *config) { c.Secret, c.PublishAuth, c.PlayAuth = secret, true, true })
+	key := streamKey{"live", "signed"}
+	now := time.Now().Unix()
+	cases := []struct {
+		name, query string
+		ok          bool
+	}{
+		{"valid", sign(key, now+60, secret), true},
+		{"missing", "", false},
+		{"expired", sign(key, now-1, secret), false},
+		{"wrong secret", sign(key, now+60, "other"), false},
+		{"other stream", sign(streamKey{"live", "x"}, now+60, secret), false},
+		{"garbage", "sign=abc", false},
+	}
+	for _, tc := range cases {
+		c := dialRTMP(t, ts.rtmpAddr, false)
+		c.connect("live")
+		sid := c.createStream()
+		c.command(sid, "publish", nil, "signed?"+tc.query, "live")
+		code := c.expectStatus()
+		if tc.ok != (code == "NetStream.Publish.Start") || !tc.ok && code != "NetStream.Publish.Unauthorized" {
+			t.Errorf("publish %s: status %s", tc.name, code)
+		}
+		if !tc.ok {
+			if _, err := c.read(); err == nil {
+				t.Errorf("publish %s: connection not closed", tc.name)
+			}
+		}
+	}
+	for _, tc := range cases {
+		q := ""
+		if tc.query != "" {
+			q = "?" + tc.query
+		}
+		resp, err := http.Head(ts.httpURL("signed") + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{true: 200, false: 403}[tc.ok]; resp.StatusCode != want {
+			t.Errorf("HTTP-FLV %s: %d; want %d", tc.name, resp.StatusCode, want)
+		}
+		ws, err := dialWS(context.Background(), ts.httpAddr, "/live/signed.flv"+q)
+		if (err == nil) != tc.ok {
+			t.Errorf("WS-FLV %s: err %v", tc.name, err)
+		}
+		if ws != nil {
+			ws.nc.Close()
+		}
+		c := dialRTMP(t, ts.rtmpAddr, false)
+		c.connect("live")
+		sid := c.createStream()
+		c.command(sid, "play", nil, "signed"+q)
+		code := c.expectStatus()
+		if want := map[bool]string{true: "NetStream.Play.Reset", false: "NetStream.Play.Unauthorized"}[tc.ok]; code != want {
+			t.Errorf("RTMP play %s: %s; want %s", tc.name, code, want)
+		}
+	}
+	// A real encoder with a signed URL.
+	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed?"+sign(key, now+60, secret))); err != nil {
+		t.Errorf("ffmpeg with a valid signature: %v", err)
+	}
+	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed")); err == nil {
+		t.Errorf("ffmpeg without a signature was accepted")
+	}
+}
+
+// TestHooks: the publish hook refuses by answer; unpublish and stop hooks
+// get JSON with bytes.
+func TestHooks(t *testing.T) {
+	var mu sync.Mutex
+	var got []hookBody
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b hookBody
+		json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		got = append(got, b)
+		mu.Unlock()
+		if strings.HasPrefix(b.Name, "bad") {
+			http.Error(w, "no", http.StatusForbidden)
+		}
+	}))
+	defer hook.Close()
+	ts := startServer(t, func(c *config) {
+		c.OnPublish, c.OnPlay, c.OnUnpublish, c.OnStop = hook.URL+"/pub", hook.URL+"/play", hook.URL+"/unpub", hook.URL+"/stop"
+	})
+	bad := dialRTMP(t, ts.rtmpAddr, false)
+	bad.connect("live")
+	bad.command(bad.createStream(), "publish", nil, "bad1", "live")
+	if code := bad.expectStatus(); code != "NetStream.Publish.Unauthorized" {
+		t.Errorf("refused publish: %s", code)
+	}
+	resp, err := http.Get(ts.httpURL("bad2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("refused HTTP play: %d", resp.StatusCode)
+	}
+	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("good?token=1")); err != nil {
+		t.Fatalf("accepted publish: %v", err)
+	}
+	waitFor(t, "the unpublish hook", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range got {
+			if b.Action == "unpublish" {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var actions []string
+	for _, b := range got {
+		actions = append(actions, b.Action+":"+b.Name)
+		if b.Action == "publish" && b.Name == "good" && (b.Query != "token=1" || b.App != "live" || b.IP != "127.0.0.1" || len(b.ID) != 8) {
+			t.Errorf("publish hook body = %+v", b)
+		}
+		if b.Action == "unpublish" && b.Bytes < 100000 {
+			t.Errorf("unpublish hook bytes = %d", b.Bytes)
+		}
+	}
+	if want := "publish:bad1 play:bad2 publish:good unpublish:good"; strings.Join(actions, " ") != want {
+		t.Errorf("hooks called: %v; want %s", actions, want)
+	}
+}
+
+// TestAPIBasicAuth: with credentials set, the API, /metrics and the admin
+// page answer 401 with NMS's realm unless they are given.
+func TestAPIBasicAuth(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.APIUser, c.APIPass = "admin", "pw" })
+	for _, path := range []string{"/api/streams", "/api/server", "/metrics", "/admin/"} {
+		for _, tc := range []struct {
+			user, pass string
+			want       int
+		}{{"", "", 401}, {"admin", "wrong", 401}, {"other", "pw", 401}, {"admin", "pw", 200}} {
+			req, _ := http.NewRequest("GET", "http://"+ts.httpAddr+path, nil)
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, tc.pass)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("GET %s as %q/%q = %d; want %d", path, tc.user, tc.pass, resp.StatusCode, tc.want)
+			}
+			if tc.want == 401 && resp.Header.Get("WWW-Authenticate") != `Basic realm="Authorization Required"` {
+				t.Errorf("GET %s: WWW-Authenticate = %q", path, resp.Header.Get("WWW-Authenticate"))
+			}
+		}
+	}
+}
+
+// TestMetrics scrapes /metrics during a publish with a viewer and parses
+// every line of the text format.
+func TestMetrics(t *testing.T) {
+	ts := startServer(t, nil)
+	longPublish(t, ts.rtmpURL("m"))
+	waitFor(t, "the publisher", func() bool { return ts.live(streamKey{"live", "m"}) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go httpGetFLV(ctx, ts.httpURL("m"))
+	waitFor(t, "the viewer", func() bool { return ts.viewers(streamKey{"live", "m"}) == 1 })
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	values := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "# HELP ") || strings.HasPrefix(line, "# TYPE ") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		f, err := strconv.ParseFloat(val, 64)
+		if !ok || err != nil || !strings.HasPrefix(name, "gms_") {
+			t.Errorf("bad metrics line %q", line)
+			continue
+		}
+		values[name] = f
+	}
+	for name, want := range map[string]float64{
+		"gms_streams": 1, `gms_viewers{protocol="http"}`: 1, `gms_connections_active{protocol="rtmp"}`: 1,
+	} {
+		if values[name] != want {
+			t.Errorf("%s = %v; want %v", name, values[name], want)
+		}
+	}
+	for _, name := range []string{"gms_received_bytes_total", "gms_sent_bytes_total", "gms_process_cpu_seconds_total", "gms_goroutines"} {
+		if values[name] <= 0 {
+			t.Errorf("%s = %v; want > 0", name, values[name])
+		}
+	}
+}
+
+// TestEvents follows /api/events through publish, play, stop and unpublish.
+func TestEvents(t *testing.T) {
+	ts := startServer(t, nil)
+	resp, err := http.Get("http://" + ts.httpAddr + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	events := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				events <- ev
+			}
+		}
+	}()
+	waitFor(t, "the event watcher", func() bool {
+		var n int
+		ts.hub.call(func() { n = len(ts.hub.watchers) })
+		return n == 1
+	})
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "ev", "live")
+	pub.expectStatus()
+	viewer := make(chan error, 1)
+	go func() {
+		_, _, err := httpGetFLV(context.Background(), "http://"+ts.httpAddr+"/live/ev.flv?x") // ends at unpublish
+		viewer <- err
+	}()
+	waitFor(t, "the viewer", func() bool { return ts.viewers(streamKey{"live", "ev"}) == 1 })
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	if err := <-viewer; err != nil {
+		t.Errorf("viewer: %v", err)
+	}
+	var got []string
+	for len(got) < 4 {
+		select {
+		case ev := <-events:
+			got = append(got, ev)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("events so far: %v", got)
+		}
+	}
+	if want := "publish play unpublish stop"; strings.Join(got, " ") != want {
+		t.Errorf("events = %v; want %s", got, want)
+	}
+}
+
+// selfSignedCert writes a certificate and key for 127.0.0.1 and returns
+// their paths.
+func selfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "gms test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+// TestTLS publishes over RTMPS with ffmpeg and plays over HTTPS-FLV with
+// ffprobe, against a certificate the test makes.
+func TestTLS(t *testing.T) {
+	needFFmpeg(t)
+	cert, key := selfSignedCert(t)
+	ts := startServer(t, func(c *config) {
+		c.RTMPSAddr, c.HTTPSAddr, c.TLSCert, c.TLSKey = "127.0.0.1:0", "127.0.0.1:0", cert, key
+	})
+	rtmps := "rtmps://" + ts.rtmpsLn.Addr().String() + "/live/tls"
+	https := "https://" + ts.httpsLn.Addr().String() + "/live/tls.flv"
+	longPublish(t, rtmps)
+	waitFor(t, "the RTMPS publisher", func() bool { return ts.live(streamKey{"live", "tls"}) })
+	got := ffprobeStreams(t, https)
+	if !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
+		t.Errorf("HTTPS-FLV streams:\n%s", got)
+	}
+	got = ffprobeStreams(t, rtmps)
+	if !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
+		t.Errorf("RTMPS streams:\n%s", got)
+	}
+}
