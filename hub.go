@@ -630,6 +630,9 @@ func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
 // run is the player's writer loop: it sends the join burst, then drains
 // the queue, writing everything that has piled up in one writev (derp's
 // sendLoop shape: drain without flushing, flush when empty, then block).
+// With a write delay it writes at most once per delay, so that a viewer
+// costs a few large writes a second instead of one per frame; a viewer
+// that has been idle that long is written to at once.
 // It returns when the subscription ends or a write fails.
 func (sub *subscriber) run(write func(*net.Buffers) error) error {
 	bufs := make(net.Buffers, 0, 64)
@@ -638,6 +641,9 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 		return err
 	}
 	sub.burst = nil
+	delay := sub.hub.cfg.WriteDelay
+	var lastWrite time.Time
+	var timer *time.Timer
 	batch := make([]*frame, 0, 64)
 	for {
 		select {
@@ -652,6 +658,19 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 				return sub.err
 			}
 		}
+		if wait := time.Until(lastWrite.Add(delay)); delay > 0 && wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+				defer timer.Stop()
+			} else {
+				timer.Reset(wait)
+			}
+			select {
+			case <-timer.C:
+			case <-sub.done:
+				// Ending: whatever is queued goes out now.
+			}
+		}
 		batch = sub.drain(batch)
 		var n int64
 		for _, f := range batch {
@@ -660,6 +679,9 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 		sub.queued.Add(-n)
 		if err := sub.send(batch, &bufs, &waitKey, write); err != nil {
 			return err
+		}
+		if delay > 0 {
+			lastWrite = time.Now()
 		}
 		clear(batch)
 		batch = batch[:0]

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -495,4 +496,52 @@ func TestCodecParams(t *testing.T) {
 			t.Errorf("audio = %+v; want %+v", gotA, tc.audio)
 		}
 	}
+}
+
+// TestWriteDelayMergesWrites: with a write delay, frames that arrive in
+// between go out together, and a viewer idle for longer than the delay is
+// written to at once (fake time).
+func TestWriteDelayMergesWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.WriteDelay = 100 * time.Millisecond })
+		key := streamKey{"live", "merge"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+		type write struct {
+			at     time.Duration
+			frames int
+		}
+		var writes []write
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			done <- sub.run(func(b *net.Buffers) error {
+				writes = append(writes, write{time.Since(start), len(*b)})
+				b.WriteTo(io.Discard)
+				return nil
+			})
+		}()
+		p := startTestPublish(t, h, key) // header + 3 frames at t=0
+		synctest.Wait()
+		time.Sleep(5 * time.Millisecond) // off the 100 ms grid: no ties with the timer
+		for i := range 20 { // 20 frames, 10 ms apart, at 15, 25, ... 205 ms
+			time.Sleep(10 * time.Millisecond)
+			p.write(msgVideo, uint32(10*i), testVideo(i == 0, 10))
+			synctest.Wait()
+		}
+		time.Sleep(time.Second) // idle
+		p.write(msgVideo, 1000, testVideo(false, 10))
+		synctest.Wait()
+		h.unsubscribe(sub)
+		<-done
+		var got []string
+		for _, w := range writes {
+			got = append(got, fmt.Sprintf("%v:%d", w.at, w.frames))
+		}
+		// 0 ms: the stream's start at once; then at most one write per
+		// 100 ms, each with what piled up; after the idle second, at once.
+		want := "0s:4 100ms:9 200ms:10 300ms:1 1.205s:1"
+		if strings.Join(got, " ") != want {
+			t.Errorf("writes (time:frames) = %v; want %s", got, want)
+		}
+	})
 }

@@ -45,6 +45,7 @@ type config struct {
 	PingTimeout time.Duration // a peer silent this long is dropped
 	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
 	QueueBytes  int           // most bytes queued for one viewer before it skips to the next keyframe
+	WriteDelay  time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	LogLevel    slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
@@ -98,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", cfg.PingTimeout, "drop a peer silent this `long`")
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
+	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api and /metrics (with -api-pass)")
@@ -145,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")
+	}
+	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
+		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
 	}
 	if (cfg.PublishAuth || cfg.PlayAuth) && cfg.Secret == "" {
 		return cfg, fmt.Errorf("-auth-publish and -auth-play need -auth-secret")
