@@ -285,10 +285,11 @@ func TestSignedURLs(t *testing.T) {
 		}
 	}
 	// A real encoder with a signed URL.
-	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed?"+sign(key, now+60, secret))); err != nil {
+	key2 := streamKey{"live", "signed2"}
+	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed2?"+sign(key2, now+60, secret))); err != nil {
 		t.Errorf("ffmpeg with a valid signature: %v", err)
 	}
-	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed")); err == nil {
+	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed2")); err == nil {
 		t.Errorf("ffmpeg without a signature was accepted")
 	}
 }
@@ -531,4 +532,53 @@ func TestTLS(t *testing.T) {
 	if !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
 		t.Errorf("RTMPS streams:\n%s", got)
 	}
+}
+
+// TestConnectionLimits: past -max-conns-per-ip (and -max-conns) a new
+// connection is closed at once with a log line; a freed slot is reusable,
+// and the limit spans RTMP and HTTP.
+func TestConnectionLimits(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.MaxConnsIP = 3 })
+	var conns []net.Conn
+	for i := range 3 {
+		addr := ts.rtmpAddr
+		if i == 2 {
+			addr = ts.httpAddr
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	// Let the server accept them all before the next one.
+	waitFor(t, "three accepted", func() bool {
+		ts.web.limits().mu.Lock()
+		defer ts.web.limits().mu.Unlock()
+		return ts.web.limits().total == 3
+	})
+	extra, err := net.Dial("tcp", ts.rtmpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("fourth connection from one IP got %d bytes; want it closed", n)
+	}
+	if got := ts.hub.counters.tooManyConns.Load(); got != 1 {
+		t.Errorf("refused count = %d; want 1", got)
+	}
+	if !strings.Contains(ts.logs.String(), "max-conns-per-ip 3") {
+		t.Errorf("no log line naming the limit")
+	}
+	conns[0].Close()
+	waitFor(t, "the slot to free", func() bool {
+		ts.web.limits().mu.Lock()
+		defer ts.web.limits().mu.Unlock()
+		return ts.web.limits().total == 2
+	})
+	c := dialRTMP(t, ts.rtmpAddr, false)
+	c.connect("live")
 }

@@ -45,6 +45,8 @@ type httpServer struct {
 	log      *slog.Logger
 	started  time.Time
 	rtmpPort int // for the admin page's play URLs
+	// connLimits is shared by all listeners; tests look at it.
+	connLimits *connLimiter
 
 	cpuMu   sync.Mutex // guards the CPU load sample
 	cpuAt   time.Time
@@ -221,6 +223,8 @@ func (s *httpServer) closeAll() {
 }
 
 func (s *httpServer) wait() { s.wg.Wait() }
+
+func (s *httpServer) limits() *connLimiter { return s.connLimits }
 
 // flvPlayer is one HTTP-FLV or WS-FLV viewer on a hijacked connection.
 type flvPlayer struct {

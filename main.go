@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -46,6 +47,8 @@ type config struct {
 	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
 	QueueBytes  int           // most bytes queued for one viewer before it skips to the next keyframe
 	WriteDelay  time.Duration // a viewer is written to at most once per this (0: every frame at once)
+	MaxConns    int           // open connections, RTMP and HTTP together (0: no limit)
+	MaxConnsIP  int           // open connections from one IP address (0: no limit)
 	LogLevel    slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
@@ -78,6 +81,7 @@ func defaultConfig() config {
 		PingTimeout: 30 * time.Second,
 		AllowOrigin: "*",
 		QueueBytes:  16 << 20,
+		MaxConns:    20000,
 		LogLevel:    slog.LevelInfo,
 		API:         true,
 		HookTimeout: 3 * time.Second,
@@ -100,6 +104,8 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
+	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
+	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api and /metrics (with -api-pass)")
@@ -301,6 +307,93 @@ func portAddr(port *int) *string {
 	return &a
 }
 
+// connLimiter counts open connections, in total and per IP, across all
+// listeners, so that no one host can take every slot.
+type connLimiter struct {
+	maxTotal, maxPerIP int
+	refused            *atomic.Uint64
+	log                *slog.Logger
+
+	mu      sync.Mutex
+	total   int
+	perIP   map[string]int
+	lastLog time.Time
+}
+
+// take reserves a slot for ip, or says which limit it is over.
+func (l *connLimiter) take(ip string) (limit string, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.maxTotal > 0 && l.total >= l.maxTotal:
+		return fmt.Sprintf("max-conns %d", l.maxTotal), false
+	case l.maxPerIP > 0 && l.perIP[ip] >= l.maxPerIP:
+		return fmt.Sprintf("max-conns-per-ip %d", l.maxPerIP), false
+	}
+	l.total++
+	l.perIP[ip]++
+	return "", true
+}
+
+func (l *connLimiter) release(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// limitListener closes connections over the limits as they are accepted,
+// with at most one log line a second.
+type limitListener struct {
+	net.Listener
+	limits *connLimiter
+}
+
+func (ln *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := ln.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc, isTCP := c.(*net.TCPConn)
+		if !isTCP {
+			return c, nil
+		}
+		ip := hostOf(c.RemoteAddr().String())
+		limit, ok := ln.limits.take(ip)
+		if ok {
+			return &limitConn{TCPConn: tc, limits: ln.limits, ip: ip}, nil
+		}
+		l := ln.limits
+		l.refused.Add(1)
+		l.mu.Lock()
+		if time.Since(l.lastLog) > time.Second {
+			l.lastLog = time.Now()
+			l.log.Warn("connection refused: over limit", "remote", c.RemoteAddr().String(), "limit", limit,
+				"refused_total", l.refused.Load())
+		}
+		l.mu.Unlock()
+		c.Close()
+	}
+}
+
+// limitConn gives its slot back when closed, once. It embeds the
+// *net.TCPConn itself, not a net.Conn, so that net.Buffers still finds
+// the writev method through it.
+type limitConn struct {
+	*net.TCPConn
+	limits *connLimiter
+	ip     string
+	once   sync.Once
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(func() { c.limits.release(c.ip) })
+	return c.TCPConn.Close()
+}
+
 // flattenKeys lists the dotted keys of a JSON object, sorted.
 func flattenKeys(prefix string, m map[string]any) []string {
 	var keys []string
@@ -391,12 +484,16 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 			}
 		}
 	}()
+	h := newHub(cfg, log)
+	limits := &connLimiter{maxTotal: cfg.MaxConns, maxPerIP: cfg.MaxConnsIP, perIP: map[string]int{},
+		refused: &h.counters.tooManyConns, log: log}
 	open := func(addr string, tlsCfg *tls.Config) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+		raw, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, ln)
+		lns = append(lns, raw)
+		var ln net.Listener = &limitListener{Listener: raw, limits: limits}
 		if tlsCfg != nil {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
@@ -429,7 +526,6 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	h := newHub(cfg, log)
 	if cfg.OnPublish != "" || cfg.OnPlay != "" || cfg.OnUnpublish != "" || cfg.OnStop != "" {
 		h.hooks = newHooks(cfg, log)
 	}
@@ -444,6 +540,7 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		rtmpsLn: rtmpsLn,
 		httpsLn: httpsLn,
 	}
+	s.web.connLimits = limits
 	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
 		s.web.rtmpPort = a.Port
 	}

@@ -686,8 +686,11 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// NMS's set-up: port 1935, chunk size 60000, GOP cache, ping 60 s,
+	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
-		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20, LogLevel: slog.LevelInfo}
+		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
+		MaxConns: 20000, LogLevel: slog.LevelInfo, API: true, HookTimeout: 3 * time.Second}
 	if cfg != want {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -704,9 +707,9 @@ func TestConfigFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{RTMPAddr: ":1936", HTTPAddr: ":8001", ChunkSize: 8192, GOPCache: false,
-		Ping: 10 * time.Second, PingTimeout: 5 * time.Second, AllowOrigin: "https://example.com", QueueBytes: 16 << 20,
-		LogLevel: slog.LevelDebug}
+	want := defaultConfig()
+	want.RTMPAddr, want.HTTPAddr, want.ChunkSize, want.GOPCache = ":1936", ":8001", 8192, false
+	want.Ping, want.PingTimeout, want.AllowOrigin, want.LogLevel = 10*time.Second, 5*time.Second, "https://example.com", slog.LevelDebug
 	if cfg != want {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}
@@ -781,5 +784,410 @@ func TestShutdown(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("viewer's response did not end cleanly: %v", err)
+	}
+}
+
+// ---- Other real clients ----
+//
+// End-to-end tests with clients other than ffmpeg: rtmpdump (librtmp, also
+// with the FP9 digest handshake), GStreamer publishing (rtmp2sink and the
+// librtmp rtmpsink) and playing (rtmp2src, souphttpsrc), and Chromium
+// playing WS-FLV and HTTP-FLV with mpegts.js. Each skips when its tool is
+// missing on a laptop and fails on CI, where .ci/run installs it.
+
+// needTool skips when the command is missing locally and fails on CI; it
+// returns the command's path.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		missingOnCI(t, fmt.Sprintf("%s not found (%v)", name, err))
+	}
+	return path
+}
+
+func missingOnCI(t testing.TB, what string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s on CI: .ci/run must install it", what)
+	}
+	t.Skipf("%s: install it to run this test", what)
+}
+
+// needGstElements wants gst-launch-1.0 and every named element.
+func needGstElements(t testing.TB, elements ...string) {
+	t.Helper()
+	needTool(t, "gst-launch-1.0")
+	needTool(t, "gst-inspect-1.0")
+	for _, e := range elements {
+		if err := exec.Command("gst-inspect-1.0", "--exists", e).Run(); err != nil {
+			missingOnCI(t, "GStreamer element "+e+" not found")
+		}
+	}
+}
+
+// withoutAVCEnd drops AVC end-of-sequence tags (5 bytes, AVCPacketType 2):
+// librtmp and GStreamer's rtmp2src skip such "too small video packets" on
+// purpose, so players built on them never write them.
+func withoutAVCEnd(tags []flvTag) []flvTag {
+	var out []flvTag
+	for _, tag := range tags {
+		if tag.Type == tagVideo && len(tag.Data) == 5 && tag.Data[0]&0x0F == 7 && tag.Data[1] == 2 {
+			continue
+		}
+		out = append(out, tag)
+	}
+	return out
+}
+
+// indexOfTag finds tag in tags by type, time and bytes.
+func indexOfTag(tags []flvTag, tag flvTag) int {
+	for i, w := range tags {
+		if w.Type == tag.Type && w.Time == tag.Time && bytes.Equal(w.Data, tag.Data) {
+			return i
+		}
+	}
+	return -1
+}
+
+// decodesCleanly wants ffmpeg to decode the file without a single error.
+func decodesCleanly(t *testing.T, what, path string) {
+	t.Helper()
+	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", path, "-f", "null", "-").CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Errorf("%s: decoding %s: %v\n%s", what, filepath.Base(path), err, msg)
+	}
+}
+
+// startCmd starts a client that the test waits for later; it is killed if
+// the test ends first.
+func startCmd(t *testing.T, ctx context.Context, name string, args ...string) (wait func() (string, error)) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	waited := sync.OnceValue(func() error { return <-done })
+	t.Cleanup(func() { cmd.Process.Kill(); waited() })
+	return func() (string, error) {
+		err := waited()
+		return out.String(), err
+	}
+}
+
+// TestRtmpdump plays with librtmp's rtmpdump: one player waiting before the
+// publisher with the simple handshake must record every media frame of the
+// clip; a late joiner using the FP9 digest handshake (librtmp switches to
+// it when given a SWF hash) must verify the server's digests and record the
+// clip from a keyframe on. Both must exit 0 when the publisher leaves
+// (librtmp closes on NetStream.Play.UnpublishNotify).
+func TestRtmpdump(t *testing.T) {
+	needTool(t, "rtmpdump")
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	_, want := readFLVFile(t, clip)
+	wantMedia := withoutAVCEnd(mediaTags(want))
+	key := streamKey{"live", "rtmpdump"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+
+	early := filepath.Join(dir, "early.flv")
+	waitEarly := startCmd(t, ctx, "rtmpdump", "--live", "-r", ts.rtmpURL("rtmpdump"), "-o", early)
+	waitFor(t, "rtmpdump waiting", func() bool { return ts.viewers(key) == 1 })
+
+	waitPub := startPublish(t, clip, ts.rtmpURL("rtmpdump"))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	time.Sleep(1500 * time.Millisecond) // into the second GOP
+	late := filepath.Join(dir, "late.flv")
+	waitLate := startCmd(t, ctx, "rtmpdump", "--verbose", "--live", "-r", ts.rtmpURL("rtmpdump"),
+		"--swfhash", strings.Repeat("0123456789abcdef", 4), "--swfsize", "12345", "-o", late)
+	if err := waitPub(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := waitEarly()
+	if err != nil {
+		t.Fatalf("rtmpdump (waiting player): %v\n%s", err, out)
+	}
+	_, tags := readFLVFile(t, early)
+	compareTags(t, "rtmpdump waiting player", withoutAVCEnd(mediaTags(tags)), wantMedia)
+	decodesCleanly(t, "rtmpdump waiting player", early)
+
+	out, err = waitLate()
+	if err != nil {
+		t.Fatalf("rtmpdump (late joiner, digest handshake): %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Client digest offset") || !strings.Contains(out, "Genuine Adobe Flash Media Server") {
+		t.Errorf("rtmpdump did not do and verify the digest handshake:\n%s", out)
+	}
+	_, tags = readFLVFile(t, late)
+	checkJoin(t, tags)
+	got := withoutAVCEnd(mediaTags(tags))
+	if len(got) < 3 {
+		t.Fatalf("late joiner: only %d media tags", len(got))
+	}
+	start := indexOfTag(wantMedia, got[2])
+	if start <= 2 {
+		t.Fatalf("late joiner's first frame found at clip index %d; want a later keyframe", start)
+	}
+	compareTags(t, "rtmpdump late joiner", got[2:], wantMedia[start:])
+	decodesCleanly(t, "rtmpdump late joiner", late)
+}
+
+// TestGStreamerPublish publishes 100 frames of H.264 (openh264enc) and AAC
+// (voaacenc) from GStreamer, through rtmp2sink and through the librtmp
+// rtmpsink, while a tee keeps what flvmux produced. An HTTP-FLV player must
+// get exactly those media tags; an ffmpeg RTMP player must get the same
+// packets (count, sizes, timestamps, keyframes) as h264 320x240 + aac.
+func TestGStreamerPublish(t *testing.T) {
+	needFFmpeg(t)
+	needGstElements(t, "videotestsrc", "audiotestsrc", "openh264enc", "h264parse", "voaacenc", "aacparse",
+		"flvmux", "tee", "queue", "filesink", "rtmp2sink", "rtmpsink")
+	ts := startServer(t, nil)
+	for _, sink := range []string{"rtmp2sink", "rtmpsink"} {
+		t.Run(sink, func(t *testing.T) {
+			name := "gst" + sink
+			key := streamKey{"live", name}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			dir := t.TempDir()
+
+			type result struct {
+				data []byte
+				err  error
+			}
+			httpRes := make(chan result, 1)
+			go func() {
+				_, data, err := httpGetFLV(ctx, ts.httpURL(name))
+				httpRes <- result{data, err}
+			}()
+			rtmpOut := filepath.Join(dir, "rtmp.flv")
+			waitRTMP := startCmd(t, ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
+				"-i", ts.rtmpURL(name), "-c", "copy", "-f", "flv", rtmpOut)
+			waitFor(t, "two waiting players", func() bool { return ts.viewers(key) == 2 })
+
+			location := ts.rtmpURL(name)
+			if sink == "rtmpsink" {
+				location += " live=1"
+			}
+			sent := filepath.Join(dir, "sent.flv")
+			pipeline := []string{"-e",
+				"videotestsrc", "is-live=true", "num-buffers=100", "!", "video/x-raw,width=320,height=240,framerate=25/1",
+				"!", "openh264enc", "gop-size=25", "!", "h264parse", "!", "flvmux", "streamable=true", "name=m",
+				"audiotestsrc", "is-live=true", "num-buffers=172", "samplesperbuffer=1024", "!", "audio/x-raw,rate=44100",
+				"!", "voaacenc", "!", "aacparse", "!", "m.",
+				"m.", "!", "tee", "name=t",
+				"t.", "!", "queue", "!", sink, "location=" + location,
+				"t.", "!", "queue", "!", "filesink", "location=" + sent}
+			if out, err := startCmd(t, ctx, "gst-launch-1.0", pipeline...)(); err != nil {
+				t.Fatalf("gst-launch-1.0 publishing: %v\n%s", err, out)
+			}
+
+			_, sentTags := readFLVFile(t, sent)
+			wantMedia := mediaTags(sentTags)
+			if n := len(filterPackets(ffprobePackets(t, sent), "video")); n != 100 {
+				t.Fatalf("GStreamer made %d video frames; want 100", n)
+			}
+			hr := <-httpRes
+			if hr.err != nil {
+				t.Fatalf("HTTP-FLV player: %v", hr.err)
+			}
+			flags, got := parseFLV(t, hr.data)
+			if flags != [2]bool{true, true} {
+				t.Errorf("HTTP-FLV header audio,video = %v; want both", flags)
+			}
+			compareTags(t, "HTTP-FLV", mediaTags(got), wantMedia)
+
+			if out, err := waitRTMP(); err != nil {
+				t.Fatalf("ffmpeg RTMP player: %v\n%s", err, out)
+			}
+			comparePackets(t, "RTMP", ffprobePackets(t, rtmpOut), ffprobePackets(t, sent))
+			if got := ffprobeStreams(t, rtmpOut); !strings.Contains(got, "codec_name=h264|codec_type=video|width=320|height=240") ||
+				!strings.Contains(got, "codec_name=aac|codec_type=audio") {
+				t.Errorf("RTMP output streams:\n%s\nwant h264 320x240 and aac", got)
+			}
+			decodesCleanly(t, "RTMP player", rtmpOut)
+			waitFor(t, "players to leave", func() bool { return ts.viewers(key) == 0 })
+		})
+	}
+}
+
+// TestGStreamerPlay has GStreamer players wait for the stream, over RTMP
+// (rtmp2src) and HTTP-FLV (souphttpsrc), then ffmpeg publishes the clip;
+// both pipelines must reach EOS when the publisher leaves. The HTTP one
+// must have recorded every media tag of the clip. rtmp2src stops at Stream
+// EOF and may drop the last message or two still in its queue, so the
+// RTMP one must be the clip from its start, short of at most two tags at
+// the end.
+func TestGStreamerPlay(t *testing.T) {
+	needGstElements(t, "rtmp2src", "souphttpsrc", "filesink")
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	_, want := readFLVFile(t, clip)
+	wantMedia := mediaTags(want)
+	key := streamKey{"live", "gstplay"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+
+	rtmpOut, httpOut := filepath.Join(dir, "rtmp.flv"), filepath.Join(dir, "http.flv")
+	waitRTMP := startCmd(t, ctx, "gst-launch-1.0", "rtmp2src", "location="+ts.rtmpURL("gstplay"),
+		"!", "filesink", "location="+rtmpOut)
+	waitHTTP := startCmd(t, ctx, "gst-launch-1.0", "souphttpsrc", "location="+ts.httpURL("gstplay"),
+		"!", "filesink", "location="+httpOut)
+	waitFor(t, "two waiting GStreamer players", func() bool { return ts.viewers(key) == 2 })
+	if err := startPublish(t, clip, ts.rtmpURL("gstplay"))(); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := waitHTTP(); err != nil {
+		t.Fatalf("souphttpsrc pipeline: %v\n%s", err, out)
+	}
+	flags, tags := readFLVFile(t, httpOut)
+	if flags != [2]bool{true, true} {
+		t.Errorf("HTTP-FLV header audio,video = %v; want both", flags)
+	}
+	compareTags(t, "souphttpsrc", mediaTags(tags), wantMedia)
+	decodesCleanly(t, "souphttpsrc", httpOut)
+
+	if out, err := waitRTMP(); err != nil {
+		t.Fatalf("rtmp2src pipeline: %v\n%s", err, out)
+	}
+	_, tags = readFLVFile(t, rtmpOut)
+	got, wantRTMP := withoutAVCEnd(mediaTags(tags)), withoutAVCEnd(wantMedia)
+	if len(got) < len(wantRTMP)-2 || len(got) > len(wantRTMP) {
+		t.Errorf("rtmp2src: got %d media tags; want %d, or up to 2 fewer", len(got), len(wantRTMP))
+	}
+	compareTags(t, "rtmp2src", got, wantRTMP[:min(len(got), len(wantRTMP))])
+	decodesCleanly(t, "rtmp2src", rtmpOut)
+}
+
+// chromiumPage plays the ws and http URLs given in its query with
+// mpegts.js, one <video> each, and posts to /result, per player, either
+// "NAME ok frames=N size=WxH" once 50 frames are decoded, or "NAME error ...".
+const chromiumPage = `<!doctype html><meta charset="utf-8"><body>
+<video id="ws" muted></video><video id="http" muted></video>
+<script src="/mpegts.js"></script>
+<script>
+const report = m => fetch('/result', {method: 'POST', body: m});
+function play(id, url) {
+  const v = document.getElementById(id);
+  const p = mpegts.createPlayer({type: 'flv', isLive: true, url: url});
+  p.on(mpegts.Events.ERROR, (type, detail, info) => report(id + ' error ' + type + ' ' + detail + ' ' + JSON.stringify(info)));
+  p.attachMediaElement(v);
+  p.load();
+  v.play().catch(e => report(id + ' error play(): ' + e));
+  const timer = setInterval(() => {
+    if (v.error) {
+      clearInterval(timer);
+      report(id + ' error media: ' + v.error.code + ' ' + v.error.message);
+      return;
+    }
+    const q = v.getVideoPlaybackQuality();
+    if (q.totalVideoFrames >= 50) {
+      clearInterval(timer);
+      report(id + ' ok frames=' + q.totalVideoFrames + ' size=' + v.videoWidth + 'x' + v.videoHeight);
+    }
+  }, 100);
+}
+const q = new URLSearchParams(location.search);
+if (!window.mpegts) report('page error: mpegts.js did not load');
+else if (!mpegts.getFeatureList().mseLivePlayback) report('page error: no MSE live playback');
+else { play('ws', q.get('ws')); play('http', q.get('http')); }
+</script>`
+
+// TestChromiumMpegtsJS plays the stream in headless Chromium with
+// mpegts.js (the README's browser recipe), over WS-FLV and over HTTP-FLV,
+// both from a page of another origin (so HTTP-FLV needs the CORS header).
+// Each <video> must decode 50 frames at 320x240 with no player or media
+// error. mpegts.js comes from npm: GMS_MPEGTS_JS names its dist/mpegts.js.
+func TestChromiumMpegtsJS(t *testing.T) {
+	chromium := needTool(t, "chromium")
+	js := os.Getenv("GMS_MPEGTS_JS")
+	if js == "" {
+		missingOnCI(t, "GMS_MPEGTS_JS (path of mpegts.js from `npm install mpegts.js`) not set")
+	}
+	if _, err := os.Stat(js); err != nil {
+		t.Fatalf("GMS_MPEGTS_JS: %v", err)
+	}
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	key := streamKey{"live", "browser"}
+
+	results := make(chan string, 16)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, chromiumPage)
+	})
+	mux.HandleFunc("/mpegts.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, js) })
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case results <- string(b):
+		default:
+		}
+	})
+	mux.HandleFunc("/favicon.ico", http.NotFound)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &http.Server{Handler: mux}
+	go page.Serve(ln)
+	t.Cleanup(func() { page.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	profile := t.TempDir()
+	pageURL := "http://" + ln.Addr().String() + "/?ws=ws://" + ts.httpAddr + "/live/browser.flv&http=" + ts.httpURL("browser")
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--mute-audio", "--autoplay-policy=no-user-gesture-required", "--user-data-dir="+profile, pageURL)
+	var chromeLog syncBuffer
+	cmd.Stdout, cmd.Stderr = &chromeLog, &chromeLog
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // let it take its helpers down
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { // before the profile directory is removed
+		cancel()
+		<-exited
+	})
+
+	waitFor(t, "both browser players to connect", func() bool { return ts.viewers(key) == 2 })
+	waitPub := startPublish(t, clip, ts.rtmpURL("browser"))
+	got := map[string]string{}
+	giveUp := time.After(30 * time.Second)
+	for len(got) < 2 {
+		select {
+		case r := <-results:
+			name, rest, _ := strings.Cut(r, " ")
+			if name != "ws" && name != "http" {
+				t.Fatalf("browser: %s", r)
+			}
+			got[name] = rest
+		case <-exited:
+			t.Fatalf("chromium exited early:\n%s", chromeLog.String())
+		case <-giveUp:
+			t.Fatalf("gave up waiting for the browser; results so far %v\nchromium log:\n%s", got, chromeLog.String())
+		}
+	}
+	for _, name := range []string{"ws", "http"} {
+		var frames, w, h int
+		if _, err := fmt.Sscanf(got[name], "ok frames=%d size=%dx%d", &frames, &w, &h); err != nil || frames < 50 || w != 320 || h != 240 {
+			t.Errorf("%s player in Chromium: %q; want ok, 50+ frames at 320x240", name, got[name])
+		}
+	}
+	if err := waitPub(); err != nil {
+		t.Fatal(err)
 	}
 }
