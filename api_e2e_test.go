@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -581,4 +583,153 @@ func TestConnectionLimits(t *testing.T) {
 	})
 	c := dialRTMP(t, ts.rtmpAddr, false)
 	c.connect("live")
+}
+
+func (s *syncBuffer) capacity() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Cap()
+}
+
+// openFDs counts this process's open file descriptors (Linux).
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
+
+// TestNoLeaks runs a thousand publish/play/disconnect cycles over every
+// protocol, with clients that leave in every way (clean close, abrupt
+// close mid-stream, close during the handshake), then checks that
+// goroutines, open files and the heap are back where they started.
+func TestNoLeaks(t *testing.T) {
+	cycles := 1000
+	if testing.Short() {
+		cycles = 100
+	}
+	ts := startServer(t, nil)
+	runtime.GC()
+	baseG, baseFD := runtime.NumGoroutine(), openFDs(t)
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	logsBefore := ts.logs.capacity()
+
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range cycles {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			leakCycle(t, ts, i)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	waitFor(t, "every stream to go", func() bool { return len(ts.hub.snapshot()) == 0 })
+	var g, fds int
+	waitFor(t, "goroutines and files back to the start", func() bool {
+		g, fds = runtime.NumGoroutine(), openFDs(t)
+		return g <= baseG+2 && fds <= baseFD+2
+	})
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	// The test keeps the server's log in memory; that is not the server's.
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse) - int64(ts.logs.capacity()-logsBefore)
+	t.Logf("%d cycles: goroutines %d -> %d, open files %d -> %d, heap in use %+d bytes", cycles, baseG, g, baseFD, fds, grew)
+	if grew > 1<<20 {
+		t.Errorf("heap grew by %d bytes over %d cycles", grew, cycles)
+	}
+}
+
+// dialRTMPOwned is dialRTMP for callers that close the connection
+// themselves: it registers no cleanup, so that a thousand of them leave
+// nothing behind in the test's own heap.
+func dialRTMPOwned(t *testing.T, addr string, signed bool) *rtmpClient {
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if err := clientHandshake(nc, signed); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	return &rtmpClient{t: t, nc: nc, chunkSize: 128, cr: newChunkReader(bufio.NewReader(nc))}
+}
+
+// leakCycle is one publisher with three players, ending in a way chosen by i.
+func leakCycle(t *testing.T, ts *testServer, i int) {
+	name := fmt.Sprintf("leak%d", i)
+	if i%10 == 9 { // a client that leaves during the handshake
+		c, err := net.Dial("tcp", ts.rtmpAddr)
+		if err == nil {
+			c.Write([]byte{3, 1, 2, 3})
+			c.Close()
+		}
+		return
+	}
+	pub := dialRTMPOwned(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, name, "live")
+	pub.expectStatus()
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 2000))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	httpDone, httpStarted := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.httpURL(name), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("GET: %v", err)
+			close(httpStarted)
+			return
+		}
+		resp.Body.Read(make([]byte, 100))
+		close(httpStarted)
+		{
+			if i%2 == 0 {
+				resp.Body.Close() // leaves mid-stream
+			} else {
+				io.Copy(io.Discard, resp.Body) // stays to the end
+				resp.Body.Close()
+			}
+		}
+	}()
+	ws, err := dialWS(ctx, ts.httpAddr, "/live/"+name+".flv")
+	if err == nil {
+		ws.readFrame()
+		if i%3 == 0 {
+			ws.writeFrame(wsOpClose, nil)
+		}
+		ws.nc.Close()
+	}
+	play := dialRTMPOwned(t, ts.rtmpAddr, i%2 == 0)
+	play.connect("live")
+	play.command(play.createStream(), "play", nil, name)
+	play.expectStatus()
+	play.nc.Close()
+
+	<-httpStarted // it must have joined, or it would wait for the next publisher
+	for j := range 5 {
+		pub.send(csidVideo, msgVideo, sid, uint32(40*(j+1)), testVideo(false, 1000))
+	}
+	if i%4 == 0 {
+		pub.nc.Close() // vanishes without deleteStream
+	} else {
+		pub.command(sid, "deleteStream", nil, float64(sid))
+		pub.nc.Close()
+	}
+	<-httpDone
 }
