@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -732,4 +734,152 @@ func leakCycle(t *testing.T, ts *testServer, i int) {
 		pub.nc.Close()
 	}
 	<-httpDone
+}
+
+// TestStress has publishers and HTTP-FLV/WS-FLV viewers come and go at
+// random, and checks every viewer's stream: a valid FLV, starting with
+// metadata, sequence headers and a keyframe; timestamps never going
+// backwards; and every frame after the start, in order, unless the
+// server says it skipped some (then it must resume at a keyframe).
+func TestStress(t *testing.T) {
+	ts := startServer(t, nil)
+	dur := 6 * time.Second
+	if testing.Short() {
+		dur = 2 * time.Second
+	}
+	stop := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	var viewersChecked, framesChecked atomicCounter
+	for p := range 3 {
+		wg.Go(func() {
+			for round := 0; time.Now().Before(stop); round++ {
+				stressPublish(t, ts, fmt.Sprintf("s%d", p), stop, round)
+			}
+		})
+	}
+	for v := range 12 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(stop); i++ {
+				name := fmt.Sprintf("s%d", (v+i)%3)
+				n := stressView(t, ts, name, v%2 == 0, time.Duration(50+(v*37+i*91)%400)*time.Millisecond)
+				if n > 0 {
+					viewersChecked.add(1)
+					framesChecked.add(n)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d viewer sessions checked, %d frames", viewersChecked.load(), framesChecked.load())
+	if viewersChecked.load() < 20 {
+		t.Errorf("only %d viewer sessions got frames", viewersChecked.load())
+	}
+}
+
+type atomicCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *atomicCounter) add(d int) { c.mu.Lock(); c.n += d; c.mu.Unlock() }
+func (c *atomicCounter) load() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
+
+// stressPublish publishes name for a random while: 100 frames a second,
+// a keyframe every 10, each frame's payload carrying its sequence number.
+func stressPublish(t *testing.T, ts *testServer, name string, stop time.Time, round int) {
+	c := dialRTMPOwned(t, ts.rtmpAddr, false)
+	defer c.nc.Close()
+	c.connect("live")
+	sid := c.createStream()
+	c.command(sid, "publish", nil, name, "live")
+	if c.expectStatus() != "NetStream.Publish.Start" {
+		time.Sleep(50 * time.Millisecond) // the last round's publisher is still leaving
+		return
+	}
+	c.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	c.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	c.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	frames := 50 + (round*53)%150
+	for seq := range frames {
+		if time.Now().After(stop) {
+			break
+		}
+		payload := testVideo(seq%10 == 0, 200)
+		binary.BigEndian.PutUint32(payload[5:], uint32(seq))
+		c.send(csidVideo, msgVideo, sid, uint32(seq*10), payload)
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.command(sid, "deleteStream", nil, float64(sid))
+}
+
+// stressView watches name for a while over HTTP-FLV or WS-FLV and checks
+// what it got; it returns the number of frames checked.
+func stressView(t *testing.T, ts *testServer, name string, ws bool, watch time.Duration) int {
+	ctx, cancel := context.WithTimeout(context.Background(), watch)
+	defer cancel()
+	var data []byte
+	if ws {
+		c, err := dialWS(ctx, ts.httpAddr, "/live/"+name+".flv")
+		if err != nil {
+			return 0
+		}
+		go func() { <-ctx.Done(); c.nc.Close() }()
+		data, _ = c.readFLV()
+	} else {
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.httpURL(name), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		data, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if len(data) == 0 {
+		return 0 // no publisher came while it waited
+	}
+	fr, err := newFLVReader(bytes.NewReader(data))
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return 0
+	}
+	var kinds []string
+	lastSeq, lastTime, n := -1, uint32(0), 0
+	for {
+		tag, err := fr.next()
+		if err != nil {
+			break // a cut-off last tag is how a viewer that leaves ends
+		}
+		switch {
+		case tag.Type == tagScript:
+			kinds = append(kinds, "meta")
+			lastSeq = -1 // a new publisher: its frames count from 0 again
+			lastTime = 0
+			continue
+		case tag.Type == tagAudio:
+			kinds = append(kinds, "aseq")
+			continue
+		}
+		header, key := videoInfo(tag.Data)
+		if header {
+			kinds = append(kinds, "vseq")
+			continue
+		}
+		seq := int(binary.BigEndian.Uint32(tag.Data[5:]))
+		if lastSeq < 0 {
+			if !key || len(kinds) < 3 || strings.Join(kinds[len(kinds)-3:], " ") != "meta aseq vseq" {
+				t.Errorf("%s: starts with %v then frame %d (key %v)", name, kinds, seq, key)
+				return n
+			}
+		} else if seq != lastSeq+1 && !key {
+			t.Errorf("%s: frame %d after %d, not at a keyframe", name, seq, lastSeq)
+			return n
+		}
+		if tag.Time < lastTime {
+			t.Errorf("%s: time %d after %d", name, tag.Time, lastTime)
+		}
+		lastSeq, lastTime = seq, tag.Time
+		kinds = append(kinds, "frame")
+		n++
+	}
+	return n
 }
