@@ -16,6 +16,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/big"
 	"net"
@@ -747,7 +748,17 @@ func TestStress(t *testing.T) {
 	if testing.Short() {
 		dur = 2 * time.Second
 	}
-	stop := time.Now().Add(dur)
+	sessions, frames := churn(t, ts, time.Now().Add(dur))
+	t.Logf("%d viewer sessions checked, %d frames", sessions, frames)
+	if sessions < 20 {
+		t.Errorf("only %d viewer sessions got frames", sessions)
+	}
+}
+
+// churn runs 3 publishers and 12 viewers that come and go until stop,
+// checking every viewer's stream; it returns the viewer sessions that got
+// frames and the frames checked.
+func churn(t *testing.T, ts *testServer, stop time.Time) (sessions, frames int) {
 	var wg sync.WaitGroup
 	var viewersChecked, framesChecked atomicCounter
 	for p := range 3 {
@@ -770,10 +781,51 @@ func TestStress(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	t.Logf("%d viewer sessions checked, %d frames", viewersChecked.load(), framesChecked.load())
-	if viewersChecked.load() < 20 {
-		t.Errorf("only %d viewer sessions got frames", viewersChecked.load())
+	return viewersChecked.load(), framesChecked.load()
+}
+
+// TestSoak churns for GMS_SOAK (e.g. 1h), printing goroutines, open files
+// and the heap once a minute, then checks that they are back where they
+// started once the churn stops.
+func TestSoak(t *testing.T) {
+	d, _ := time.ParseDuration(os.Getenv("GMS_SOAK"))
+	if d <= 0 {
+		t.Skip("set GMS_SOAK=1h to run the soak test")
 	}
+	ts := startServer(t, func(c *config) { c.LogLevel = slog.LevelWarn })
+	sample := func() (g, fds int, heap uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return runtime.NumGoroutine(), openFDs(t), ms.HeapInuse
+	}
+	g0, fd0, h0 := sample()
+	fmt.Printf("soak start: goroutines %d, open files %d, heap %d\n", g0, fd0, h0)
+	end := time.Now().Add(d)
+	var sessions, frames int
+	for minute := 1; time.Now().Before(end); minute++ {
+		s, f := churn(t, ts, minTime(end, time.Now().Add(time.Minute)))
+		sessions, frames = sessions+s, frames+f
+		g, fds, heap := sample()
+		fmt.Printf("soak minute %d: sessions %d, frames %d, goroutines %d, open files %d, heap %d\n",
+			minute, sessions, frames, g, fds, heap)
+		if t.Failed() {
+			return
+		}
+	}
+	waitFor(t, "every stream to go", func() bool { return len(ts.hub.snapshot()) == 0 })
+	g, fds, heap := sample()
+	fmt.Printf("soak end: goroutines %d, open files %d, heap %d\n", g, fds, heap)
+	if g > g0+2 || fds > fd0+2 || heap > h0+4<<20 {
+		t.Errorf("after %v: goroutines %d -> %d, open files %d -> %d, heap %d -> %d", d, g0, g, fd0, fds, h0, heap)
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 type atomicCounter struct {
