@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -544,4 +546,35 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 			t.Errorf("writes (time:frames) = %v; want %s", got, want)
 		}
 	})
+}
+
+// TestTimestampJumps: timestamps that wrap past 2^32 ms or jump backwards
+// are passed on as they are, and viewers keep getting every frame.
+func TestTimestampJumps(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "wrap"}
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP)
+	p := startTestPublish(t, h, key)
+	times := []uint32{0, 40, 0xFFFFFFB0, 0xFFFFFFD8, 0x00000008, 0x00000030, 10, 50, 0x01000000}
+	for i, ts := range times {
+		p.write(msgVideo, ts, testVideo(i%3 == 0, 20))
+	}
+	h.sync()
+	var got []uint32
+	for len(sub.q) > 0 {
+		f := <-sub.q
+		if f.typ != msgVideo {
+			continue
+		}
+		msg, err := newChunkReader(bufio.NewReader(bytes.NewReader(f.rtmp))).readMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if header, _ := videoInfo(msg.Payload); !header {
+			got = append(got, msg.Time)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(times) {
+		t.Errorf("viewer got times %v; want %v", got, times)
+	}
 }
