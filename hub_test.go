@@ -525,7 +525,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 		p := startTestPublish(t, h, key) // header + 3 frames at t=0
 		synctest.Wait()
 		time.Sleep(5 * time.Millisecond) // off the 100 ms grid: no ties with the timer
-		for i := range 20 { // 20 frames, 10 ms apart, at 15, 25, ... 205 ms
+		for i := range 20 {              // 20 frames, 10 ms apart, at 15, 25, ... 205 ms
 			time.Sleep(10 * time.Millisecond)
 			p.write(msgVideo, uint32(10*i), testVideo(i == 0, 10))
 			synctest.Wait()
