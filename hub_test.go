@@ -513,6 +513,8 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 			frames int
 		}
 		var writes []write
+		p := startTestPublish(t, h, key) // header + 3 frames queued at t=0
+		h.sync()
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() {
@@ -522,7 +524,6 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 				return nil
 			})
 		}()
-		p := startTestPublish(t, h, key) // header + 3 frames at t=0
 		synctest.Wait()
 		time.Sleep(5 * time.Millisecond) // off the 100 ms grid: no ties with the timer
 		for i := range 20 {              // 20 frames, 10 ms apart, at 15, 25, ... 205 ms
