@@ -935,3 +935,194 @@ func stressView(t *testing.T, ts *testServer, name string, ws bool, watch time.D
 	}
 	return n
 }
+
+// TestHostileInput sends each kind of bad input the README's table lists,
+// checks the log line that says why the connection ended, and then that a
+// fresh publish and play still work.
+func TestHostileInput(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PingTimeout = 2 * time.Second })
+	handshaken := func() net.Conn {
+		c, err := net.Dial("tcp", ts.rtmpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := clientHandshake(c, false); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	connected := func() *rtmpClient {
+		c := dialRTMPOwned(t, ts.rtmpAddr, false)
+		c.connect("live")
+		return c
+	}
+	rawHTTP := func(req string) string {
+		c, err := net.Dial("tcp", ts.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, req)
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name    string
+		send    func()
+		wantLog string
+	}{
+		{"random bytes instead of a handshake", func() {
+			c, _ := net.Dial("tcp", ts.rtmpAddr)
+			c.Write(bytes.Repeat([]byte{0xAB}, 3000))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "unsupported handshake version 171"},
+		{"disconnect during the handshake", func() {
+			c, _ := net.Dial("tcp", ts.rtmpAddr)
+			c.Write([]byte{3, 0, 0})
+			c.Close()
+		}, `reason="peer closed"`},
+		{"chunk on a stream with no header", func() {
+			c := handshaken()
+			c.Write([]byte{0xC5, 1, 2, 3})
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "continuation chunk on a chunk stream with no header"},
+		{"message length over the limit", func() {
+			c := handshaken()
+			c.Write([]byte{0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0})
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "message longer than limit"},
+		{"too many chunk streams", func() {
+			c := handshaken()
+			for csid := range 70 {
+				c.Write(appendChunks(nil, uint32(csid+3), 99, 0, 0, []byte{1, 2, 3}, 128))
+			}
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "too many chunk streams"},
+		{"chunk size 0", func() {
+			c := handshaken()
+			c.Write(appendChunks(nil, 2, msgSetChunkSize, 0, 0, []byte{0, 0, 0, 0}, 128))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "invalid chunk size"},
+		{"malformed AMF command", func() {
+			c := handshaken()
+			c.Write(appendChunks(nil, 3, msgCommandAMF0, 0, 0, []byte{0x02, 0xFF, 0xFF, 'c'}, 128))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "bad command"},
+		{"AMF nested 100 deep", func() {
+			c := handshaken()
+			body := amf0AppendAll(nil, "connect", 1.0)
+			body = append(body, bytes.Repeat([]byte{0x0A, 0, 0, 0, 1}, 100)...)
+			c.Write(appendChunks(nil, 3, msgCommandAMF0, 0, 0, body, 128))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "bad command"},
+		{"publish before connect", func() {
+			c := handshaken()
+			c.Write(appendChunks(nil, 3, msgCommandAMF0, 1, 0, amf0AppendAll(nil, "publish", 0.0, nil, "x"), 128))
+			io.Copy(io.Discard, c)
+			c.Close()
+		}, "publish before connect"},
+		{"bad stream name", func() {
+			c := connected()
+			c.command(c.createStream(), "publish", nil, "../../etc/passwd", "live")
+			c.expectStatus()
+			c.nc.Close()
+		}, "invalid name"},
+		{"publisher killed mid-message", func() {
+			c := connected()
+			c.command(c.createStream(), "publish", nil, "killed", "live")
+			c.expectStatus()
+			b := appendChunks(nil, csidVideo, msgVideo, 1, 0, testVideo(true, 5000), 128)
+			c.nc.Write(b[:len(b)/2])
+			c.nc.Close()
+		}, "stream=killed reason=\"peer closed\""},
+		{"peer silent without FIN", func() {
+			c := connected()
+			c.command(c.createStream(), "publish", nil, "silent", "live")
+			c.expectStatus()
+			time.Sleep(3 * time.Second) // past the 2 s ping timeout of this server
+			c.nc.Close()
+		}, "stream=silent reason=timeout"},
+		{"HTTP path with a dot", func() {
+			if r := rawHTTP("GET /live/te.st.flv HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(r, "HTTP/1.1 400") {
+				t.Errorf("got %.40q", r)
+			}
+		}, ""},
+		{"HTTP path escaping the root", func() {
+			if r := rawHTTP("GET /live/../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(r, "HTTP/1.1 3") && !strings.HasPrefix(r, "HTTP/1.1 4") {
+				t.Errorf("got %.40q", r)
+			}
+		}, ""},
+		{"HTTP garbage request", func() {
+			if r := rawHTTP("\x00\x01\x02 garbage\r\n\r\n"); !strings.HasPrefix(r, "HTTP/1.1 400") {
+				t.Errorf("got %.40q", r)
+			}
+		}, ""},
+		{"HTTP header over 16 KiB", func() {
+			if r := rawHTTP("GET /live/x.flv HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", 40000) + "\r\n\r\n"); !strings.HasPrefix(r, "HTTP/1.1 431") {
+				t.Errorf("got %.40q", r)
+			}
+		}, ""},
+		{"WebSocket upgrade with a bad key", func() {
+			if r := rawHTTP("GET /live/x.flv HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bad\r\n\r\n"); !strings.HasPrefix(r, "HTTP/1.1 400") {
+				t.Errorf("got %.40q", r)
+			}
+		}, ""},
+		{"WebSocket unmasked frame", func() {
+			ws, err := dialWS(context.Background(), ts.httpAddr, "/live/wsbad.flv")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws.nc.Write([]byte{0x82, 0x01, 0x00})
+			io.Copy(io.Discard, ws.nc)
+			ws.nc.Close()
+		}, "unmasked client frame"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.send()
+			if tc.wantLog != "" {
+				waitFor(t, "the log line", func() bool { return strings.Contains(ts.logs.String(), tc.wantLog) })
+			}
+			checkPublishPlay(t, ts)
+		})
+	}
+}
+
+// checkPublishPlay publishes a few frames and checks an HTTP-FLV viewer
+// gets them: the server is still fine.
+func checkPublishPlay(t *testing.T, ts *testServer) {
+	t.Helper()
+	name := "fresh" + newClientID()
+	pub := dialRTMPOwned(t, ts.rtmpAddr, false)
+	defer pub.nc.Close()
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, name, "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("fresh publish: %s", code)
+	}
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 100))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, ts.httpURL(name))
+		done <- data
+	}()
+	waitFor(t, "the fresh viewer", func() bool { return ts.viewers(streamKey{"live", name}) == 1 })
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	_, tags := parseFLV(t, <-done)
+	if len(mediaTags(tags)) != 3 {
+		t.Errorf("fresh viewer got %d media tags; want 3", len(mediaTags(tags)))
+	}
+}

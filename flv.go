@@ -104,8 +104,8 @@ func (fr *flvReader) next() (flvTag, error) {
 		return flvTag{}, fmt.Errorf("%w: DataSize %d", errFLVTag, n)
 	}
 	ts := be24(h[4:7]) | uint32(h[7])<<24
-	fr.data = growLen(fr.data[:0], int(n)+4)
-	if _, err := io.ReadFull(fr.r, fr.data); err != nil {
+	var err error
+	if fr.data, err = readGrowing(fr.r, fr.data[:0], int(n)+4); err != nil {
 		return flvTag{}, fmt.Errorf("flv: tag data: %w", io.ErrUnexpectedEOF)
 	}
 	if prev := binary.BigEndian.Uint32(fr.data[n:]); prev != 11+n {

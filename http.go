@@ -228,17 +228,18 @@ func (s *httpServer) limits() *connLimiter { return s.connLimits }
 
 // flvPlayer is one HTTP-FLV or WS-FLV viewer on a hijacked connection.
 type flvPlayer struct {
-	srv      *httpServer
-	nc       net.Conn
-	br       *bufio.Reader
-	ws       bool
-	log      *slog.Logger
-	start    time.Time
-	wmu      sync.Mutex // the WS reader answers pings while the writer sends media
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
-	hdr      [10]byte
-	bufs     net.Buffers
+	srv       *httpServer
+	nc        net.Conn
+	br        *bufio.Reader
+	ws        bool
+	log       *slog.Logger
+	start     time.Time
+	wmu       sync.Mutex // the WS reader answers pings while the writer sends media
+	closeSent bool       // a WS Close frame has gone out; guarded by wmu
+	bytesIn   atomic.Uint64
+	bytesOut  atomic.Uint64
+	hdr       [10]byte
+	bufs      net.Buffers
 }
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
@@ -448,6 +449,13 @@ func (p *flvPlayer) wsReadLoop() error {
 func (p *flvPlayer) wsWrite(opcode byte, payload []byte) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	if opcode == wsOpClose {
+		// §5.5.1: nothing, not even another Close, follows a Close.
+		if p.closeSent {
+			return nil
+		}
+		p.closeSent = true
+	}
 	p.nc.SetWriteDeadline(time.Now().Add(p.srv.cfg.PingTimeout))
 	_, err := p.nc.Write(append(appendWSHeader(nil, opcode, len(payload)), payload...))
 	return err

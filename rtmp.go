@@ -65,7 +65,7 @@ const mediaStreamID = 1
 
 // Limits on what a peer may make us hold.
 const (
-	maxMessageLen    = 16 << 20 // the 24-bit length field caps it anyway; bounded explicitly
+	maxMessageLen    = 8 << 20  // 30 times a large 4K keyframe; the 24-bit field would allow 16 MiB
 	maxChunkStreams  = 64       // distinct chunk stream ids one connection may use
 	maxPendingBytes  = 32 << 20 // sum of partly received messages on one connection
 	maxPeerChunkSize = 0x7FFFFFFF
@@ -373,10 +373,9 @@ func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
 	if cr.pending+int(n) > maxPendingBytes {
 		return msg, false, fmt.Errorf("%w (%d)", errRTMPPendingBytes, maxPendingBytes)
 	}
-	start := len(cs.buf)
-	cs.buf = growLen(cs.buf, int(n))
-	if _, err := io.ReadFull(cr.r, cs.buf[start:]); err != nil {
-		return msg, false, err
+	var err2 error
+	if cs.buf, err2 = readGrowing(cr.r, cs.buf, int(n)); err2 != nil {
+		return msg, false, err2
 	}
 	cr.bytesRead.Add(uint64(n))
 	cr.pending += int(n)
@@ -387,6 +386,22 @@ func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
 	cr.pending -= len(cs.buf)
 	cs.buf = cs.buf[:0]
 	return msg, true, nil
+}
+
+// readGrowing appends n bytes from r to b, growing b in steps of at most
+// 64 KiB as the bytes arrive, so that a length a peer announces costs
+// memory only as the peer really sends it.
+func readGrowing(r io.Reader, b []byte, n int) ([]byte, error) {
+	for n > 0 {
+		step := min(n, 64<<10)
+		start := len(b)
+		b = growLen(b, step)
+		if _, err := io.ReadFull(r, b[start:]); err != nil {
+			return b[:start], err
+		}
+		n -= step
+	}
+	return b, nil
 }
 
 // growLen extends b by n bytes, reusing its capacity when it can.
@@ -971,14 +986,20 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 
 	c.sub = c.srv.hub.subscribe(key, info, formatRTMP)
 	c.log.Info("play", "query", query)
-	go c.writeLoop()
+	go c.writeLoop(c.sub)
 	return nil
 }
 
 // writeLoop sends the subscriber's queue to the player until the
-// subscription ends or the connection fails.
-func (c *rtmpConn) writeLoop() {
-	sub := c.sub
+// subscription ends or the connection fails. It gets sub as an argument:
+// the read loop may drop c.sub (closeStream) while this runs.
+func (c *rtmpConn) writeLoop(sub *subscriber) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("rtmp writer panic", "panic", r)
+			c.nc.Close()
+		}
+	}()
 	err := sub.run(func(bufs *net.Buffers) error {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
