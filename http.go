@@ -244,7 +244,7 @@ type flvPlayer struct {
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	p.log.Info("play", "query", info.Query)
-	sub := p.srv.hub.subscribe(key, info, formatFLV)
+	sub := p.srv.hub.subscribe(key, info, formatFLV, func() { p.nc.Close() })
 	readErr := make(chan error, 1)
 	go func() {
 		// The client sends nothing but WebSocket control frames; a read

@@ -418,6 +418,7 @@ type subscriber struct {
 
 	q      chan *frame
 	queued atomic.Int64 // bytes in q
+	hangup func()
 	burst  []*frame     // the join burst (GOP cache), written before q
 	done   chan struct{}
 	err    error // why done was closed; written before close(done)
@@ -434,13 +435,16 @@ type subscriber struct {
 }
 
 // subscribe adds a player to key's stream, creating the stream if nobody
-// publishes it yet: the player then waits for a publisher.
-func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat) *subscriber {
+// publishes it yet: the player then waits for a publisher. hangup, if not
+// nil, closes the player's connection: the hub calls it when it drops a
+// player, so that a writer stuck on a full socket ends at once.
+func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat, hangup func()) *subscriber {
 	sub := &subscriber{
 		hub:     h,
 		key:     key,
 		info:    info,
 		form:    form,
+		hangup:  hangup,
 		q:       make(chan *frame, subQueueFrames),
 		done:    make(chan struct{}),
 		waitKey: true,
@@ -604,6 +608,9 @@ func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
 	h.removeSub(s, sub, err.Error())
 	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load())
 	sub.end(err)
+	if sub.hangup != nil {
+		sub.hangup()
+	}
 }
 
 // end closes the subscription once; the writer drains what is queued

@@ -127,7 +127,7 @@ func equalStrings(a, b []string) bool {
 func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "slow"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 	p := startTestPublish(t, h, key)
 	p.write(msgVideo, 0, testVideo(true, 100))
 	for i := range 1100 { // more than the queue's 1024 messages; nobody reads
@@ -160,7 +160,7 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 func TestViewerQueueBytesBound(t *testing.T) {
 	h := newTestHub(t, func(c *config) { c.QueueBytes = 1 << 20 })
 	key := streamKey{"live", "big"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
 	p := startTestPublish(t, h, key)
 	p.write(msgVideo, 0, testVideo(true, 100<<10))
 	for i := range 100 { // 10 MB of 100 kB frames
@@ -181,7 +181,7 @@ func TestViewerTooSlowIsDisconnected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestHub(t, nil)
 		key := streamKey{"live", "stuck"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 		p := startTestPublish(t, h, key)
 		ts := uint32(0)
 		for range 1100 {
@@ -213,7 +213,7 @@ func TestViewerTooSlowIsDisconnected(t *testing.T) {
 func TestSequenceHeaderChange(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "change"}
-	early := h.subscribe(key, clientInfo{ID: "A"}, formatFLV)
+	early := h.subscribe(key, clientInfo{ID: "A"}, formatFLV, nil)
 	p := startTestPublish(t, h, key)
 	p.write(msgVideo, 0, testVideo(true, 10))
 	newHeader := []byte{0x17, 0x00, 0, 0, 0, 1, 0x4D, 0x00, 0x28}
@@ -223,7 +223,7 @@ func TestSequenceHeaderChange(t *testing.T) {
 	if got, want := takeQueued(early), []string{"flvheader", "meta", "aseq", "vseq", "key", "vseq", "key"}; !equalStrings(got, want) {
 		t.Errorf("early viewer: %v; want %v", got, want)
 	}
-	late := h.subscribe(key, clientInfo{ID: "B"}, formatFLV)
+	late := h.subscribe(key, clientInfo{ID: "B"}, formatFLV, nil)
 	var names []string
 	for _, f := range late.burst {
 		names = append(names, describeFrame(f))
@@ -247,7 +247,7 @@ func TestGOPCacheCap(t *testing.T) {
 		p.write(msgVideo, uint32(i+1), testVideo(false, 10))
 	}
 	h.sync()
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 	if len(sub.burst) != 0 || !sub.waitKey {
 		t.Fatalf("joiner got a burst of %d frames from an overflowed GOP", len(sub.burst))
 	}
@@ -267,7 +267,7 @@ func TestAudioOnlyStream(t *testing.T) {
 	p.write(msgAudio, 0, testAudioHeader)
 	p.write(msgAudio, 23, []byte{0xAF, 1, 1, 2, 3})
 	h.sync()
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 	var names []string
 	for _, f := range sub.burst {
 		names = append(names, describeFrame(f))
@@ -285,8 +285,8 @@ func TestAudioOnlyStream(t *testing.T) {
 func TestPublisherLeaves(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "leave"}
-	httpSub := h.subscribe(key, clientInfo{ID: "H"}, formatFLV)
-	rtmpSub := h.subscribe(key, clientInfo{ID: "R"}, formatRTMP)
+	httpSub := h.subscribe(key, clientInfo{ID: "H"}, formatFLV, nil)
+	rtmpSub := h.subscribe(key, clientInfo{ID: "R"}, formatRTMP, nil)
 	p := startTestPublish(t, h, key)
 	p.write(msgVideo, 0, testVideo(true, 10))
 	h.unpublish(p)
@@ -324,7 +324,7 @@ func TestDeliverAllocs(t *testing.T) {
 	p.write(msgVideo, 0, testVideo(true, 100))
 	var subs []*subscriber
 	for range 100 {
-		subs = append(subs, h.subscribe(key, clientInfo{ID: "S"}, formatFLV))
+		subs = append(subs, h.subscribe(key, clientInfo{ID: "S"}, formatFLV, nil))
 	}
 	h.sync()
 	f, kind := p.enc.encode(msgVideo, 40, testVideo(false, 100), 60000)
@@ -507,7 +507,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestHub(t, func(c *config) { c.WriteDelay = 100 * time.Millisecond })
 		key := streamKey{"live", "merge"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 		type write struct {
 			at     time.Duration
 			frames int
@@ -554,7 +554,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 func TestTimestampJumps(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "wrap"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
 	p := startTestPublish(t, h, key)
 	times := []uint32{0, 40, 0xFFFFFFB0, 0xFFFFFFD8, 0x00000008, 0x00000030, 10, 50, 0x01000000}
 	for i, ts := range times {

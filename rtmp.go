@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -165,12 +166,20 @@ func makeS1S2(c1 []byte) (s1, s2 []byte) {
 // serverHandshake runs the server side: read C0+C1, write S0+S1+S2, read C2.
 func serverHandshake(r io.Reader, w io.Writer) error {
 	c0c1 := make([]byte, 1+handshakeSize)
-	if _, err := io.ReadFull(r, c0c1); err != nil {
-		return fmt.Errorf("rtmp: reading C0/C1: %w", err)
+	if _, err := io.ReadFull(r, c0c1[:1]); err != nil {
+		return fmt.Errorf("rtmp: reading C0: %w", err)
 	}
 	// §5.2.2: version 3 is RTMP; 6 is RTMPE, which we do not offer.
-	if c0c1[0] != 3 {
-		return fmt.Errorf("%w %d", errRTMPVersion, c0c1[0])
+	// Check C0 before waiting for C1, so a stray HTTP request or scanner
+	// is refused at once.
+	switch v := c0c1[0]; {
+	case v == 'G' || v == 'P' || v == 'H' || v == 'O' || v == 'D':
+		return fmt.Errorf("%w %d (an HTTP request on the RTMP port?)", errRTMPVersion, v)
+	case v != 3:
+		return fmt.Errorf("%w %d", errRTMPVersion, v)
+	}
+	if _, err := io.ReadFull(r, c0c1[1:]); err != nil {
+		return fmt.Errorf("rtmp: reading C1: %w", err)
 	}
 	s1, s2 := makeS1S2(c0c1[1:])
 	out := make([]byte, 0, 1+2*handshakeSize)
@@ -672,7 +681,9 @@ func closeReason(err error) string {
 		return "peer closed"
 	case errors.Is(err, net.ErrClosed):
 		return "closed by server"
-	case errors.Is(err, errKicked):
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "peer reset"
+	case errors.Is(err, errKicked), errors.Is(err, errViewerTooSlow):
 		return err.Error()
 	}
 	var ne net.Error
@@ -984,7 +995,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	}
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
-	c.sub = c.srv.hub.subscribe(key, info, formatRTMP)
+	c.sub = c.srv.hub.subscribe(key, info, formatRTMP, func() { c.nc.Close() })
 	c.log.Info("play", "query", query)
 	go c.writeLoop(c.sub)
 	return nil
