@@ -922,24 +922,38 @@ func argString(cmd rtmpCommand, i int) (string, bool) {
 	return s, ok
 }
 
-func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
+// admit checks a publish or play command before it reaches the hub: the
+// connection's state, the stream name (status badName when it is not in
+// the safe set), the signature and the hook (status "NetStream.Publish.
+// Unauthorized" or "NetStream.Play.Unauthorized").
+func (c *rtmpConn) admit(action string, cmd rtmpCommand, badName string) (streamKey, clientInfo, error) {
 	if c.app == "" {
-		return fmt.Errorf("%w: publish before connect", errRTMPProtocol)
+		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s before connect", errRTMPProtocol, action)
 	}
 	if c.pub != nil || c.sub != nil {
-		return fmt.Errorf("%w: publish on a busy stream", errRTMPProtocol)
+		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s on a busy stream", errRTMPProtocol, action)
 	}
 	raw, _ := argString(cmd, 0)
 	name, query, _ := strings.Cut(raw, "?")
 	if !validName(name) {
-		c.onStatus("error", "NetStream.Publish.BadName", "invalid stream name")
-		return fmt.Errorf("rtmp: publish rejected: invalid name %q", truncate(name, 64))
+		c.onStatus("error", badName, "invalid stream name")
+		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s rejected: invalid name %q", action, truncate(name, 64))
 	}
 	key := streamKey{c.app, name}
+	c.log = c.log.With("stream", name)
 	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
-	if err := c.srv.hub.authorize("publish", key, info); err != nil {
-		c.onStatus("error", "NetStream.Publish.Unauthorized", err.Error())
-		return fmt.Errorf("rtmp: publish refused: %w", err)
+	if err := c.srv.hub.authorize(action, key, info); err != nil {
+		status := map[string]string{"publish": "NetStream.Publish.Unauthorized", "play": "NetStream.Play.Unauthorized"}[action]
+		c.onStatus("error", status, err.Error())
+		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s refused: %w", action, err)
+	}
+	return key, info, nil
+}
+
+func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
+	key, info, err := c.admit("publish", cmd, "NetStream.Publish.BadName")
+	if err != nil {
+		return err
 	}
 	pub, err := c.srv.hub.publish(key, info, c.cr.bytesRead.Load, func() { c.nc.Close() })
 	if err != nil {
@@ -947,8 +961,7 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 		return fmt.Errorf("rtmp: publish rejected: %w", err)
 	}
 	c.pub = pub
-	c.log = c.log.With("stream", name)
-	c.log.Info("publish", "query", query)
+	c.log.Info("publish", "query", info.Query)
 	var out []byte
 	out = appendUserControl(out, ucStreamBegin, mediaStreamID)
 	if err := c.writeRaw(out); err != nil {
@@ -958,24 +971,9 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 }
 
 func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
-	if c.app == "" {
-		return fmt.Errorf("%w: play before connect", errRTMPProtocol)
-	}
-	if c.pub != nil || c.sub != nil {
-		return fmt.Errorf("%w: play on a busy stream", errRTMPProtocol)
-	}
-	raw, _ := argString(cmd, 0)
-	name, query, _ := strings.Cut(raw, "?")
-	if !validName(name) {
-		c.onStatus("error", "NetStream.Play.StreamNotFound", "invalid stream name")
-		return fmt.Errorf("rtmp: play rejected: invalid name %q", truncate(name, 64))
-	}
-	key := streamKey{c.app, name}
-	c.log = c.log.With("stream", name)
-	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
-	if err := c.srv.hub.authorize("play", key, info); err != nil {
-		c.onStatus("error", "NetStream.Play.Unauthorized", err.Error())
-		return fmt.Errorf("rtmp: play refused: %w", err)
+	key, info, err := c.admit("play", cmd, "NetStream.Play.StreamNotFound")
+	if err != nil {
+		return err
 	}
 	// §7.2.2.1: start, duration and reset. Live streams ignore start and
 	// duration; reset only decides whether Play.Reset is sent.
@@ -996,7 +994,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
 	c.sub = c.srv.hub.subscribe(key, info, formatRTMP, func() { c.nc.Close() })
-	c.log.Info("play", "query", query)
+	c.log.Info("play", "query", info.Query)
 	go c.writeLoop(c.sub)
 	return nil
 }
