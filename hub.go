@@ -419,7 +419,7 @@ type subscriber struct {
 	q      chan *frame
 	queued atomic.Int64 // bytes in q
 	hangup func()
-	burst  []*frame     // the join burst (GOP cache), written before q
+	burst  []*frame // the join burst (GOP cache), written before q
 	done   chan struct{}
 	err    error // why done was closed; written before close(done)
 
