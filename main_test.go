@@ -12,6 +12,7 @@ import (
 	"crypto/elliptic"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -242,6 +243,11 @@ func dialWS(ctx context.Context, addr, path string) (*wsClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	return upgradeWS(nc, addr, path)
+}
+
+// upgradeWS runs the client's opening handshake (RFC 6455 §4.1) on nc.
+func upgradeWS(nc net.Conn, addr, path string) (*wsClient, error) {
 	key := make([]byte, 16)
 	rand.Read(key)
 	k := base64.StdEncoding.EncodeToString(key)
@@ -1712,6 +1718,121 @@ func TestTLS(t *testing.T) {
 	got = ffprobeStreams(t, rtmps)
 	if !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
 		t.Errorf("RTMPS streams:\n%s", got)
+	}
+	// WSS: the same FLV over WebSocket over TLS.
+	tc, err := tls.Dial("tcp", ts.httpsLn.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	ws, err := upgradeWS(tc, ts.httpsLn.Addr().String(), "/live/tls.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, p, err := ws.readFrame()
+	if err != nil || op != wsOpBinary || !bytes.HasPrefix(p, []byte("FLV")) {
+		t.Errorf("WSS first frame: op %d, % x, %v; want binary FLV", op, p[:min(len(p), 8)], err)
+	}
+}
+
+// TestPauseAndReceive: receiveAudio false stops audio, receiveVideo false
+// stops video, pause stops both, and after unpause video resumes at a
+// keyframe.
+func TestPauseAndReceive(t *testing.T) {
+	ts := startServer(t, nil)
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "pause", "live")
+	pub.expectStatus()
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 50))
+
+	play := dialRTMP(t, ts.rtmpAddr, false)
+	play.connect("live")
+	psid := play.createStream()
+	play.command(psid, "play", nil, "pause")
+	// frames sends n rounds of one audio and one video frame, the first
+	// video frame a keyframe when key is set, with a marker byte, and
+	// reads until the marker's last frame shows up.
+	round := 0
+	frames := func(key bool, n int) (audio, video []byte) {
+		for i := range n {
+			round++
+			a := []byte{0xAF, 1, byte(round)}
+			v := testVideo(key && i == 0, 10)
+			v[5] = byte(round)
+			pub.send(csidAudio, msgAudio, sid, uint32(round*40), a)
+			pub.send(csidVideo, msgVideo, sid, uint32(round*40), v)
+		}
+		// A marker frame every player gets: onCuePoint data.
+		pub.send(csidData, msgDataAMF0, sid, uint32(round*40), amf0AppendAll(nil, "onCuePoint", float64(round)))
+		for {
+			msg, err := play.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case msg.Type == msgAudio && len(msg.Payload) == 3:
+				audio = append(audio, msg.Payload[2])
+			case msg.Type == msgVideo && len(msg.Payload) > 5:
+				if h, _ := videoInfo(msg.Payload); !h {
+					video = append(video, msg.Payload[5])
+				}
+			case msg.Type == msgDataAMF0:
+				if v, _ := amf0DecodeAll(msg.Payload); len(v) == 2 && v[0] == "onCuePoint" && v[1] == float64(round) {
+					return audio, video
+				}
+			}
+		}
+	}
+	a, v := frames(false, 2)
+	if len(a) != 2 || len(v) < 2 {
+		t.Fatalf("playing: audio %v video %v", a, v)
+	}
+	// Commands and media travel on different connections: wait until the
+	// server has applied each command before sending frames.
+	viewer := func(cond func(*subscriber) bool) func() bool {
+		return func() bool {
+			ok := false
+			ts.hub.call(func() {
+				for sub := range ts.hub.streams[streamKey{"live", "pause"}].subs {
+					ok = cond(sub)
+				}
+			})
+			return ok
+		}
+	}
+	play.command(psid, "receiveAudio", nil, false)
+	waitFor(t, "receiveAudio false", viewer(func(s *subscriber) bool { return s.noAudio.Load() }))
+	if a, v := frames(false, 3); len(a) != 0 || len(v) != 3 {
+		t.Errorf("receiveAudio false: audio %v video %v; want video only", a, v)
+	}
+	play.command(psid, "receiveAudio", nil, true)
+	play.command(psid, "receiveVideo", nil, false)
+	waitFor(t, "receiveVideo false", viewer(func(s *subscriber) bool { return !s.noAudio.Load() && s.noVideo.Load() }))
+	if a, v := frames(false, 3); len(a) != 3 || len(v) != 0 {
+		t.Errorf("receiveVideo false: audio %v video %v; want audio only", a, v)
+	}
+	play.command(psid, "receiveVideo", nil, true)
+	play.command(psid, "pause", nil, true, 0.0)
+	if code := play.expectStatus(); code != "NetStream.Pause.Notify" {
+		t.Errorf("pause: %s", code)
+	}
+	if a, v := frames(false, 3); len(a) != 0 || len(v) != 0 {
+		t.Errorf("paused: audio %v video %v; want nothing", a, v)
+	}
+	play.command(psid, "pause", nil, false, 0.0)
+	if code := play.expectStatus(); code != "NetStream.Unpause.Notify" {
+		t.Errorf("unpause: %s", code)
+	}
+	if a, v := frames(false, 2); len(a) != 2 || len(v) != 0 {
+		t.Errorf("unpaused before a keyframe: audio %v video %v; want audio only", a, v)
+	}
+	if _, v := frames(true, 2); len(v) != 2 {
+		t.Errorf("unpaused at a keyframe: video %v; want 2 frames", v)
 	}
 }
 
