@@ -185,6 +185,7 @@ type stream struct {
 
 	meta, audioHeader, videoHeader *frame
 	metaInfo                       *metaInfo
+	videoFirst                     bool     // the video sequence header came before the audio one
 	gop                            []*frame // from the last keyframe; nil when not caching
 	gopBytes                       int
 	hasAudio, hasVideo             bool
@@ -366,9 +367,15 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	case kindMeta:
 		s.meta, s.metaInfo = f, f.meta
 	case kindAudioHeader:
+		if s.audioHeader == nil {
+			s.videoFirst = s.videoHeader != nil
+		}
 		s.audioHeader = f
 		s.hasAudio = true
 	case kindVideoHeader:
+		if s.videoHeader == nil {
+			s.videoFirst = s.audioHeader == nil
+		}
 		s.videoHeader = f
 		s.hasVideo = true
 	case kindMedia:
@@ -381,7 +388,7 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 		h.cacheGOP(s, f)
 	}
 	for sub := range s.subs {
-		h.deliver(s, sub, f)
+		h.deliver(s, sub, f, kind)
 	}
 }
 
@@ -483,7 +490,11 @@ func (h *hub) flvHeader(s *stream) *frame {
 // metadata and sequence headers, as far as the stream has them.
 func (h *hub) joinHeaders(s *stream) []*frame {
 	var out []*frame
-	for _, f := range []*frame{s.meta, s.audioHeader, s.videoHeader} {
+	headers := []*frame{s.meta, s.audioHeader, s.videoHeader}
+	if s.videoFirst {
+		headers[1], headers[2] = headers[2], headers[1] // keep the publisher's order
+	}
+	for _, f := range headers {
 		if f != nil {
 			out = append(out, f)
 		}
@@ -515,15 +526,24 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason string) {
 // deliver gives f to sub, or skips it. A subscriber whose queue is full
 // drops frames until the next keyframe, then gets the sequence headers
 // again with it; one that cannot catch up for maxBehind is disconnected.
-func (h *hub) deliver(s *stream, sub *subscriber, f *frame) {
+func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
 	if sub.waitKey {
 		h.resync(s, sub, f)
 		return
 	}
 	if !sub.started {
-		// A player that waited for this publisher gets the stream from
-		// its very first message, headers included.
+		// A player that waited for this publisher starts at its first
+		// audio or video frame, with the metadata and sequence headers
+		// that came before it from the cache: no frame is lost, and by
+		// then the FLV header's flags can say what the stream really has
+		// (some encoders' first metadata leaves a codec out).
+		if kind != kindMedia || f.typ != msgAudio && f.typ != msgVideo {
+			return
+		}
 		h.push(s, sub, h.flvHeader(s))
+		for _, jf := range h.joinHeaders(s) {
+			h.push(s, sub, jf)
+		}
 		sub.started = true
 	}
 	if !h.push(s, sub, f) {

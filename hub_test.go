@@ -513,7 +513,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 			frames int
 		}
 		var writes []write
-		p := startTestPublish(t, h, key) // header + 3 frames queued at t=0
+		p := startTestPublish(t, h, key) // metadata and headers: held until the first frame
 		h.sync()
 		start := time.Now()
 		done := make(chan error, 1)
@@ -525,11 +525,14 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 			})
 		}()
 		synctest.Wait()
-		time.Sleep(5 * time.Millisecond) // off the 100 ms grid: no ties with the timer
-		for i := range 20 {              // 20 frames, 10 ms apart, at 15, 25, ... 205 ms
-			time.Sleep(10 * time.Millisecond)
-			p.write(msgVideo, uint32(10*i), testVideo(i == 0, 10))
+		time.Sleep(15 * time.Millisecond)
+		p.write(msgVideo, 0, testVideo(true, 10)) // the first frame, at 15 ms
+		synctest.Wait()
+		time.Sleep(5 * time.Millisecond) // then off the timer's grid (15, 115, 215 ms): no ties
+		for i := range 19 {              // 19 frames, 10 ms apart, at 20, 30, ... 200 ms
+			p.write(msgVideo, uint32(10*(i+1)), testVideo(false, 10))
 			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Second) // idle
 		p.write(msgVideo, 1000, testVideo(false, 10))
@@ -540,9 +543,10 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 		for _, w := range writes {
 			got = append(got, fmt.Sprintf("%v:%d", w.at, w.frames))
 		}
-		// 0 ms: the stream's start at once; then at most one write per
-		// 100 ms, each with what piled up; after the idle second, at once.
-		want := "0s:4 100ms:9 200ms:10 300ms:1 1.205s:1"
+		// 15 ms: the stream's start (FLV header, metadata, two sequence
+		// headers, keyframe) at once; then at most one write per 100 ms,
+		// each with what piled up; after the idle second, at once.
+		want := "15ms:5 115ms:10 215ms:9 1.21s:1"
 		if strings.Join(got, " ") != want {
 			t.Errorf("writes (time:frames) = %v; want %s", got, want)
 		}

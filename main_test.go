@@ -587,11 +587,16 @@ func checkJoin(t *testing.T, tags []flvTag) {
 	if tags[0].Type != tagScript {
 		t.Errorf("tag 0 type %d; want metadata", tags[0].Type)
 	}
-	if !audioIsHeader(tags[1].Data) {
-		t.Errorf("tag 1 is not the audio sequence header")
+	// The two sequence headers, in the order the publisher sent them.
+	a, v := 1, 2
+	if tags[1].Type == tagVideo {
+		a, v = 2, 1
 	}
-	if header, _ := videoInfo(tags[2].Data); !header {
-		t.Errorf("tag 2 is not the video sequence header")
+	if !audioIsHeader(tags[a].Data) {
+		t.Errorf("tag %d is not the audio sequence header", a)
+	}
+	if header, _ := videoInfo(tags[v].Data); !header {
+		t.Errorf("tag %d is not the video sequence header", v)
 	}
 	if _, key := videoInfo(tags[3].Data); tags[3].Type != tagVideo || !key {
 		t.Errorf("tag 3 is not a video keyframe")
