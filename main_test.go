@@ -2428,3 +2428,101 @@ func checkPublishPlay(t *testing.T, ts *testServer) {
 		t.Errorf("fresh viewer got %d media tags; want 3", len(mediaTags(tags)))
 	}
 }
+
+// TestEnhancedRTMP publishes hand-built Enhanced RTMP tags (ffmpeg 5.1
+// cannot write them): HEVC video and Opus audio with ExHeaders. Players get
+// the bytes unchanged, a late joiner starts at the SequenceStart headers
+// and a keyframe, and the API names the codecs.
+func TestEnhancedRTMP(t *testing.T) {
+	ts := startServer(t, nil)
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "ertmp", "live")
+	pub.expectStatus()
+	ex := func(frameType, packetType byte, fourcc string, data ...byte) []byte {
+		return append(append([]byte{0x80 | frameType<<4 | packetType}, fourcc...), data...)
+	}
+	exAudio := func(packetType byte, data ...byte) []byte {
+		return append(append([]byte{soundExHeader<<4 | packetType}, "Opus"...), data...)
+	}
+	sent := []struct {
+		typ  uint8
+		ts   uint32
+		data []byte
+	}{
+		{msgVideo, 0, ex(1, exSequenceStart, "hvc1", 1, 2, 3, 4)},         // HEVCDecoderConfigurationRecord (stub)
+		{msgAudio, 0, exAudio(0, 'O', 'p', 'u', 's', 'H', 'e', 'a', 'd')}, // OpusHead
+		{msgVideo, 0, ex(1, exCodedFrames, "hvc1", 0, 0, 0, 0xAA)},        // keyframe, CTS 0
+		{msgAudio, 20, exAudio(1, 0xF0)},
+		{msgVideo, 40, ex(2, exCodedFramesX, "hvc1", 0xBB)},
+		{msgVideo, 80, ex(1, exCodedFrames, "hvc1", 0, 0, 0, 0xCC)}, // second keyframe
+		{msgVideo, 120, ex(2, exCodedFramesX, "hvc1", 0xDD)},
+	}
+	pub.send(csidData, msgDataAMF0, sid, 0, amf0AppendAll(nil, "@setDataFrame", "onMetaData",
+		amfECMAArray{{"videocodecid", float64(0x68766331)}, {"audiocodecid", float64(0x4F707573)}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	early := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, ts.httpURL("ertmp"))
+		early <- data
+	}()
+	waitFor(t, "the viewer", func() bool { return ts.viewers(streamKey{"live", "ertmp"}) == 1 })
+	for i, m := range sent {
+		csid := uint32(csidVideo)
+		if m.typ == msgAudio {
+			csid = csidAudio
+		}
+		pub.send(csid, m.typ, sid, m.ts, m.data)
+		if i == 4 { // a late joiner, after the first GOP
+			waitFor(t, "the frames", func() bool {
+				for _, s := range ts.hub.snapshot() {
+					if s.Key.Name == "ertmp" {
+						return s.FramesIn >= 3
+					}
+				}
+				return false
+			})
+		}
+	}
+	var late []byte
+	lateDone := make(chan struct{})
+	go func() {
+		_, late, _ = httpGetFLV(ctx, ts.httpURL("ertmp"))
+		close(lateDone)
+	}()
+	waitFor(t, "the late viewer", func() bool { return ts.viewers(streamKey{"live", "ertmp"}) == 2 })
+	var api apiStreamsReply
+	getJSON(t, "GET", "http://"+ts.httpAddr+"/api/streams", &api)
+	if p := api["live"]["ertmp"].Publisher; p == nil || p.Video == nil || p.Video.Codec != "H265" || p.Audio == nil || p.Audio.Codec != "Opus" {
+		t.Errorf("API codecs: %+v", p)
+	}
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	_, got := parseFLV(t, <-early)
+	got = mediaTags(got)
+	if len(got) != len(sent) {
+		t.Fatalf("early viewer got %d tags; want %d", len(got), len(sent))
+	}
+	for i, m := range sent {
+		if got[i].Type != m.typ || got[i].Time != m.ts || !bytes.Equal(got[i].Data, m.data) {
+			t.Errorf("tag %d = %d %d % x; want %d %d % x", i, got[i].Type, got[i].Time, got[i].Data, m.typ, m.ts, m.data)
+		}
+	}
+	<-lateDone
+	flags, lateTags := parseFLV(t, late)
+	if flags != [2]bool{true, true} {
+		t.Errorf("late FLV header flags %v", flags)
+	}
+	lateTags = mediaTags(lateTags)
+	// SequenceStart headers (video first, as sent), then the second keyframe and what followed.
+	want := [][]byte{sent[0].data, sent[1].data, sent[5].data, sent[6].data}
+	if len(lateTags) != len(want) {
+		t.Fatalf("late viewer got %d tags; want %d", len(lateTags), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(lateTags[i].Data, want[i]) {
+			t.Errorf("late tag %d = % x; want % x", i, lateTags[i].Data, want[i])
+		}
+	}
+}
