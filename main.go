@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -603,10 +602,4 @@ func (s *server) serve(ctx context.Context) error {
 		err = nil
 	}
 	return err
-}
-
-// trimQuery is a small helper shared by the URL parsers.
-func trimQuery(s string) string {
-	s, _, _ = strings.Cut(s, "?")
-	return s
 }

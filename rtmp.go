@@ -712,17 +712,24 @@ func (c *rtmpConn) cleanup() {
 // all the time; a player only answers our pings, so it gets a ping interval
 // more.
 func (c *rtmpConn) readTimeout() time.Duration {
-	if c.sub != nil {
-		return c.srv.cfg.Ping + c.srv.cfg.PingTimeout
+	if c.sub == nil {
+		return c.srv.cfg.PingTimeout
 	}
-	return c.srv.cfg.PingTimeout
+	if c.srv.cfg.Ping <= 0 {
+		return 0 // no pings to answer: the write deadline finds a dead player
+	}
+	return c.srv.cfg.Ping + c.srv.cfg.PingTimeout
 }
 
 func (c *rtmpConn) readLoop(ctx context.Context) error {
 	pingStop := c.startPinger()
 	defer pingStop()
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(c.readTimeout()))
+		var deadline time.Time
+		if d := c.readTimeout(); d > 0 {
+			deadline = time.Now().Add(d)
+		}
+		c.nc.SetReadDeadline(deadline)
 		msg, err := c.cr.readMessage()
 		if err != nil {
 			return err
