@@ -4,7 +4,6 @@ package main
 // library), the JSON API and the embedded admin page.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -157,7 +156,6 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		nc.Close()
 		return
 	}
-	defer s.untrack(nc)
 	nc.SetDeadline(time.Time{}) // the server's read/write timeouts are for requests, not streams
 
 	var resp strings.Builder
@@ -176,21 +174,29 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	nc.SetWriteDeadline(time.Now().Add(s.cfg.PingTimeout))
 	if _, err := io.WriteString(nc, resp.String()); err != nil || r.Method == http.MethodHead {
 		nc.Close()
+		s.untrack(nc)
 		return
 	}
-	counters := &s.hub.counters
-	counters.accepted[proto].Add(1)
-	counters.active[proto].Add(1)
-	defer counters.active[proto].Add(-1)
-	p := &flvPlayer{
-		srv:   s,
-		nc:    nc,
-		br:    brw.Reader,
-		ws:    ws,
-		start: time.Now(),
+	// Whatever the client sent after its request is in net/http's reader;
+	// keep those bytes and read the rest from the connection itself.
+	var in io.Reader = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
+	p := &flvPlayer{srv: s, nc: nc, in: in, ws: ws, start: time.Now()}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
-	p.play(key, info)
+	// The player gets a goroutine of its own, so that this handler returns
+	// and net/http frees what it holds per request (buffers, a deep stack)
+	// for the viewer's whole life.
+	go func() {
+		defer s.untrack(nc)
+		counters := &s.hub.counters
+		counters.accepted[proto].Add(1)
+		counters.active[proto].Add(1)
+		defer counters.active[proto].Add(-1)
+		p.play(key, info)
+	}()
 }
 
 func (s *httpServer) track(nc net.Conn) bool {
@@ -230,12 +236,13 @@ func (s *httpServer) limits() *connLimiter { return s.connLimits }
 type flvPlayer struct {
 	srv       *httpServer
 	nc        net.Conn
-	br        *bufio.Reader
+	in        io.Reader // what the client sends
 	ws        bool
 	log       *slog.Logger
 	start     time.Time
 	wmu       sync.Mutex // the WS reader answers pings while the writer sends media
 	closeSent bool       // a WS Close frame has gone out; guarded by wmu
+	deadline  writeDeadline
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
 	hdr       [10]byte
@@ -253,11 +260,11 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 		if p.ws {
 			err = p.wsReadLoop()
 		} else {
-			var n int64
-			n, err = io.Copy(io.Discard, p.br)
-			p.bytesIn.Add(uint64(n))
-			if err == nil {
-				err = io.EOF
+			var buf [64]byte // small: an HTTP-FLV client sends nothing more
+			for err == nil {
+				var n int
+				n, err = p.in.Read(buf[:])
+				p.bytesIn.Add(uint64(n))
 			}
 		}
 		readErr <- err
@@ -284,7 +291,7 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 func (p *flvPlayer) write(bufs *net.Buffers) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
-	p.nc.SetWriteDeadline(time.Now().Add(p.srv.cfg.PingTimeout))
+	p.deadline.refresh(p.nc, p.srv.cfg.PingTimeout)
 	if p.ws {
 		var n int
 		for _, b := range *bufs {
@@ -427,7 +434,7 @@ func readWSFrame(r io.Reader, max int) (wsFrame, error) {
 // client goes.
 func (p *flvPlayer) wsReadLoop() error {
 	for {
-		f, err := readWSFrame(p.br, wsMaxClientFrame)
+		f, err := readWSFrame(p.in, wsMaxClientFrame)
 		if err != nil {
 			if errors.Is(err, errWSProtocol) {
 				p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1002)) // §7.4.1: protocol error

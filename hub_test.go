@@ -440,11 +440,13 @@ func TestStalledViewerCostsItsQueue(t *testing.T) {
 	}
 	// What is live now, with the stalled viewer still connected: each
 	// frame is held in two forms (RTMP and FLV); the GOP cache holds 25
-	// frames; the stalled viewer's queue at most queue bytes.
+	// frames; the stalled viewer's queue at most queue bytes; the good
+	// viewer's queue up to one write delay of frames (one per 4 ms).
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	bound := uint64(queue + 2*25*(size+64) + 4<<20)
+	delayed := int(ts.cfg.WriteDelay/(4*time.Millisecond)) + 1
+	bound := uint64(queue + 2*25*(size+64) + 2*delayed*(size+64) + 4<<20)
 	grew := after.HeapInuse - min(after.HeapInuse, before.HeapInuse)
 	t.Logf("pushed %d bytes; stalled viewer dropped %d frames; live heap grew by %d bytes (bound %d)", frames*size, stalledDrops, grew, bound)
 	if grew > bound {

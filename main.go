@@ -80,6 +80,7 @@ func defaultConfig() config {
 		PingTimeout: 30 * time.Second,
 		AllowOrigin: "*",
 		QueueBytes:  16 << 20,
+		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
 		LogLevel:    slog.LevelInfo,
 		API:         true,

@@ -498,6 +498,21 @@ func appendUserControl(dst []byte, event uint16, arg uint32) []byte {
 
 // ---- Connection ----
 
+// writeDeadline keeps a connection's write deadline about timeout ahead
+// without a syscall-backed SetWriteDeadline on every write: it moves the
+// deadline only when the last move is more than a second old (so a
+// write may get up to a second less than timeout).
+type writeDeadline struct{ set time.Time }
+
+func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
+	now := time.Now()
+	if now.Sub(d.set) < time.Second {
+		return
+	}
+	d.set = now
+	nc.SetWriteDeadline(now.Add(timeout))
+}
+
 // rtmpServer accepts RTMP connections and hands them to the hub.
 type rtmpServer struct {
 	cfg    *config
@@ -595,7 +610,8 @@ type rtmpConn struct {
 	br      *bufio.Reader
 	cr      *chunkReader
 
-	wmu        sync.Mutex // guards writes to nc
+	wmu        sync.Mutex // guards writes to nc and deadline
+	deadline   writeDeadline
 	bytesOut   atomic.Uint64
 	lastAck    uint64 // bytes read when we last sent an Acknowledgement
 	counted    uint64 // bytes read already added to the server's counters
@@ -614,7 +630,7 @@ type rtmpConn struct {
 func (c *rtmpConn) writeRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.PingTimeout))
+	c.deadline.refresh(c.nc, c.srv.cfg.PingTimeout)
 	n, err := c.nc.Write(b)
 	c.bytesOut.Add(uint64(n))
 	c.srv.hub.counters.bytesOut.Add(uint64(n))
@@ -1019,7 +1035,7 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 	err := sub.run(func(bufs *net.Buffers) error {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.PingTimeout))
+		c.deadline.refresh(c.nc, c.srv.cfg.PingTimeout)
 		n, err := bufs.WriteTo(c.nc)
 		c.bytesOut.Add(uint64(n))
 		c.srv.hub.counters.bytesOut.Add(uint64(n))
