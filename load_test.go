@@ -12,6 +12,10 @@ package main
 //	GMS_LOAD_DELAY    the server's -write-delay; default 0
 //	GMS_LOAD_SECONDS  length of the measured window; default 20
 //	GMS_LOAD_STREAMS  streams, viewers spread round robin; default 1
+//	GMS_LOAD_EXTERNAL RTMPADDR,HTTPADDR,PID: measure a server that is already
+//	                  running (node-media-server, nginx-rtmp, another gms) by
+//	                  its PID, instead of starting gms; the same publisher and
+//	                  viewers, so the numbers compare in one run
 //	GMS_LOAD_PROFILE  a file: run the server in this process instead and
 //	                  write a CPU profile of the window there; the load
 //	                  client's goroutines carry the label role=client, so
@@ -114,7 +118,14 @@ func loadEnv(t *testing.T) loadConfig {
 func TestLoad(t *testing.T) {
 	lc := loadEnv(t)
 	var srv *loadServer
-	if lc.profile != "" {
+	if ext := os.Getenv("GMS_LOAD_EXTERNAL"); ext != "" {
+		f := strings.Split(ext, ",")
+		pid, err := strconv.Atoi(f[len(f)-1])
+		if len(f) != 3 || err != nil {
+			t.Fatalf("GMS_LOAD_EXTERNAL=%q: want RTMPADDR,HTTPADDR,PID", ext)
+		}
+		srv = &loadServer{rtmpAddr: f[0], httpAddr: f[1], pid: pid}
+	} else if lc.profile != "" {
 		srv = startLoadServerInProcess(t, lc)
 	} else {
 		srv = startLoadServerProcess(t, lc)
@@ -781,6 +792,9 @@ func (v *loadViewer) runHTTP(addr, name string, ready func()) error {
 		return fmt.Errorf("status %s", resp.Status)
 	}
 	ready()
+	if resp.TransferEncoding != nil { // NMS sends the stream chunked
+		return v.readFLV(bufio.NewReaderSize(resp.Body, 16<<10))
+	}
 	return v.readFLV(br)
 }
 
