@@ -32,6 +32,7 @@ import (
 // vanish there (Debian package: chromium).
 func needChromium(t testing.TB) string {
 	t.Helper()
+	skipShort(t)
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p

@@ -44,6 +44,7 @@ import (
 // on CI, so these tests can never silently vanish there.
 func needFFmpeg(t testing.TB) {
 	t.Helper()
+	skipShort(t)
 	for _, tool := range []string{"ffmpeg", "ffprobe"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			if os.Getenv("CI") == "true" {
@@ -51,6 +52,16 @@ func needFFmpeg(t testing.TB) {
 			}
 			t.Skipf("%s not found: install ffmpeg to run the end-to-end tests", tool)
 		}
+	}
+}
+
+// skipShort lets `go test -short` on a laptop leave out the tests that
+// drive real clients (they take most of the suite's 100 s). CI never runs
+// -short, and with CI=true they run whatever the flags say.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") != "true" {
+		t.Skip("-short: leaving out an end-to-end test with real clients")
 	}
 }
 
@@ -822,6 +833,7 @@ func TestShutdown(t *testing.T) {
 // returns the command's path.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
+	skipShort(t)
 	path, err := exec.LookPath(name)
 	if err != nil {
 		missingOnCI(t, fmt.Sprintf("%s not found (%v)", name, err))
