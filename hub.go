@@ -255,7 +255,6 @@ type publisher struct {
 	kick      func()
 	bytesIn   func() uint64
 	lastMedia atomic.Int64 // unix nanoseconds of the last media message
-	frames    atomic.Uint64
 
 	// Owned by the publishing goroutine.
 	enc publishState
@@ -284,10 +283,11 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.started = time.Now()
 		s.stats = streamStats{}
 		h.emit("publish", key, info, "")
+		notify := rtmpPublishNotify(key, h.cfg.ChunkSize)
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
 			if sub.form == formatRTMP {
-				h.push(s, sub, rtmpPublishNotify(key, h.cfg.ChunkSize))
+				h.push(s, sub, notify)
 			}
 		}
 	})
@@ -305,7 +305,6 @@ func (p *publisher) write(typ uint8, ts uint32, payload []byte) error {
 	if f == nil {
 		return nil
 	}
-	p.frames.Add(1)
 	select {
 	case p.hub.ops <- hubOp{pub: p, frame: f, kind: kind}:
 		return nil
