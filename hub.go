@@ -672,18 +672,8 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 	var timer *time.Timer
 	batch := make([]*frame, 0, 64)
 	for {
-		select {
-		case f := <-sub.q:
-			batch = append(batch, f)
-		case <-sub.done:
-			if !errors.Is(sub.err, errSubscriptionEnded) {
-				return sub.err
-			}
-			// Send what was queued before the end, then stop.
-			if batch = sub.drain(batch); len(batch) == 0 {
-				return sub.err
-			}
-		}
+		// Sleep out the rest of the delay first: while frames keep coming,
+		// this timer is the writer's only wake-up per write.
 		if wait := time.Until(lastWrite.Add(delay)); delay > 0 && wait > 0 {
 			if timer == nil {
 				timer = time.NewTimer(wait)
@@ -694,10 +684,28 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 			select {
 			case <-timer.C:
 			case <-sub.done:
-				// Ending: whatever is queued goes out now.
 			}
 		}
 		batch = sub.drain(batch)
+		if len(batch) == 0 {
+			// Idle for at least the delay: the next frame goes out at once.
+			select {
+			case f := <-sub.q:
+				batch = sub.drain(append(batch, f))
+			case <-sub.done:
+			}
+		}
+		select {
+		case <-sub.done:
+			if !errors.Is(sub.err, errSubscriptionEnded) {
+				return sub.err
+			}
+			// Send what was queued before the end, then stop.
+			if batch = sub.drain(batch); len(batch) == 0 {
+				return sub.err
+			}
+		default:
+		}
 		var n int64
 		for _, f := range batch {
 			n += int64(len(f.bytes(sub.form)))
