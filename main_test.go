@@ -1488,6 +1488,13 @@ func TestSignedURLs(t *testing.T) {
 			t.Errorf("RTMP play %s: %s; want %s", tc.name, code, want)
 		}
 	}
+	// OBS style: the signature on the server URL, so it comes with the app.
+	obs := dialRTMP(t, ts.rtmpAddr, false)
+	obs.connect("live?" + sign(streamKey{"live", "obs"}, now+60, secret))
+	obs.command(obs.createStream(), "publish", nil, "obs", "live")
+	if code := obs.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Errorf("publish with the signature on the app: %s", code)
+	}
 	// A real encoder with a signed URL.
 	key2 := streamKey{"live", "signed2"}
 	if err := publish(t, context.Background(), testClip(t), ts.rtmpURL("signed2?"+sign(key2, now+60, secret))); err != nil {

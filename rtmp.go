@@ -617,9 +617,10 @@ type rtmpConn struct {
 	counted    uint64 // bytes read already added to the server's counters
 	peerWindow uint32 // the peer's Window Acknowledgement Size
 
-	app     string
-	tcURL   string
-	encAMF3 bool // connect asked for objectEncoding 3
+	app      string
+	appQuery string // a query that came with the app in connect
+	tcURL    string
+	encAMF3  bool // connect asked for objectEncoding 3
 
 	pub     *publisher  // while publishing
 	sub     *subscriber // while playing
@@ -891,14 +892,16 @@ func (c *rtmpConn) onConnect(cmd rtmpCommand) error {
 		return fmt.Errorf("%w: second connect", errRTMPProtocol)
 	}
 	obj, _ := cmd.Object.(amfObject)
-	app, _, _ := strings.Cut(obj.String("app"), "?")
+	// Some encoders put the query on the server URL (OBS: rtmp://host/live?sign=...),
+	// so it arrives in the app; it stands for the stream's query when that has none.
+	app, appQuery, _ := strings.Cut(obj.String("app"), "?")
 	app = strings.TrimSuffix(app, "/")
 	if !validName(app) {
 		c.writeCommand(0, "_error", cmd.TxnID, nil,
 			statusObject("error", "NetConnection.Connect.Rejected", "invalid app name"))
 		return fmt.Errorf("rtmp: connect rejected: invalid app %q", truncate(app, 64))
 	}
-	c.app = app
+	c.app, c.appQuery = app, appQuery
 	c.tcURL = obj.String("tcUrl")
 	enc, _ := obj.Number("objectEncoding")
 	c.log = c.log.With("app", app)
@@ -958,6 +961,9 @@ func (c *rtmpConn) admit(action string, cmd rtmpCommand, badName string) (stream
 	}
 	raw, _ := argString(cmd, 0)
 	name, query, _ := strings.Cut(raw, "?")
+	if query == "" {
+		query = c.appQuery
+	}
 	if !validName(name) {
 		c.onStatus("error", badName, "invalid stream name")
 		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s rejected: invalid name %q", action, truncate(name, 64))
