@@ -558,18 +558,6 @@ func (s *httpServer) apiStreams(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// findStream returns the snapshot of /APP/NAME, or answers 404.
-func (s *httpServer) findStream(w http.ResponseWriter, r *http.Request) (streamSnapshot, bool) {
-	key := streamKey{r.PathValue("app"), r.PathValue("name")}
-	for _, st := range s.hub.snapshot() {
-		if st.Key == key {
-			return st, true
-		}
-	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "stream not found"})
-	return streamSnapshot{}, false
-}
-
 // apiStream answers GET /api/streams/APP/NAME like NMS v2:
 // {"isLive","viewers","duration","bitrate","startTime","arguments"}.
 func (s *httpServer) apiStream(w http.ResponseWriter, r *http.Request) {
