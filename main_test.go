@@ -1971,21 +1971,6 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
-// dialRTMPOwned is dialRTMP for callers that close the connection
-// themselves: it registers no cleanup, so that a thousand of them leave
-// nothing behind in the test's own heap.
-func dialRTMPOwned(t *testing.T, addr string, signed bool) *rtmpClient {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := clientHandshake(nc, signed); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	return &rtmpClient{t: t, nc: nc, chunkSize: 128, cr: newChunkReader(bufio.NewReader(nc))}
-}
-
 // leakCycle is one publisher with three players, ending in a way chosen by i.
 func leakCycle(t *testing.T, ts *testServer, i int) {
 	name := fmt.Sprintf("leak%d", i)

@@ -33,18 +33,26 @@ type rtmpClient struct {
 // dialRTMP connects and handshakes; signed selects the digest handshake.
 func dialRTMP(t testing.TB, addr string, signed bool) *rtmpClient {
 	t.Helper()
+	c := dialRTMPOwned(t, addr, signed)
+	t.Cleanup(func() { c.nc.Close() })
+	return c
+}
+
+// dialRTMPOwned is dialRTMP for callers that close the connection
+// themselves: it registers no cleanup, so that a thousand of them leave
+// nothing behind in the test's own heap.
+func dialRTMPOwned(t testing.TB, addr string, signed bool) *rtmpClient {
+	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(30 * time.Second))
-	c := &rtmpClient{t: t, nc: nc, chunkSize: 128}
 	if err := clientHandshake(nc, signed); err != nil {
+		nc.Close()
 		t.Fatalf("handshake: %v", err)
 	}
-	c.cr = newChunkReader(bufio.NewReader(nc))
-	return c
+	return &rtmpClient{t: t, nc: nc, chunkSize: 128, cr: newChunkReader(bufio.NewReader(nc))}
 }
 
 // makeC1 builds a C1; a signed one carries the Flash Player digest at
