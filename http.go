@@ -924,8 +924,12 @@ func (hk *hooks) allow(action string, key streamKey, c clientInfo) error {
 	if hookURL == "" {
 		return nil
 	}
-	return hk.post(context.Background(), hookURL, hookBody{Action: action, ID: c.ID, IP: c.IP, App: key.App,
-		Name: key.Name, Query: c.Query, Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(time.Now())})
+	return hk.post(context.Background(), hookURL, newHookBody(action, key, c, time.Now()))
+}
+
+func newHookBody(action string, key streamKey, c clientInfo, at time.Time) hookBody {
+	return hookBody{Action: action, ID: c.ID, IP: c.IP, App: key.App, Name: key.Name, Query: c.Query,
+		Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(at)}
 }
 
 // notify posts unpublish and stop events as they happen, until events closes.
@@ -935,11 +939,9 @@ func (hk *hooks) notify(events <-chan hubEvent) {
 		if hookURL == "" {
 			continue
 		}
-		c := ev.Client
-		err := hk.post(context.Background(), hookURL, hookBody{Action: ev.Type, ID: c.ID, IP: c.IP, App: ev.Key.App,
-			Name: ev.Key.Name, Query: c.Query, Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(ev.Time),
-			Bytes: ev.Bytes, Reason: ev.Reason})
-		if err != nil {
+		body := newHookBody(ev.Type, ev.Key, ev.Client, ev.Time)
+		body.Bytes, body.Reason = ev.Bytes, ev.Reason
+		if err := hk.post(context.Background(), hookURL, body); err != nil {
 			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
 		}
 	}
