@@ -184,7 +184,8 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		early, _ := brw.Reader.Peek(n)
 		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
-	p := &flvPlayer{srv: s, nc: nc, in: in, ws: ws, start: time.Now()}
+	p := &flvPlayer{srv: s, nc: nc, in: in, ws: ws, start: time.Now(),
+		out: newSink(nc, s.cfg.PingTimeout, ws, &s.hub.counters.bytesOut)}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
 	// The player gets a goroutine of its own, so that this handler returns
 	// and net/http frees what it holds per request (buffers, a deep stack)
@@ -240,13 +241,9 @@ type flvPlayer struct {
 	ws        bool
 	log       *slog.Logger
 	start     time.Time
-	wmu       sync.Mutex // the WS reader answers pings while the writer sends media
-	closeSent bool       // a WS Close frame has gone out; guarded by wmu
-	deadline  writeDeadline
+	out       *sink       // the WS reader answers pings while media goes out
+	closeSent atomic.Bool // a WS Close frame has gone out
 	bytesIn   atomic.Uint64
-	bytesOut  atomic.Uint64
-	hdr       [10]byte
-	bufs      net.Buffers
 }
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
@@ -270,7 +267,7 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 		readErr <- err
 		p.srv.hub.unsubscribe(sub)
 	}()
-	err := sub.run(p.write)
+	err := sub.serve(p.out)
 	if errors.Is(err, errSubscriptionEnded) {
 		select {
 		case err = <-readErr:
@@ -283,27 +280,8 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	}
 	p.nc.Close()
 	p.srv.hub.unsubscribe(sub)
-	p.log.Info("close", "reason", closeReason(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.bytesOut.Load(),
+	p.log.Info("close", "reason", closeReason(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.out.bytesOut.Load(),
 		"drops", sub.drops.Load(), "duration", time.Since(p.start).Round(time.Millisecond))
-}
-
-// write sends one batch: as is over HTTP, as one binary frame over WS.
-func (p *flvPlayer) write(bufs *net.Buffers) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.deadline.refresh(p.nc, p.srv.cfg.PingTimeout)
-	if p.ws {
-		var n int
-		for _, b := range *bufs {
-			n += len(b)
-		}
-		p.bufs = append(append(p.bufs[:0], appendWSHeader(p.hdr[:0], wsOpBinary, n)), *bufs...)
-		bufs = &p.bufs
-	}
-	n, err := bufs.WriteTo(p.nc)
-	p.bytesOut.Add(uint64(n))
-	p.srv.hub.counters.bytesOut.Add(uint64(n))
-	return err
 }
 
 // ---- WebSocket (RFC 6455) ----
@@ -454,18 +432,11 @@ func (p *flvPlayer) wsReadLoop() error {
 }
 
 func (p *flvPlayer) wsWrite(opcode byte, payload []byte) error {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	if opcode == wsOpClose {
-		// §5.5.1: nothing, not even another Close, follows a Close.
-		if p.closeSent {
-			return nil
-		}
-		p.closeSent = true
+	// §5.5.1: nothing, not even another Close, follows a Close.
+	if opcode == wsOpClose && !p.closeSent.CompareAndSwap(false, true) {
+		return nil
 	}
-	p.nc.SetWriteDeadline(time.Now().Add(p.srv.cfg.PingTimeout))
-	_, err := p.nc.Write(append(appendWSHeader(nil, opcode, len(payload)), payload...))
-	return err
+	return p.out.write(append(appendWSHeader(nil, opcode, len(payload)), payload...))
 }
 
 // ---- API ----

@@ -12,8 +12,11 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -96,6 +99,9 @@ type hub struct {
 	watchers map[chan hubEvent]struct{}
 	counters counters
 	hooks    *hooks // nil without hook URLs
+
+	flushers    []*flusher // write to players on plain TCP sockets
+	nextFlusher atomic.Uint64
 }
 
 // counters are server-wide totals, for /api/server and /metrics.
@@ -121,7 +127,7 @@ const (
 var protoNames = [protoCount]string{"rtmp", "http", "ws"}
 
 func newHub(cfg *config, log *slog.Logger) *hub {
-	return &hub{
+	h := &hub{
 		cfg:      cfg,
 		log:      log,
 		ops:      make(chan hubOp, 1024),
@@ -129,11 +135,20 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 		streams:  map[streamKey]*stream{},
 		watchers: map[chan hubEvent]struct{}{},
 	}
+	for range runtime.GOMAXPROCS(0) {
+		h.flushers = append(h.flushers, newFlusher(cfg.WriteDelay))
+	}
+	return h
 }
 
 // run serves requests until ctx ends. Then it ends every subscription.
 func (h *hub) run(ctx context.Context) {
 	defer close(h.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, f := range h.flushers {
+		wg.Go(func() { f.run(ctx) })
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -389,6 +404,11 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	for sub := range s.subs {
 		h.deliver(s, sub, f, kind)
 	}
+	if len(s.subs) > 0 {
+		for _, fl := range h.flushers {
+			fl.poke()
+		}
+	}
 }
 
 // cacheGOP keeps the frames since the last keyframe, up to a cap; past
@@ -431,6 +451,14 @@ type subscriber struct {
 
 	drops, bytesOut         atomic.Uint64
 	noAudio, noVideo, pause atomic.Bool
+
+	// Owned by whoever writes for it: its own goroutine (run), or a
+	// flusher while it holds out.mu (see serve).
+	waitVideoKey bool // after an unpause: skip video until a keyframe
+	out          *sink
+	detached     bool          // its goroutine has taken it back from the flusher; guarded by out.mu
+	failed       chan struct{} // closed by the flusher when a write fails
+	writeErr     error
 
 	// Owned by the hub goroutine.
 	waitKey     bool      // skipping until the next keyframe
@@ -662,8 +690,7 @@ func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
 // It returns when the subscription ends or a write fails.
 func (sub *subscriber) run(write func(*net.Buffers) error) error {
 	bufs := make(net.Buffers, 0, 64)
-	waitKey := false // after an unpause: skip video until a keyframe
-	if err := sub.send(sub.burst, &bufs, &waitKey, write); err != nil {
+	if err := sub.send(sub.burst, &bufs, write); err != nil {
 		return err
 	}
 	sub.burst = nil
@@ -706,12 +733,8 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 			}
 		default:
 		}
-		var n int64
-		for _, f := range batch {
-			n += int64(len(f.bytes(sub.form)))
-		}
-		sub.queued.Add(-n)
-		if err := sub.send(batch, &bufs, &waitKey, write); err != nil {
+		sub.dequeued(batch)
+		if err := sub.send(batch, &bufs, write); err != nil {
 			return err
 		}
 		if delay > 0 {
@@ -720,6 +743,15 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// dequeued takes batch's bytes off the queue's count.
+func (sub *subscriber) dequeued(batch []*frame) {
+	var n int64
+	for _, f := range batch {
+		n += int64(len(f.bytes(sub.form)))
+	}
+	sub.queued.Add(-n)
 }
 
 // drain moves what is queued now into batch, without blocking.
@@ -736,12 +768,12 @@ func (sub *subscriber) drain(batch []*frame) []*frame {
 }
 
 // send writes the frames of a batch that this player wants, in one write.
-func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, waitKey *bool, write func(*net.Buffers) error) error {
+func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, write func(*net.Buffers) error) error {
 	*bufs = (*bufs)[:0]
 	var total int
 	for _, f := range batch {
 		b := f.bytes(sub.form)
-		if len(b) == 0 || sub.skip(f, waitKey) {
+		if len(b) == 0 || sub.skip(f) {
 			continue
 		}
 		*bufs = append(*bufs, b)
@@ -759,22 +791,326 @@ func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, waitKey *bool, wr
 }
 
 // skip applies pause and receiveAudio/receiveVideo to one frame.
-func (sub *subscriber) skip(f *frame, waitKey *bool) bool {
+func (sub *subscriber) skip(f *frame) bool {
 	if f.typ != msgAudio && f.typ != msgVideo {
 		return false
 	}
 	if sub.pause.Load() {
-		*waitKey = true
+		sub.waitVideoKey = true
 		return true
 	}
 	if f.typ == msgAudio {
 		return sub.noAudio.Load()
 	}
-	if *waitKey && !f.key {
+	if sub.waitVideoKey && !f.key {
 		return true
 	}
-	*waitKey = false
+	sub.waitVideoKey = false
 	return sub.noVideo.Load()
+}
+
+// ---- Writing to players ----
+
+// sink is the write side of a player's connection. The fan-out writes
+// media to it and the connection its own messages (RTMP status and pings,
+// WebSocket pongs and Close), all under mu, so that nothing lands inside a
+// half-written batch.
+type sink struct {
+	nc       net.Conn
+	raw      syscall.RawConn // for non-blocking writes; nil: blocking writes only
+	timeout  time.Duration   // of a blocking write
+	ws       bool            // each media batch goes out as one WebSocket binary message
+	total    *atomic.Uint64  // the server's bytes out
+	bytesOut atomic.Uint64
+
+	mu        sync.Mutex
+	pending   net.Buffers // what a non-blocking write left over
+	pendStore net.Buffers // pending's backing array
+	deadline  writeDeadline
+	wsHeader  [10]byte
+	framed    net.Buffers
+	iov       iovecs
+}
+
+func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) *sink {
+	return &sink{nc: nc, raw: rawConn(nc), timeout: timeout, ws: ws, total: total}
+}
+
+// write sends b after anything pending, blocking up to the timeout.
+func (o *sink) write(b []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.finishPending(); err != nil {
+		return err
+	}
+	n, err := o.nc.Write(b)
+	o.count(n)
+	return err
+}
+
+// writeMedia sends one batch of media after anything pending, blocking.
+func (o *sink) writeMedia(bufs *net.Buffers) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.finishPending(); err != nil {
+		return err
+	}
+	b := *o.frame(bufs) // a copy: WriteTo consumes it
+	n, err := b.WriteTo(o.nc)
+	o.count(int(n))
+	return err
+}
+
+// flush finishes what a non-blocking write left, blocking.
+func (o *sink) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finishPending()
+}
+
+// finishPending writes what is pending, blocking; it also moves the write
+// deadline for the blocking write its callers make next. mu is held.
+func (o *sink) finishPending() error {
+	o.deadline.refresh(o.nc, o.timeout)
+	if len(o.pending) == 0 {
+		return nil
+	}
+	n, err := o.pending.WriteTo(o.nc)
+	o.count(int(n))
+	clear(o.pendStore)
+	o.pending = nil
+	return err
+}
+
+// writeNow sends one batch of media without blocking; what the socket does
+// not take now stays pending. mu is held and nothing is pending.
+func (o *sink) writeNow(bufs *net.Buffers) error {
+	return o.tryWrite(*o.frame(bufs))
+}
+
+// tryWrite writes what b's socket takes now and keeps the rest pending.
+// mu is held.
+func (o *sink) tryWrite(b net.Buffers) error {
+	o.deadline.refresh(o.nc, o.timeout) // an expired deadline fails even a non-blocking write
+	n, err := writevNow(o.raw, b, &o.iov)
+	o.count(n)
+	if err != nil {
+		return err
+	}
+	for len(b) > 0 && n >= len(b[0]) {
+		n -= len(b[0])
+		b = b[1:]
+	}
+	if len(b) > 0 {
+		rest := b[0][n:]
+		o.pending = append(append(o.pendStore[:0], rest), b[1:]...)
+		o.pendStore = o.pending
+	} else {
+		clear(o.pendStore)
+		o.pending = nil
+	}
+	return nil
+}
+
+// frame puts a WebSocket frame header before bufs over WS. mu is held.
+func (o *sink) frame(bufs *net.Buffers) *net.Buffers {
+	if !o.ws {
+		return bufs
+	}
+	var n int
+	for _, b := range *bufs {
+		n += len(b)
+	}
+	o.framed = append(append(o.framed[:0], appendWSHeader(o.wsHeader[:0], wsOpBinary, n)), *bufs...)
+	return &o.framed
+}
+
+func (o *sink) count(n int) {
+	o.bytesOut.Add(uint64(n))
+	o.total.Add(uint64(n))
+}
+
+// serve writes the subscription to out until it ends or a write fails. A
+// player on a plain TCP socket is written to by a flusher, together with
+// the other players of that flusher and without blocking; its own
+// goroutine only waits here. The others (TLS) get run, a blocking writer
+// of their own.
+func (sub *subscriber) serve(out *sink) error {
+	sub.out = out
+	if out.raw == nil {
+		return sub.run(out.writeMedia)
+	}
+	var bufs net.Buffers
+	if err := sub.send(sub.burst, &bufs, out.writeMedia); err != nil {
+		return err // the join burst goes out at once
+	}
+	sub.burst = nil
+	sub.failed = make(chan struct{})
+	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
+	f.add(sub)
+	select {
+	case <-sub.done:
+	case <-sub.failed:
+	}
+	f.remove(sub)
+	out.mu.Lock()
+	sub.detached = true // the flusher will not touch it again
+	err := sub.writeErr
+	out.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !errors.Is(sub.err, errSubscriptionEnded) {
+		return sub.err
+	}
+	// Send what was pending and queued before the end, then stop.
+	batch := sub.drain(nil)
+	sub.dequeued(batch)
+	if err := out.flush(); err != nil {
+		return err
+	}
+	if err := sub.send(batch, &bufs, out.writeMedia); err != nil {
+		return err
+	}
+	return sub.err
+}
+
+// flusher writes to its share of the players on plain TCP sockets: after
+// frames arrive, one pass over them, one non-blocking writev each. With a
+// write delay it makes at most one pass per delay, on a grid of instants
+// that all flushers share, so that one wake-up serves every viewer and
+// the writes of all streams go out together.
+type flusher struct {
+	delay time.Duration
+	wake  chan struct{} // cap 1: frames were queued
+	mu    sync.Mutex
+	subs  []*subscriber // guarded by mu
+
+	// Owned by run.
+	pass  []*subscriber
+	batch []*frame
+	bufs  net.Buffers
+	retry bool // a socket was full: try again even if no frame comes
+}
+
+// pendingRetry is how soon a flusher tries a full socket again when no
+// frame wakes it.
+const pendingRetry = 20 * time.Millisecond
+
+func newFlusher(delay time.Duration) *flusher {
+	return &flusher{delay: delay, wake: make(chan struct{}, 1)}
+}
+
+func (f *flusher) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (f *flusher) add(sub *subscriber) {
+	f.mu.Lock()
+	f.subs = append(f.subs, sub)
+	f.mu.Unlock()
+	f.poke()
+}
+
+func (f *flusher) remove(sub *subscriber) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i := slices.Index(f.subs, sub); i >= 0 {
+		last := len(f.subs) - 1
+		f.subs[i] = f.subs[last]
+		f.subs[last] = nil
+		f.subs = f.subs[:last]
+	}
+}
+
+func (f *flusher) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var last time.Time // when the last pass was due
+	for {
+		var retry <-chan time.Time
+		if f.retry {
+			timer.Reset(max(f.delay, pendingRetry))
+			retry = timer.C
+		}
+		select {
+		case <-f.wake:
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
+		due := time.Now()
+		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) {
+			due = gridCeil(next, f.delay)
+			timer.Reset(time.Until(due))
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		last = due
+		f.flushAll()
+	}
+}
+
+var gridEpoch = time.Now()
+
+// gridCeil is the first instant at or after t on the grid of period d.
+func gridCeil(t time.Time, d time.Duration) time.Time {
+	n := (t.Sub(gridEpoch) + d - 1) / d
+	return gridEpoch.Add(n * d)
+}
+
+func (f *flusher) flushAll() {
+	f.mu.Lock()
+	f.pass = append(f.pass[:0], f.subs...)
+	f.mu.Unlock()
+	f.retry = false
+	for _, sub := range f.pass {
+		f.flush(sub)
+	}
+	clear(f.pass)
+}
+
+// flush writes what is pending and queued for sub, without blocking.
+func (f *flusher) flush(sub *subscriber) {
+	o := sub.out
+	if !o.mu.TryLock() {
+		f.retry = true // its connection is writing a message of its own
+		return
+	}
+	defer o.mu.Unlock()
+	if sub.detached || sub.writeErr != nil {
+		return
+	}
+	if err := f.write(sub); err != nil {
+		sub.writeErr = err
+		close(sub.failed)
+	}
+	if len(o.pending) > 0 {
+		f.retry = true
+	}
+}
+
+func (f *flusher) write(sub *subscriber) error {
+	o := sub.out
+	if len(o.pending) > 0 {
+		if err := o.tryWrite(o.pending); err != nil || len(o.pending) > 0 {
+			return err // still full: the queue takes what comes meanwhile
+		}
+	}
+	f.batch = sub.drain(f.batch[:0])
+	if len(f.batch) == 0 {
+		return nil
+	}
+	sub.dequeued(f.batch)
+	err := sub.send(f.batch, &f.bufs, o.writeNow)
+	clear(f.batch)
+	return err
 }
 
 // ---- Stats and events ----

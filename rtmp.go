@@ -574,6 +574,7 @@ func (s *rtmpServer) newConn(nc net.Conn) *rtmpConn {
 		id:      id,
 		log:     s.log.With("conn", id, "proto", "rtmp", "remote", nc.RemoteAddr().String()),
 		created: time.Now(),
+		out:     newSink(nc, s.cfg.PingTimeout, false, &s.hub.counters.bytesOut),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -610,9 +611,7 @@ type rtmpConn struct {
 	br      *bufio.Reader
 	cr      *chunkReader
 
-	wmu        sync.Mutex // guards writes to nc and deadline
-	deadline   writeDeadline
-	bytesOut   atomic.Uint64
+	out        *sink  // every write to nc goes through it
 	lastAck    uint64 // bytes read when we last sent an Acknowledgement
 	counted    uint64 // bytes read already added to the server's counters
 	peerWindow uint32 // the peer's Window Acknowledgement Size
@@ -629,13 +628,7 @@ type rtmpConn struct {
 
 // writeRaw writes already encoded chunks.
 func (c *rtmpConn) writeRaw(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.deadline.refresh(c.nc, c.srv.cfg.PingTimeout)
-	n, err := c.nc.Write(b)
-	c.bytesOut.Add(uint64(n))
-	c.srv.hub.counters.bytesOut.Add(uint64(n))
-	return err
+	return c.out.write(b)
 }
 
 // writeCommand sends an AMF0 command on the command chunk stream.
@@ -665,7 +658,7 @@ func (c *rtmpConn) serve(ctx context.Context) {
 		if c.cr != nil {
 			in = c.cr.bytesRead.Load()
 		}
-		c.log.Info("close", "reason", reason, "bytes_in", in, "bytes_out", c.bytesOut.Load(),
+		c.log.Info("close", "reason", reason, "bytes_in", in, "bytes_out", c.out.bytesOut.Load(),
 			"duration", time.Since(start).Round(time.Millisecond))
 	}()
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
@@ -1038,15 +1031,7 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 			c.nc.Close()
 		}
 	}()
-	err := sub.run(func(bufs *net.Buffers) error {
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		c.deadline.refresh(c.nc, c.srv.cfg.PingTimeout)
-		n, err := bufs.WriteTo(c.nc)
-		c.bytesOut.Add(uint64(n))
-		c.srv.hub.counters.bytesOut.Add(uint64(n))
-		return err
-	})
+	err := sub.serve(c.out)
 	if err != nil && !errors.Is(err, errSubscriptionEnded) {
 		c.log.Info("play stopped", "reason", closeReason(err))
 		c.nc.Close() // the read loop then ends too
