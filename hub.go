@@ -114,6 +114,7 @@ type counters struct {
 	hookRejects       atomic.Uint64
 	handshakeFailures atomic.Uint64
 	tooManyConns      atomic.Uint64
+	socketFull        atomic.Uint64 // flusher writes that a viewer's socket did not take whole
 }
 
 // Protocols, as indexes into the counters.
@@ -1093,6 +1094,7 @@ func (f *flusher) flush(sub *subscriber) {
 	}
 	if len(o.pending) > 0 {
 		f.retry = true
+		sub.hub.counters.socketFull.Add(1)
 	}
 }
 
