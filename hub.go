@@ -443,8 +443,14 @@ type subscriber struct {
 	info clientInfo
 	form outputFormat
 
-	q      chan *frame
-	queued atomic.Int64 // bytes in q
+	// The queue: the hub appends, the writer takes all at once. A mutex
+	// and a slice, not a channel: a push is the hub's only cost per
+	// viewer per frame, and a batch comes out in one step.
+	qmu    sync.Mutex
+	q      []*frame      // guarded by qmu; at most subQueueFrames
+	ready  chan struct{} // cap 1: q has frames; for run, not for flushers
+	polled atomic.Bool   // a flusher takes from q; nobody waits on ready
+	queued atomic.Int64  // bytes in q
 	hangup func()
 	burst  []*frame // the join burst (GOP cache), written before q
 	done   chan struct{}
@@ -480,7 +486,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat, hangu
 		info:    info,
 		form:    form,
 		hangup:  hangup,
-		q:       make(chan *frame, subQueueFrames),
+		ready:   make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		waitKey: true,
 	}
@@ -622,14 +628,29 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 		h.dropped(sub)
 		return false
 	}
-	select {
-	case sub.q <- f:
-		sub.queued.Add(int64(len(b)))
-		return true
-	default:
+	sub.qmu.Lock()
+	if len(sub.q) >= subQueueFrames {
+		sub.qmu.Unlock()
 		h.dropped(sub)
 		return false
 	}
+	sub.q = append(sub.q, f)
+	sub.qmu.Unlock()
+	sub.queued.Add(int64(len(b)))
+	if !sub.polled.Load() {
+		select {
+		case sub.ready <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// queueLen is the number of frames in sub's queue.
+func (sub *subscriber) queueLen() int {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	return len(sub.q)
 }
 
 // dropped counts a drop and logs at most one line per viewer per 10 s.
@@ -648,7 +669,7 @@ func (sub *subscriber) fits(fs []*frame) bool {
 	for _, f := range fs {
 		n += len(f.bytes(sub.form))
 	}
-	return len(sub.q)+len(fs) <= cap(sub.q) && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
+	return sub.queueLen()+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
 }
 
 func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
@@ -715,11 +736,11 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 			}
 		}
 		batch = sub.drain(batch)
-		if len(batch) == 0 {
+		for len(batch) == 0 && !sub.isDone() {
 			// Idle for at least the delay: the next frame goes out at once.
 			select {
-			case f := <-sub.q:
-				batch = sub.drain(append(batch, f))
+			case <-sub.ready:
+				batch = sub.drain(batch)
 			case <-sub.done:
 			}
 		}
@@ -757,15 +778,21 @@ func (sub *subscriber) dequeued(batch []*frame) {
 
 // drain moves what is queued now into batch, without blocking.
 func (sub *subscriber) drain(batch []*frame) []*frame {
-	for len(batch) < subQueueFrames {
-		select {
-		case f := <-sub.q:
-			batch = append(batch, f)
-		default:
-			return batch
-		}
-	}
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	batch = append(batch, sub.q...)
+	clear(sub.q)
+	sub.q = sub.q[:0]
 	return batch
+}
+
+func (sub *subscriber) isDone() bool {
+	select {
+	case <-sub.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // send writes the frames of a batch that this player wants, in one write.
@@ -947,6 +974,7 @@ func (sub *subscriber) serve(out *sink) error {
 	}
 	sub.burst = nil
 	sub.failed = make(chan struct{})
+	sub.polled.Store(true)
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
 	f.add(sub)
 	select {
@@ -1166,7 +1194,7 @@ func (s *stream) snapshot() streamSnapshot {
 	}
 	for sub := range s.subs {
 		ss.Subscribers = append(ss.Subscribers, clientSnapshot{clientInfo: sub.info,
-			Bytes: sub.bytesOut.Load(), Drops: sub.drops.Load(), Queue: len(sub.q), QueueBytes: sub.queued.Load()})
+			Bytes: sub.bytesOut.Load(), Drops: sub.drops.Load(), Queue: sub.queueLen(), QueueBytes: sub.queued.Load()})
 	}
 	return ss
 }

@@ -75,15 +75,12 @@ func startTestPublish(t *testing.T, h *hub, key streamKey) *publisher {
 // takeQueued empties sub's queue and says what each frame was.
 func takeQueued(sub *subscriber) []string {
 	var out []string
-	for {
-		select {
-		case f := <-sub.q:
-			sub.queued.Add(-int64(len(f.bytes(sub.form))))
-			out = append(out, describeFrame(f))
-		default:
-			return out
-		}
+	batch := sub.drain(nil)
+	sub.dequeued(batch)
+	for _, f := range batch {
+		out = append(out, describeFrame(f))
 	}
+	return out
 }
 
 func describeFrame(f *frame) string {
@@ -328,6 +325,7 @@ func TestDeliverAllocs(t *testing.T) {
 	}
 	h.sync()
 	f, kind := p.enc.encode(msgVideo, 40, testVideo(false, 100), 60000)
+	batch := make([]*frame, 0, subQueueFrames)
 	allocs := testing.AllocsPerRun(5, func() {
 		h.call(func() {
 			for range 10 {
@@ -335,10 +333,7 @@ func TestDeliverAllocs(t *testing.T) {
 			}
 		})
 		for _, sub := range subs {
-			for len(sub.q) > 0 {
-				f := <-sub.q
-				sub.queued.Add(-int64(len(f.flv)))
-			}
+			sub.dequeued(sub.drain(batch[:0]))
 		}
 	})
 	// h.call itself allocates a closure and a channel; 100 viewers x 10
@@ -568,8 +563,7 @@ func TestTimestampJumps(t *testing.T) {
 	}
 	h.sync()
 	var got []uint32
-	for len(sub.q) > 0 {
-		f := <-sub.q
+	for _, f := range sub.drain(nil) {
 		if f.typ != msgVideo {
 			continue
 		}
