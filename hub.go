@@ -101,6 +101,7 @@ type hub struct {
 	hooks    *hooks // nil without hook URLs
 
 	flushers    []*flusher // write to players on plain TCP sockets
+	pushed      bool       // a frame was queued during this op; owned by the hub goroutine
 	nextFlusher atomic.Uint64
 }
 
@@ -170,6 +171,12 @@ func (h *hub) run(ctx context.Context) {
 				op.fn()
 			} else {
 				h.onFrame(op.pub, op.frame, op.kind)
+			}
+			if h.pushed {
+				h.pushed = false
+				for _, f := range h.flushers {
+					f.poke() // frames were queued
+				}
 			}
 		}
 	}
@@ -405,11 +412,6 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	for sub := range s.subs {
 		h.deliver(s, sub, f, kind)
 	}
-	if len(s.subs) > 0 {
-		for _, fl := range h.flushers {
-			fl.poke()
-		}
-	}
 }
 
 // cacheGOP keeps the frames since the last keyframe, up to a cap; past
@@ -579,6 +581,7 @@ func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
 			h.push(s, sub, jf)
 		}
 		sub.started = true
+		h.startNow()
 	}
 	if !h.push(s, sub, f) {
 		sub.waitKey = true
@@ -600,6 +603,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	var join []*frame
 	if !sub.started {
 		join = append(join, h.flvHeader(s))
+		defer h.startNow()
 	}
 	join = append(join, h.joinHeaders(s)...)
 	join = append(join, f)
@@ -616,6 +620,14 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	}
 	sub.waitKey, sub.started = false, true
 	sub.behindSince = time.Time{}
+}
+
+// startNow has the flushers write at once, not at their next tick: a new
+// viewer's first keyframe goes out without the write delay.
+func (h *hub) startNow() {
+	for _, f := range h.flushers {
+		f.urgent.Store(true)
+	}
 }
 
 // push queues f for sub without blocking; false when the queue is full.
@@ -636,6 +648,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	}
 	sub.q = append(sub.q, f)
 	sub.qmu.Unlock()
+	h.pushed = true
 	sub.queued.Add(int64(len(b)))
 	if !sub.polled.Load() {
 		select {
@@ -1010,10 +1023,11 @@ func (sub *subscriber) serve(out *sink) error {
 // that all flushers share, so that one wake-up serves every viewer and
 // the writes of all streams go out together.
 type flusher struct {
-	delay time.Duration
-	wake  chan struct{} // cap 1: frames were queued
-	mu    sync.Mutex
-	subs  []*subscriber // guarded by mu
+	delay  time.Duration
+	wake   chan struct{} // cap 1: frames were queued
+	urgent atomic.Bool   // a new viewer starts: pass now, whatever the delay
+	mu     sync.Mutex
+	subs   []*subscriber // guarded by mu
 
 	// Owned by run.
 	pass  []*subscriber
@@ -1072,7 +1086,7 @@ func (f *flusher) run(ctx context.Context) {
 			return
 		}
 		due := time.Now()
-		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) {
+		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) && !f.urgent.Swap(false) {
 			due = gridCeil(next, f.delay)
 			timer.Reset(time.Until(due))
 			select {
