@@ -16,7 +16,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -857,12 +856,14 @@ func (sub *subscriber) skip(f *frame) bool {
 // WebSocket pongs and Close), all under mu, so that nothing lands inside a
 // half-written batch.
 type sink struct {
-	nc       net.Conn
-	raw      syscall.RawConn // for non-blocking writes; nil: blocking writes only
-	timeout  time.Duration   // of a blocking write
-	ws       bool            // each media batch goes out as one WebSocket binary message
-	total    *atomic.Uint64  // the server's bytes out
-	bytesOut atomic.Uint64
+	nc net.Conn
+	// writeNonblock writes what the socket takes now, never waiting; nil
+	// when there is no such write (TLS, or not Linux): blocking writes only.
+	writeNonblock func(net.Buffers) (int, error)
+	timeout       time.Duration  // of a blocking write
+	ws            bool           // each media batch goes out as one WebSocket binary message
+	total         *atomic.Uint64 // the server's bytes out
+	bytesOut      atomic.Uint64
 
 	mu        sync.Mutex
 	pending   net.Buffers // what a non-blocking write left over
@@ -874,7 +875,11 @@ type sink struct {
 }
 
 func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) *sink {
-	return &sink{nc: nc, raw: rawConn(nc), timeout: timeout, ws: ws, total: total}
+	o := &sink{nc: nc, timeout: timeout, ws: ws, total: total}
+	if rc := rawConn(nc); rc != nil {
+		o.writeNonblock = func(b net.Buffers) (int, error) { return writevNow(rc, b, &o.iov) }
+	}
+	return o
 }
 
 // write sends b after anything pending, blocking up to the timeout.
@@ -933,7 +938,7 @@ func (o *sink) writeNow(bufs *net.Buffers) error {
 // mu is held.
 func (o *sink) tryWrite(b net.Buffers) error {
 	o.deadline.refresh(o.nc, o.timeout) // an expired deadline fails even a non-blocking write
-	n, err := writevNow(o.raw, b, &o.iov)
+	n, err := o.writeNonblock(b)
 	o.count(n)
 	if err != nil {
 		return err
@@ -978,7 +983,7 @@ func (o *sink) count(n int) {
 // of their own.
 func (sub *subscriber) serve(out *sink) error {
 	sub.out = out
-	if out.raw == nil {
+	if out.writeNonblock == nil {
 		return sub.run(out.writeMedia)
 	}
 	var bufs net.Buffers
@@ -1104,8 +1109,14 @@ var gridEpoch = time.Now()
 
 // gridCeil is the first instant at or after t on the grid of period d.
 func gridCeil(t time.Time, d time.Duration) time.Time {
-	n := (t.Sub(gridEpoch) + d - 1) / d
-	return gridEpoch.Add(n * d)
+	off := t.Sub(gridEpoch) % d
+	if off < 0 {
+		off += d // t before the epoch (tests in fake time)
+	}
+	if off == 0 {
+		return t
+	}
+	return t.Add(d - off)
 }
 
 func (f *flusher) flushAll() {

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -578,4 +580,116 @@ func TestTimestampJumps(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(times) {
 		t.Errorf("viewer got times %v; want %v", got, times)
 	}
+}
+
+// TestFlusherGridAndPartialWrites drives a flusher in fake time through a
+// socket that takes at most 3000 bytes per write: a new viewer's start
+// goes out at once; after it, passes come at most once per write delay,
+// on the shared grid, and finish what earlier writes left before taking
+// more; after an idle spell the next frame goes out at once. The bytes
+// that arrive are the whole stream in order.
+func TestFlusherGridAndPartialWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 100 * time.Millisecond
+		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
+		key := streamKey{"live", "grid"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+
+		server, client := net.Pipe()
+		var (
+			mu       sync.Mutex
+			received bytes.Buffer
+			passes   []time.Time // the first non-blocking write of each pass
+		)
+		go func() { // blocking writes (none expected here) land in order too
+			buf := make([]byte, 4096)
+			for {
+				n, err := client.Read(buf)
+				mu.Lock()
+				received.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		var total atomic.Uint64
+		out := newSink(server, time.Minute, false, &total)
+		out.writeNonblock = func(bufs net.Buffers) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if now := time.Now(); len(passes) == 0 || !passes[len(passes)-1].Equal(now) {
+				passes = append(passes, now)
+			}
+			n := 0
+			for _, b := range bufs {
+				take := min(len(b), 3000-n)
+				received.Write(b[:take])
+				if n += take; n == 3000 {
+					break
+				}
+			}
+			return n, nil
+		}
+		done := make(chan error, 1)
+		go func() { done <- sub.serve(out) }()
+
+		p := startTestPublish(t, h, key)
+		synctest.Wait()
+		start := time.Now()
+		const frames = 20
+		for i := range frames { // 20 frames of 2000 bytes, 10 ms apart
+			p.write(msgVideo, uint32(10*i), testVideo(i == 0, 2000))
+			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second) // all written by now; then idle
+		idleFrame := time.Now()
+		p.write(msgVideo, 2000, testVideo(false, 100))
+		synctest.Wait()
+		h.unsubscribe(sub)
+		if err := <-done; !errors.Is(err, errSubscriptionEnded) {
+			t.Fatalf("serve: %v", err)
+		}
+		server.Close()
+
+		mu.Lock()
+		defer mu.Unlock()
+		if len(passes) < 3 {
+			t.Fatalf("%d passes; want the start, several partial passes, the idle frame", len(passes))
+		}
+		if !passes[0].Equal(start) {
+			t.Errorf("first pass at %v; want at once, at the viewer's start", passes[0].Sub(start))
+		}
+		last := passes[len(passes)-1]
+		if !last.Equal(idleFrame) {
+			t.Errorf("last pass %v after the idle frame; want at once", last.Sub(idleFrame))
+		}
+		for i := 1; i < len(passes)-1; i++ {
+			if gap := passes[i].Sub(passes[i-1]); gap < delay {
+				t.Errorf("pass %d only %v after the one before; want at least %v", i, gap, delay)
+			}
+			if passes[i].Sub(gridEpoch)%delay != 0 {
+				t.Errorf("pass %d at %v: not on the grid", i, passes[i].Sub(start))
+			}
+		}
+		fr, err := newFLVReader(bytes.NewReader(received.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var video []uint32
+		for {
+			tag, err := fr.next()
+			if err != nil {
+				break
+			}
+			if header, _ := videoInfo(tag.Data); tag.Type == tagVideo && !header {
+				video = append(video, tag.Time)
+			}
+		}
+		if len(video) != frames+1 {
+			t.Errorf("%d video frames arrived whole; want %d (timestamps %v)", len(video), frames+1, video)
+		}
+		t.Logf("%d passes, %d bytes", len(passes), received.Len())
+	})
 }
