@@ -6,6 +6,7 @@ package main
 // unpublish arrive in the order they were sent.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -868,6 +869,8 @@ type sink struct {
 	mu        sync.Mutex
 	pending   net.Buffers // what a non-blocking write left over
 	pendStore net.Buffers // pending's backing array
+	flusher   *flusher    // while one writes the media: messages of our own queue behind pending
+	queuedOwn int         // bytes of our own messages in pending
 	deadline  writeDeadline
 	wsHeader  [10]byte
 	framed    net.Buffers
@@ -882,10 +885,33 @@ func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) 
 	return o
 }
 
-// write sends b after anything pending, blocking up to the timeout.
+// maxQueuedOwn bounds the connection's own messages waiting behind media
+// for a player that does not read: a client that keeps sending pings and
+// reads nothing must not grow our memory.
+const maxQueuedOwn = 64 << 10
+
+var errPlayerNotReading = errors.New("player reads nothing: its own messages piled up")
+
+// write sends b, one message of the connection's own, after anything
+// pending. While a flusher writes the media it never blocks: b goes behind
+// what is pending and the flusher sends the rest (a blocking write there
+// would hold mu, and the flusher with it, for as long as a slow player
+// takes to drain its socket). Otherwise it blocks up to the timeout.
 func (o *sink) write(b []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.flusher != nil {
+		if o.queuedOwn += len(b); o.queuedOwn > maxQueuedOwn {
+			return errPlayerNotReading
+		}
+		o.pending = append(o.pending, bytes.Clone(b))
+		o.pendStore = o.pending
+		err := o.tryWrite(o.pending)
+		if len(o.pending) > 0 {
+			o.flusher.poke()
+		}
+		return err
+	}
 	if err := o.finishPending(); err != nil {
 		return err
 	}
@@ -924,7 +950,7 @@ func (o *sink) finishPending() error {
 	n, err := o.pending.WriteTo(o.nc)
 	o.count(int(n))
 	clear(o.pendStore)
-	o.pending = nil
+	o.pending, o.queuedOwn = nil, 0
 	return err
 }
 
@@ -953,7 +979,7 @@ func (o *sink) tryWrite(b net.Buffers) error {
 		o.pendStore = o.pending
 	} else {
 		clear(o.pendStore)
-		o.pending = nil
+		o.pending, o.queuedOwn = nil, 0
 	}
 	return nil
 }
@@ -994,6 +1020,9 @@ func (sub *subscriber) serve(out *sink) error {
 	sub.failed = make(chan struct{})
 	sub.polled.Store(true)
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
+	out.mu.Lock()
+	out.flusher = f
+	out.mu.Unlock()
 	f.add(sub)
 	select {
 	case <-sub.done:
@@ -1002,6 +1031,7 @@ func (sub *subscriber) serve(out *sink) error {
 	f.remove(sub)
 	out.mu.Lock()
 	sub.detached = true // the flusher will not touch it again
+	out.flusher = nil
 	err := sub.writeErr
 	out.mu.Unlock()
 	if err != nil {

@@ -693,3 +693,61 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 		t.Logf("%d passes, %d bytes", len(passes), received.Len())
 	})
 }
+
+// TestOwnMessagesQueueBehindMedia: while a flusher writes a player's media,
+// a message of the connection's own (a pong, an RTMP ping) goes behind what
+// is pending, without blocking on the full socket, and comes out after the
+// media; a player that reads nothing cannot pile them up without bound.
+func TestOwnMessagesQueueBehindMedia(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		server, client := net.Pipe() // nobody reads client: a blocking write would hang
+		defer client.Close()
+		var total atomic.Uint64
+		out := newSink(server, time.Minute, false, &total)
+		var got bytes.Buffer
+		allow := 3 // bytes the socket takes per write
+		out.writeNonblock = func(bufs net.Buffers) (int, error) {
+			n := 0
+			for _, b := range bufs {
+				take := min(len(b), allow-n)
+				got.Write(b[:take])
+				if n += take; n == allow {
+					break
+				}
+			}
+			return n, nil
+		}
+		out.flusher = newFlusher(0)
+		out.mu.Lock()
+		out.writeNow(&net.Buffers{[]byte("media1"), []byte("media2")})
+		out.mu.Unlock()
+
+		returned := make(chan error, 1)
+		go func() { returned <- out.write([]byte("PONG")) }()
+		synctest.Wait()
+		select {
+		case err := <-returned:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("write blocked on a full socket while a flusher owns the media")
+		}
+		allow = 1 << 20
+		out.mu.Lock()
+		out.tryWrite(out.pending)
+		out.mu.Unlock()
+		if got.String() != "media1media2PONG" {
+			t.Errorf("socket got %q; want the media, then the pong", got.String())
+		}
+
+		allow = 0 // reads nothing any more
+		var err error
+		for i := 0; err == nil && i < 1000; i++ {
+			err = out.write(make([]byte, 1000))
+		}
+		if !errors.Is(err, errPlayerNotReading) {
+			t.Errorf("1000 KB of pongs to a player that reads nothing: err %v; want errPlayerNotReading", err)
+		}
+	})
+}
