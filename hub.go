@@ -874,15 +874,10 @@ type sink struct {
 	deadline  writeDeadline
 	wsHeader  [10]byte
 	framed    net.Buffers
-	iov       iovecs
 }
 
 func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) *sink {
-	o := &sink{nc: nc, timeout: timeout, ws: ws, total: total}
-	if rc := rawConn(nc); rc != nil {
-		o.writeNonblock = func(b net.Buffers) (int, error) { return writevNow(rc, b, &o.iov) }
-	}
-	return o
+	return &sink{nc: nc, writeNonblock: newNonblockWriter(nc), timeout: timeout, ws: ws, total: total}
 }
 
 // maxQueuedOwn bounds the connection's own messages waiting behind media

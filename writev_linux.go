@@ -2,7 +2,7 @@
 
 package main
 
-// Non-blocking writes. The fan-out writes to many viewers from one
+// Non-blocking writes. The flushers write to many viewers from one
 // goroutine, so a write must never wait for a slow socket. net.Conn has no
 // such write; syscall.RawConn gives the socket, which Go has already made
 // O_NONBLOCK, and one writev(2) on it takes what the socket buffer has
@@ -16,11 +16,20 @@ import (
 
 const iovMax = 1024 // IOV_MAX on Linux
 
-type iovecs []syscall.Iovec
+// nonblockWriter is one socket's non-blocking writev. It keeps what a call
+// needs from one call to the next, so that a write allocates nothing.
+type nonblockWriter struct {
+	rc    syscall.RawConn
+	iov   []syscall.Iovec
+	n     uintptr
+	errno syscall.Errno
+	call  func(fd uintptr) bool // w.writev, bound once
+}
 
-// rawConn is nc's socket for writevNow, or nil when nc is not a plain TCP
-// connection (TLS, or a test's pipe): those viewers get blocking writes.
-func rawConn(nc net.Conn) syscall.RawConn {
+// newNonblockWriter returns nc's non-blocking write, or nil when nc is not
+// a plain TCP connection (TLS, or a test's pipe): those viewers get
+// blocking writes.
+func newNonblockWriter(nc net.Conn) func(net.Buffers) (int, error) {
 	sc, ok := nc.(syscall.Conn) // *net.TCPConn and limitConn; not *tls.Conn
 	if !ok {
 		return nil
@@ -29,46 +38,46 @@ func rawConn(nc net.Conn) syscall.RawConn {
 	if err != nil {
 		return nil
 	}
-	return rc
+	w := &nonblockWriter{rc: rc}
+	w.call = w.writev
+	return w.write
 }
 
-// writevNow writes as much of bufs as the socket takes without waiting
-// and returns how many bytes that was; 0 and no error when the socket
-// buffer is full.
-func writevNow(rc syscall.RawConn, bufs net.Buffers, iov *iovecs) (int, error) {
-	v := (*iov)[:0]
+// write writes as much of bufs as the socket takes without waiting and
+// returns how many bytes that was: 0 and no error when it is full.
+func (w *nonblockWriter) write(bufs net.Buffers) (int, error) {
+	w.iov = w.iov[:0]
 	for _, b := range bufs {
-		if len(v) == iovMax {
+		if len(w.iov) == iovMax {
 			break
 		}
 		if len(b) > 0 {
-			e := syscall.Iovec{Base: &b[0]}
-			e.SetLen(len(b))
-			v = append(v, e)
+			v := syscall.Iovec{Base: &b[0]}
+			v.SetLen(len(b))
+			w.iov = append(w.iov, v)
 		}
 	}
-	if len(v) == 0 {
+	if len(w.iov) == 0 {
 		return 0, nil
 	}
-	var n uintptr
-	var errno syscall.Errno
-	err := rc.Write(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-			if errno != syscall.EINTR {
-				return true // done, whatever happened: never wait
-			}
-		}
-	})
-	clear(v) // no pointers into frames kept past the write
-	*iov = v[:0]
+	err := w.rc.Write(w.call)
+	clear(w.iov) // no pointers into frames kept past the write
 	switch {
 	case err != nil:
 		return 0, err
-	case errno == syscall.EAGAIN:
+	case w.errno == syscall.EAGAIN:
 		return 0, nil
-	case errno != 0:
-		return 0, errno
+	case w.errno != 0:
+		return 0, w.errno
 	}
-	return int(n), nil
+	return int(w.n), nil
+}
+
+func (w *nonblockWriter) writev(fd uintptr) bool {
+	for {
+		w.n, _, w.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+		if w.errno != syscall.EINTR {
+			return true // done, whatever happened: never wait for the socket
+		}
+	}
 }
