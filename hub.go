@@ -175,7 +175,9 @@ func (h *hub) run(ctx context.Context) {
 			if h.pushed {
 				h.pushed = false
 				for _, f := range h.flushers {
-					f.poke() // frames were queued
+					if f.players.Load() > 0 {
+						f.poke() // frames were queued
+					}
 				}
 			}
 		}
@@ -1058,6 +1060,9 @@ type flusher struct {
 	urgent atomic.Bool   // a new viewer starts: pass now, whatever the delay
 	mu     sync.Mutex
 	subs   []*subscriber // guarded by mu
+	// players is len(subs), for the hub to read without mu: it wakes
+	// only flushers that have players.
+	players atomic.Int64
 
 	// Owned by run.
 	pass  []*subscriber
@@ -1084,6 +1089,7 @@ func (f *flusher) poke() {
 func (f *flusher) add(sub *subscriber) {
 	f.mu.Lock()
 	f.subs = append(f.subs, sub)
+	f.players.Store(int64(len(f.subs)))
 	f.mu.Unlock()
 	f.poke()
 }
@@ -1096,6 +1102,7 @@ func (f *flusher) remove(sub *subscriber) {
 		f.subs[i] = f.subs[last]
 		f.subs[last] = nil
 		f.subs = f.subs[:last]
+		f.players.Store(int64(last))
 	}
 }
 
