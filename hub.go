@@ -873,6 +873,7 @@ type sink struct {
 	pendStore net.Buffers // pending's backing array
 	flusher   *flusher    // while one writes the media: messages of our own queue behind pending
 	queuedOwn int         // bytes of our own messages in pending
+	moved     time.Time   // when pending last shrank, or became non-empty
 	deadline  writeDeadline
 	wsHeader  [10]byte
 	framed    net.Buffers
@@ -887,7 +888,10 @@ func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) 
 // reads nothing must not grow our memory.
 const maxQueuedOwn = 64 << 10
 
-var errPlayerNotReading = errors.New("player reads nothing: its own messages piled up")
+var (
+	errPlayerNotReading = errors.New("player reads nothing: its own messages piled up")
+	errWriteStalled     = errors.New("write timeout: player took nothing for the ping timeout")
+)
 
 // write sends b, one message of the connection's own, after anything
 // pending. While a flusher writes the media it never blocks: b goes behind
@@ -900,6 +904,9 @@ func (o *sink) write(b []byte) error {
 	if o.flusher != nil {
 		if o.queuedOwn += len(b); o.queuedOwn > maxQueuedOwn {
 			return errPlayerNotReading
+		}
+		if len(o.pending) == 0 {
+			o.moved = time.Now()
 		}
 		o.pending = append(o.pending, bytes.Clone(b))
 		o.pendStore = o.pending
@@ -961,10 +968,17 @@ func (o *sink) writeNow(bufs *net.Buffers) error {
 // mu is held.
 func (o *sink) tryWrite(b net.Buffers) error {
 	o.deadline.refresh(o.nc, o.timeout) // an expired deadline fails even a non-blocking write
+	now := time.Now()
+	if len(o.pending) == 0 {
+		o.moved = now // a fresh batch: the stall clock starts here
+	}
 	n, err := o.writeNonblock(b)
 	o.count(n)
 	if err != nil {
 		return err
+	}
+	if n > 0 {
+		o.moved = now
 	}
 	for len(b) > 0 && n >= len(b[0]) {
 		n -= len(b[0])
@@ -977,6 +991,13 @@ func (o *sink) tryWrite(b net.Buffers) error {
 	} else {
 		clear(o.pendStore)
 		o.pending, o.queuedOwn = nil, 0
+		return nil
+	}
+	// A player that takes nothing for the timeout is gone, like one whose
+	// blocking write times out (a new frame would find it too slow, but
+	// on a stream that has stopped no frame comes).
+	if now.Sub(o.moved) > o.timeout {
+		return errWriteStalled
 	}
 	return nil
 }

@@ -751,3 +751,38 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 		}
 	})
 }
+
+// TestStalledPlayerTimesOut: a player whose socket takes nothing is
+// dropped after the write timeout even when no frame comes to find it
+// too slow (the stream has stopped), as a blocking write would time out.
+func TestStalledPlayerTimesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, nil)
+		key := streamKey{"live", "stuck"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+		server, client := net.Pipe()
+		defer client.Close()
+		var total atomic.Uint64
+		const timeout = 2 * time.Second
+		out := newSink(server, timeout, false, &total)
+		out.writeNonblock = func(net.Buffers) (int, error) { return 0, nil } // always full
+		done := make(chan error, 1)
+		go func() { done <- sub.serve(out) }()
+		p := startTestPublish(t, h, key)
+		p.write(msgVideo, 0, testVideo(true, 100)) // the start: it stays pending
+		synctest.Wait()
+		start := time.Now()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errWriteStalled) {
+				t.Fatalf("serve: %v; want errWriteStalled", err)
+			}
+			if waited := time.Since(start); waited < timeout || waited > timeout+time.Second {
+				t.Errorf("dropped after %v (fake time); want just past the %v timeout", waited, timeout)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("a player that takes nothing was still there a minute later")
+		}
+		h.unsubscribe(sub)
+	})
+}
