@@ -1083,7 +1083,8 @@ type flusher struct {
 	subs   []*subscriber // guarded by mu
 	// players is len(subs), for the hub to read without mu: it wakes
 	// only flushers that have players.
-	players atomic.Int64
+	players  atomic.Int64
+	lastPass atomic.Int64 // how long the last pass took, ns
 
 	// Owned by run.
 	pass  []*subscriber
@@ -1145,7 +1146,7 @@ func (f *flusher) run(ctx context.Context) {
 		}
 		due := time.Now()
 		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) && !f.urgent.Swap(false) {
-			due = gridCeil(next, f.delay)
+			due = gridCeil(next.Add(-ingestLead), f.delay).Add(ingestLead)
 			timer.Reset(time.Until(due))
 			select {
 			case <-timer.C:
@@ -1154,11 +1155,34 @@ func (f *flusher) run(ctx context.Context) {
 			}
 		}
 		last = due
+		start := time.Now()
 		f.flushAll()
+		f.lastPass.Store(int64(time.Since(start)))
 	}
 }
 
 var gridEpoch = time.Now()
+
+// ingestLead is how long after a grid instant the flushers pass: publishers
+// read on the grid instant itself (waitForTick), and what they read then
+// should make this pass.
+const ingestLead = 2 * time.Millisecond
+
+// passesShort reports whether every flusher's last pass took less than
+// shortPass. While passes are long (a thousand viewers on a busy machine
+// take tens of milliseconds), frames that arrive during a pass still reach
+// the viewers it has not visited yet, but only if publishers are read at
+// once; batching their reads would then add delay.
+func (h *hub) passesShort() bool {
+	for _, f := range h.flushers {
+		if f.lastPass.Load() >= int64(shortPass) {
+			return false
+		}
+	}
+	return true
+}
+
+const shortPass = 5 * time.Millisecond
 
 // gridCeil is the first instant at or after t on the grid of period d.
 func gridCeil(t time.Time, d time.Duration) time.Time {

@@ -669,7 +669,7 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 			if gap := passes[i].Sub(passes[i-1]); gap < delay {
 				t.Errorf("pass %d only %v after the one before; want at least %v", i, gap, delay)
 			}
-			if passes[i].Sub(gridEpoch)%delay != 0 {
+			if (passes[i].Sub(gridEpoch)-ingestLead)%delay != 0 {
 				t.Errorf("pass %d at %v: not on the grid", i, passes[i].Sub(start))
 			}
 		}

@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -2480,16 +2481,12 @@ func TestEnhancedRTMP(t *testing.T) {
 		}
 		pub.send(csid, m.typ, sid, m.ts, m.data)
 		if i == 4 { // a late joiner, after the first GOP
-			waitFor(t, "the frames", func() bool {
-				for _, s := range ts.hub.snapshot() {
-					if s.Key.Name == "ertmp" {
-						return s.FramesIn >= 3
-					}
-				}
-				return false
-			})
+			waitForFramesIn(t, ts, "ertmp", 3)
 		}
 	}
+	// All of them in the hub before the late viewer joins: with a write
+	// delay, publishers are read once per tick.
+	waitForFramesIn(t, ts, "ertmp", 5)
 	var late []byte
 	lateDone := make(chan struct{})
 	go func() {
@@ -2955,4 +2952,56 @@ func (ts *testServer) metric(t *testing.T, name string) float64 {
 	}
 	t.Fatalf("/metrics has no %s", name)
 	return 0
+}
+
+// waitForFramesIn waits until the hub has taken n frames of stream name.
+func waitForFramesIn(t *testing.T, ts *testServer, name string, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d frames of %s", n, name), func() bool {
+		for _, s := range ts.hub.snapshot() {
+			if s.Key.Name == name {
+				return s.FramesIn >= n
+			}
+		}
+		return false
+	})
+}
+
+// TestPublisherReadsBatched: with a write delay, a publisher whose frames
+// come 5 ms apart is read about once per tick, not once per frame (the
+// frames wait for the flushers' tick anyway), and its frames all arrive.
+// The count is compared with a server at delay 0, in the same test, so
+// that a slow machine (which batches by itself) cannot make it pass.
+func TestPublisherReadsBatched(t *testing.T) {
+	reads := func(delay time.Duration) int {
+		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
+		pub := dialRTMPOwned(t, ts.rtmpAddr, false)
+		pub.connect("live")
+		sid := pub.createStream()
+		pub.command(sid, "publish", nil, "batch", "live")
+		pub.expectStatus()
+		pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+		pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+		const frames = 100
+		for i := range frames {
+			pub.send(csidVideo, msgVideo, sid, uint32(5*i), testVideo(i%25 == 0, 500))
+			time.Sleep(5 * time.Millisecond)
+		}
+		waitForFramesIn(t, ts, "batch", frames)
+		pub.nc.Close()
+		var n int
+		waitFor(t, "the publisher's close line", func() bool {
+			m := regexp.MustCompile(`msg=close .*app=live stream=batch .*reads=(\d+)`).FindStringSubmatch(ts.logs.String())
+			if m != nil {
+				n, _ = strconv.Atoi(m[1])
+			}
+			return m != nil
+		})
+		return n
+	}
+	at0, at50 := reads(0), reads(50*time.Millisecond)
+	t.Logf("reads of a publisher sending 100 frames 5 ms apart: %d at delay 0, %d at 50 ms", at0, at50)
+	if at50*2 > at0 {
+		t.Errorf("%d reads at 50 ms; want under half of the %d at delay 0", at50, at0)
+	}
 }

@@ -608,6 +608,7 @@ type rtmpConn struct {
 	id      string
 	log     *slog.Logger
 	created time.Time
+	in      drainReader // nc, noting whether a read took all there was
 	br      *bufio.Reader
 	cr      *chunkReader
 
@@ -658,7 +659,7 @@ func (c *rtmpConn) serve(ctx context.Context) {
 		if c.cr != nil {
 			in = c.cr.bytesRead.Load()
 		}
-		c.log.Info("close", "reason", reason, "bytes_in", in, "bytes_out", c.out.bytesOut.Load(),
+		c.log.Info("close", "reason", reason, "bytes_in", in, "reads", c.in.reads, "bytes_out", c.out.bytesOut.Load(),
 			"duration", time.Since(start).Round(time.Millisecond))
 	}()
 	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
@@ -670,7 +671,8 @@ func (c *rtmpConn) serve(ctx context.Context) {
 	defer counters.active[protoRTMP].Add(-1)
 
 	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
-	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	c.in.r = c.nc
+	c.br = bufio.NewReaderSize(&c.in, 16<<10)
 	if err := serverHandshake(c.br, c.nc); err != nil {
 		counters.handshakeFailures.Add(1)
 		reason = closeReason(err)
@@ -753,7 +755,39 @@ func (c *rtmpConn) readLoop(ctx context.Context) error {
 		if err := c.handleMessage(msg); err != nil {
 			return err
 		}
+		c.waitForTick()
 	}
+}
+
+// waitForTick batches a publisher's reads with a write delay: once it has
+// read all there was, it sleeps until the next tick of the flushers' grid
+// and then reads what came meanwhile in one go. The frames would wait for
+// that tick anyway; the publisher's goroutine wakes 20 times a second
+// instead of once per message, which is most of what a small stream costs
+// (a wake-up from the network poller is dearer than the read). Only on
+// plain TCP: TLS reads come back short while more is buffered.
+func (c *rtmpConn) waitForTick() {
+	d := c.srv.cfg.WriteDelay
+	if c.pub == nil || d == 0 || c.out.writeNonblock == nil || c.br.Buffered() > 0 || !c.in.drained ||
+		!c.srv.hub.passesShort() {
+		return
+	}
+	time.Sleep(time.Until(gridCeil(time.Now(), d)))
+}
+
+// drainReader notes whether the last read came back short, that is, took
+// everything the socket had.
+type drainReader struct {
+	r       io.Reader
+	drained bool
+	reads   int // for the close log: how often the connection was read
+}
+
+func (d *drainReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	d.drained = n < len(p)
+	d.reads++
+	return n, err
 }
 
 // startPinger sends a PingRequest every ping interval (§7.1.7 event 6), so
