@@ -2971,10 +2971,15 @@ func waitForFramesIn(t *testing.T, ts *testServer, name string, n uint64) {
 // come 5 ms apart is read about once per tick, not once per frame (the
 // frames wait for the flushers' tick anyway), and its frames all arrive.
 // The count is compared with a server at delay 0, in the same test, so
-// that a slow machine (which batches by itself) cannot make it pass.
+// that a slow machine (which batches by itself) cannot make it pass. While
+// flusher passes are long, publishers are read at once again.
 func TestPublisherReadsBatched(t *testing.T) {
-	reads := func(delay time.Duration) int {
+	reads := func(delay time.Duration, longPasses bool) int {
 		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
+		if longPasses {
+			// No viewers here, so no pass overwrites this.
+			ts.hub.flushers[0].lastPass.Store(int64(shortPass))
+		}
 		pub := dialRTMPOwned(t, ts.rtmpAddr, false)
 		pub.connect("live")
 		sid := pub.createStream()
@@ -2999,9 +3004,12 @@ func TestPublisherReadsBatched(t *testing.T) {
 		})
 		return n
 	}
-	at0, at50 := reads(0), reads(50*time.Millisecond)
-	t.Logf("reads of a publisher sending 100 frames 5 ms apart: %d at delay 0, %d at 50 ms", at0, at50)
+	at0, at50, long := reads(0, false), reads(50*time.Millisecond, false), reads(50*time.Millisecond, true)
+	t.Logf("reads of a publisher sending 100 frames 5 ms apart: %d at delay 0, %d at 50 ms, %d at 50 ms with long passes", at0, at50, long)
 	if at50*2 > at0 {
 		t.Errorf("%d reads at 50 ms; want under half of the %d at delay 0", at50, at0)
+	}
+	if long*2 < at0 {
+		t.Errorf("%d reads at 50 ms with long flusher passes; want about the %d at delay 0", long, at0)
 	}
 }
