@@ -138,7 +138,9 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 		watchers: map[chan hubEvent]struct{}{},
 	}
 	for range runtime.GOMAXPROCS(0) {
-		h.flushers = append(h.flushers, newFlusher(cfg.WriteDelay))
+		f := newFlusher(cfg.WriteDelay)
+		f.hub = h
+		h.flushers = append(h.flushers, f)
 	}
 	return h
 }
@@ -1076,6 +1078,7 @@ func (sub *subscriber) serve(out *sink) error {
 // that all flushers share, so that one wake-up serves every viewer and
 // the writes of all streams go out together.
 type flusher struct {
+	hub    *hub
 	delay  time.Duration
 	wake   chan struct{} // cap 1: frames were queued
 	urgent atomic.Bool   // a new viewer starts: pass now, whatever the delay
@@ -1084,7 +1087,7 @@ type flusher struct {
 	// players is len(subs), for the hub to read without mu: it wakes
 	// only flushers that have players.
 	players  atomic.Int64
-	lastPass atomic.Int64 // how long the last pass took, ns
+	passTime atomic.Int64 // how long a pass takes, ns, smoothed over about 8 passes
 
 	// Owned by run.
 	pass  []*subscriber
@@ -1146,7 +1149,11 @@ func (f *flusher) run(ctx context.Context) {
 		}
 		due := time.Now()
 		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) && !f.urgent.Swap(false) {
-			due = gridCeil(next.Add(-ingestLead), f.delay).Add(ingestLead)
+			lead := time.Duration(0)
+			if f.hub.passesShort() {
+				lead = ingestLead // publishers are read on the grid instant
+			}
+			due = gridCeil(next.Add(-lead), f.delay).Add(lead)
 			timer.Reset(time.Until(due))
 			select {
 			case <-timer.C:
@@ -1157,25 +1164,29 @@ func (f *flusher) run(ctx context.Context) {
 		last = due
 		start := time.Now()
 		f.flushAll()
-		f.lastPass.Store(int64(time.Since(start)))
+		// A smoothed pass time, so that publishers and flushers see the
+		// same mode from one tick to the next (see passesShort).
+		avg := f.passTime.Load()
+		f.passTime.Store(avg - avg/8 + int64(time.Since(start))/8)
 	}
 }
 
 var gridEpoch = time.Now()
 
-// ingestLead is how long after a grid instant the flushers pass: publishers
-// read on the grid instant itself (waitForTick), and what they read then
-// should make this pass.
-const ingestLead = 2 * time.Millisecond
+// ingestLead is how long after a grid instant the flushers pass while
+// publishers are read on the instant itself (waitForTick): what they read
+// then should make this pass. With 20 publishers on 2 cores reading them
+// all takes about 2 ms; at a 2 ms lead p99 delay was 89-95 ms, at 5 ms 58.
+const ingestLead = 5 * time.Millisecond
 
-// passesShort reports whether every flusher's last pass took less than
+// passesShort reports whether every flusher's passes take less than
 // shortPass. While passes are long (a thousand viewers on a busy machine
 // take tens of milliseconds), frames that arrive during a pass still reach
 // the viewers it has not visited yet, but only if publishers are read at
 // once; batching their reads would then add delay.
 func (h *hub) passesShort() bool {
 	for _, f := range h.flushers {
-		if f.lastPass.Load() >= int64(shortPass) {
+		if f.passTime.Load() >= int64(shortPass) {
 			return false
 		}
 	}

@@ -2978,7 +2978,7 @@ func TestPublisherReadsBatched(t *testing.T) {
 		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
 		if longPasses {
 			// No viewers here, so no pass overwrites this.
-			ts.hub.flushers[0].lastPass.Store(int64(shortPass))
+			ts.hub.flushers[0].passTime.Store(int64(shortPass))
 		}
 		pub := dialRTMPOwned(t, ts.rtmpAddr, false)
 		pub.connect("live")
