@@ -955,9 +955,15 @@ func (o *sink) finishPending() error {
 	}
 	n, err := o.pending.WriteTo(o.nc)
 	o.count(int(n))
+	o.dropPending()
+	return err
+}
+
+// dropPending forgets what was pending (it has been written), keeping no
+// references into frames. mu is held.
+func (o *sink) dropPending() {
 	clear(o.pendStore)
 	o.pending, o.queuedOwn = nil, 0
-	return err
 }
 
 // writeNow sends one batch of media without blocking; what the socket does
@@ -991,8 +997,7 @@ func (o *sink) tryWrite(b net.Buffers) error {
 		o.pending = append(append(o.pendStore[:0], rest), b[1:]...)
 		o.pendStore = o.pending
 	} else {
-		clear(o.pendStore)
-		o.pending, o.queuedOwn = nil, 0
+		o.dropPending()
 		return nil
 	}
 	// A player that takes nothing for the timeout is gone, like one whose
