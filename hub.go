@@ -14,7 +14,6 @@ import (
 	"math"
 	"net"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,8 +99,10 @@ type hub struct {
 	counters counters
 	hooks    *hooks // nil without hook URLs
 
-	flushers    []*flusher // write to players on plain TCP sockets
-	pushed      bool       // a frame was queued during this op; owned by the hub goroutine
+	flushers []*flusher // write to players on plain TCP sockets
+	// dirty holds, per flusher, the players that got frames during this
+	// op and were not on its list yet; owned by the hub goroutine.
+	dirty       [][]*subscriber
 	nextFlusher atomic.Uint64
 }
 
@@ -139,9 +140,10 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 	}
 	for range runtime.GOMAXPROCS(0) {
 		f := newFlusher(cfg.WriteDelay)
-		f.hub = h
+		f.hub, f.index = h, len(h.flushers)
 		h.flushers = append(h.flushers, f)
 	}
+	h.dirty = make([][]*subscriber, len(h.flushers))
 	return h
 }
 
@@ -174,12 +176,11 @@ func (h *hub) run(ctx context.Context) {
 			} else {
 				h.onFrame(op.pub, op.frame, op.kind)
 			}
-			if h.pushed {
-				h.pushed = false
-				for _, f := range h.flushers {
-					if f.players.Load() > 0 {
-						f.poke() // frames were queued
-					}
+			for i, subs := range h.dirty {
+				if len(subs) > 0 {
+					h.flushers[i].list(subs...)
+					clear(subs)
+					h.dirty[i] = subs[:0]
 				}
 			}
 		}
@@ -452,15 +453,17 @@ type subscriber struct {
 	// The queue: the hub appends, the writer takes all at once. A mutex
 	// and a slice, not a channel: a push is the hub's only cost per
 	// viewer per frame, and a batch comes out in one step.
-	qmu    sync.Mutex
-	q      []*frame      // guarded by qmu; at most subQueueFrames
-	ready  chan struct{} // cap 1: q has frames; for run, not for flushers
-	polled atomic.Bool   // a flusher takes from q; nobody waits on ready
-	queued atomic.Int64  // bytes in q
-	hangup func()
-	burst  []*frame // the join burst (GOP cache), written before q
-	done   chan struct{}
-	err    error // why done was closed; written before close(done)
+	qmu   sync.Mutex
+	q     []*frame      // guarded by qmu; at most subQueueFrames
+	ready chan struct{} // cap 1: q has frames; for run, not for flushers
+	// flusher takes from q once set; then nobody waits on ready.
+	flusher atomic.Pointer[flusher]
+	listed  atomic.Bool  // on flusher's list of players to visit
+	queued  atomic.Int64 // bytes in q
+	hangup  func()
+	burst   []*frame // the join burst (GOP cache), written before q
+	done    chan struct{}
+	err     error // why done was closed; written before close(done)
 
 	drops, bytesOut         atomic.Uint64
 	noAudio, noVideo, pause atomic.Bool
@@ -652,13 +655,14 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	}
 	sub.q = append(sub.q, f)
 	sub.qmu.Unlock()
-	h.pushed = true
 	sub.queued.Add(int64(len(b)))
-	if !sub.polled.Load() {
+	if fl := sub.flusher.Load(); fl == nil {
 		select {
 		case sub.ready <- struct{}{}:
 		default:
 		}
+	} else if !sub.listed.Swap(true) {
+		h.dirty[fl.index] = append(h.dirty[fl.index], sub)
 	}
 	return true
 }
@@ -874,6 +878,7 @@ type sink struct {
 	pending   net.Buffers // what a non-blocking write left over
 	pendStore net.Buffers // pending's backing array
 	flusher   *flusher    // while one writes the media: messages of our own queue behind pending
+	sub       *subscriber // whose media the flusher writes
 	queuedOwn int         // bytes of our own messages in pending
 	moved     time.Time   // when pending last shrank, or became non-empty
 	deadline  writeDeadline
@@ -914,7 +919,7 @@ func (o *sink) write(b []byte) error {
 		o.pendStore = o.pending
 		err := o.tryWrite(o.pending)
 		if len(o.pending) > 0 {
-			o.flusher.poke()
+			o.flusher.visit(o.sub) // the rest goes out with the next pass
 		}
 		return err
 	}
@@ -1043,17 +1048,16 @@ func (sub *subscriber) serve(out *sink) error {
 	}
 	sub.burst = nil
 	sub.failed = make(chan struct{})
-	sub.polled.Store(true)
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
 	out.mu.Lock()
-	out.flusher = f
+	out.flusher, out.sub = f, sub
 	out.mu.Unlock()
-	f.add(sub)
+	sub.flusher.Store(f)
+	f.visit(sub) // for what was queued before
 	select {
 	case <-sub.done:
 	case <-sub.failed:
 	}
-	f.remove(sub)
 	out.mu.Lock()
 	sub.detached = true // the flusher will not touch it again
 	out.flusher = nil
@@ -1078,24 +1082,28 @@ func (sub *subscriber) serve(out *sink) error {
 }
 
 // flusher writes to its share of the players on plain TCP sockets: after
-// frames arrive, one pass over them, one non-blocking writev each. With a
-// write delay it makes at most one pass per delay, on a grid of instants
-// that all flushers share, so that one wake-up serves every viewer and
-// the writes of all streams go out together.
+// frames arrive, one pass over those that got some, one non-blocking
+// writev each. With a write delay it makes at most one pass per delay, on
+// a grid of instants that all flushers share, so that one wake-up serves
+// every viewer and the writes of all streams go out together.
 type flusher struct {
 	hub    *hub
+	index  int // in hub.flushers
 	delay  time.Duration
 	wake   chan struct{} // cap 1: frames were queued
 	urgent atomic.Bool   // a new viewer starts: pass now, whatever the delay
 	mu     sync.Mutex
-	subs   []*subscriber // guarded by mu
-	// players is len(subs), for the hub to read without mu: it wakes
-	// only flushers that have players.
-	players  atomic.Int64
-	passTime atomic.Int64 // how long a pass takes, ns, smoothed over about 8 passes
+	// dirty lists the players the next pass visits: those that got frames
+	// since the last (a player is on it once, see subscriber.listed), and
+	// those the last left with bytes pending. A pass costs what its
+	// players have to write, not how many players are idle. Guarded by mu.
+	dirty    []*subscriber
+	passTime atomic.Int64  // how long a pass takes, ns, smoothed over about 8 passes
+	visits   atomic.Uint64 // players visited by passes so far
 
 	// Owned by run.
 	pass  []*subscriber
+	again []*subscriber // to visit next pass as well
 	batch []*frame
 	bufs  net.Buffers
 	retry bool // a socket was full: try again even if no frame comes
@@ -1116,23 +1124,19 @@ func (f *flusher) poke() {
 	}
 }
 
-func (f *flusher) add(sub *subscriber) {
+// list puts players on the next pass, and wakes the flusher. The caller
+// has set their listed flags.
+func (f *flusher) list(subs ...*subscriber) {
 	f.mu.Lock()
-	f.subs = append(f.subs, sub)
-	f.players.Store(int64(len(f.subs)))
+	f.dirty = append(f.dirty, subs...)
 	f.mu.Unlock()
 	f.poke()
 }
 
-func (f *flusher) remove(sub *subscriber) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if i := slices.Index(f.subs, sub); i >= 0 {
-		last := len(f.subs) - 1
-		f.subs[i] = f.subs[last]
-		f.subs[last] = nil
-		f.subs = f.subs[:last]
-		f.players.Store(int64(last))
+// visit puts sub on the next pass unless it is on it already.
+func (f *flusher) visit(sub *subscriber) {
+	if !sub.listed.Swap(true) {
+		f.list(sub)
 	}
 }
 
@@ -1214,34 +1218,55 @@ func gridCeil(t time.Time, d time.Duration) time.Time {
 
 func (f *flusher) flushAll() {
 	f.mu.Lock()
-	f.pass = append(f.pass[:0], f.subs...)
+	f.pass, f.dirty = f.dirty, f.pass
 	f.mu.Unlock()
-	f.retry = false
+	f.visits.Add(uint64(len(f.pass)))
 	for _, sub := range f.pass {
-		f.flush(sub)
+		// Unlisted before its queue is drained: a frame pushed from here
+		// on lists it again.
+		sub.listed.Store(false)
+		if !f.flush(sub) {
+			f.again = append(f.again, sub)
+		}
 	}
 	clear(f.pass)
+	f.pass = f.pass[:0]
+	f.retry = len(f.again) > 0
+	if f.retry {
+		f.mu.Lock()
+		for _, sub := range f.again {
+			if !sub.listed.Swap(true) {
+				f.dirty = append(f.dirty, sub)
+			}
+		}
+		f.mu.Unlock()
+		clear(f.again)
+		f.again = f.again[:0]
+	}
 }
 
-// flush writes what is pending and queued for sub, without blocking.
-func (f *flusher) flush(sub *subscriber) {
+// flush writes what is pending and queued for sub, without blocking. It
+// reports whether sub is done with until more frames come; false means
+// the next pass must visit it again.
+func (f *flusher) flush(sub *subscriber) bool {
 	o := sub.out
 	if !o.mu.TryLock() {
-		f.retry = true // its connection is writing a message of its own
-		return
+		return false // its connection is writing a message of its own
 	}
 	defer o.mu.Unlock()
 	if sub.detached || sub.writeErr != nil {
-		return
+		return true
 	}
 	if err := f.write(sub); err != nil {
 		sub.writeErr = err
 		close(sub.failed)
+		return true
 	}
 	if len(o.pending) > 0 {
-		f.retry = true
 		sub.hub.counters.socketFull.Add(1)
+		return false
 	}
+	return true
 }
 
 func (f *flusher) write(sub *subscriber) error {

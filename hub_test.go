@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -717,7 +718,7 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 			}
 			return n, nil
 		}
-		out.flusher = newFlusher(0)
+		out.flusher, out.sub = newFlusher(0), &subscriber{}
 		out.mu.Lock()
 		out.writeNow(&net.Buffers{[]byte("media1"), []byte("media2")})
 		out.mu.Unlock()
@@ -732,6 +733,9 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 			}
 		default:
 			t.Fatal("write blocked on a full socket while a flusher owns the media")
+		}
+		if !slices.Contains(out.flusher.dirty, out.sub) {
+			t.Error("the pong waits behind pending media, but the flusher's next pass will not visit its player")
 		}
 		allow = 1 << 20
 		out.mu.Lock()
@@ -784,5 +788,71 @@ func TestStalledPlayerTimesOut(t *testing.T) {
 			t.Fatal("a player that takes nothing was still there a minute later")
 		}
 		h.unsubscribe(sub)
+	})
+}
+
+// TestPassesVisitOnlyPlayersWithFrames: a flusher's pass visits the
+// players that got frames, not every player it has. With the write delay
+// at 0 a pass follows each frame, so visiting idle players would cost
+// O(all viewers) per frame of any stream.
+func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.WriteDelay = 0 })
+		var total atomic.Uint64
+		watch := func(key streamKey, id string) (*subscriber, chan error) {
+			sub := h.subscribe(key, clientInfo{ID: id}, formatFLV, nil)
+			server, client := net.Pipe()
+			t.Cleanup(func() { client.Close(); server.Close() })
+			out := newSink(server, time.Minute, false, &total)
+			out.writeNonblock = func(bufs net.Buffers) (int, error) {
+				n := 0
+				for _, b := range bufs {
+					n += len(b)
+				}
+				return n, nil // a socket that takes everything
+			}
+			done := make(chan error, 1)
+			go func() { done <- sub.serve(out) }()
+			return sub, done
+		}
+		busy, idle := streamKey{"live", "busy"}, streamKey{"live", "idle"}
+		const idlePlayers = 20
+		var subs []*subscriber
+		var dones []chan error
+		for i := range idlePlayers {
+			sub, done := watch(idle, fmt.Sprint("IDLE", i))
+			subs, dones = append(subs, sub), append(dones, done)
+		}
+		sub, done := watch(busy, "BUSY")
+		subs, dones = append(subs, sub), append(dones, done)
+		var busyPub *publisher
+		for _, key := range []streamKey{idle, busy} {
+			busyPub = startTestPublish(t, h, key)
+			busyPub.write(msgVideo, 0, testVideo(true, 100)) // every player starts
+		}
+		synctest.Wait()
+		visits := func() (n uint64) {
+			for _, f := range h.flushers {
+				n += f.visits.Load()
+			}
+			return n
+		}
+		before := visits()
+		const frames = 50
+		for i := range frames {
+			busyPub.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+			synctest.Wait()
+		}
+		got := visits() - before
+		t.Logf("%d frames on one stream: %d visits (%d idle players elsewhere)", frames, got, idlePlayers)
+		if got > frames {
+			t.Errorf("%d frames to one player took %d visits; want at most %d: passes visit idle players", frames, got, frames)
+		}
+		for i, sub := range subs {
+			h.unsubscribe(sub)
+			if err := <-dones[i]; !errors.Is(err, errSubscriptionEnded) {
+				t.Errorf("serve: %v", err)
+			}
+		}
 	})
 }
