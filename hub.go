@@ -22,11 +22,16 @@ import (
 // Limits of the hub. A viewer costs at most its queue; a stream at most its
 // GOP cache.
 const (
-	subQueueFrames = 1024     // messages queued for one viewer; bytes: config.QueueBytes
-	gopMaxFrames   = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
-	gopMaxBytes    = 64 << 20 // bytes in the GOP cache
-	maxBehind      = 10 * time.Second
-	staleAfter     = 5 * time.Second // a publisher silent this long yields its name to a new one
+	subQueueFrames = 1024 // messages queued for one viewer; bytes: config.QueueBytes
+	// A status message (RTMP UnpublishNotify, Publish.Notify) is queued even
+	// when media fills the queue, up to this many frames and bytes beyond
+	// the limits: a viewer that lags must still learn that the stream ended.
+	statusSlackFrames = 16
+	statusSlackBytes  = 16 << 10
+	gopMaxFrames      = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
+	gopMaxBytes       = 64 << 20 // bytes in the GOP cache
+	maxBehind         = 10 * time.Second
+	staleAfter        = 5 * time.Second // a publisher silent this long yields its name to a new one
 )
 
 var (
@@ -643,12 +648,16 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	if b == nil {
 		return true // nothing to send in this form
 	}
-	if sub.queued.Load()+int64(len(b)) > int64(h.cfg.QueueBytes) {
+	maxBytes, maxFrames := int64(h.cfg.QueueBytes), subQueueFrames
+	if f.typ == 0 {
+		maxBytes, maxFrames = maxBytes+statusSlackBytes, maxFrames+statusSlackFrames
+	}
+	if sub.queued.Load()+int64(len(b)) > maxBytes {
 		h.dropped(sub)
 		return false
 	}
 	sub.qmu.Lock()
-	if len(sub.q) >= subQueueFrames {
+	if len(sub.q) >= maxFrames {
 		sub.qmu.Unlock()
 		h.dropped(sub)
 		return false

@@ -856,3 +856,33 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 		}
 	})
 }
+
+// TestLaggingPlayerStillGetsUnpublish: an RTMP player whose queue is full
+// of media when its publisher leaves still gets UnpublishNotify, and the
+// next publisher's Publish.Notify; the queue's overflow stays bounded.
+func TestLaggingPlayerStillGetsUnpublish(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "lag"}
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
+	for round := range 40 { // more rounds than the slack: it must stay bounded
+		p := startTestPublish(t, h, key)
+		p.write(msgVideo, 0, testVideo(true, 100))
+		for i := range 1100 { // more than the queue holds; nobody reads
+			p.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+		}
+		h.unpublish(p)
+		h.sync()
+		q := sub.queueLen()
+		if q > subQueueFrames+statusSlackFrames {
+			t.Fatalf("round %d: %d frames queued; want at most %d", round, q, subQueueFrames+statusSlackFrames)
+		}
+		if round == 0 {
+			sub.qmu.Lock()
+			last := describeFrame(sub.q[len(sub.q)-1])
+			sub.qmu.Unlock()
+			if last != "control" {
+				t.Fatalf("last frame queued after the publisher left: %s; want the UnpublishNotify status", last)
+			}
+		}
+	}
+}
