@@ -181,13 +181,19 @@ func (h *hub) run(ctx context.Context) {
 			} else {
 				h.onFrame(op.pub, op.frame, op.kind)
 			}
-			for i, subs := range h.dirty {
-				if len(subs) > 0 {
-					h.flushers[i].list(subs...)
-					clear(subs)
-					h.dirty[i] = subs[:0]
-				}
-			}
+			h.handOver()
+		}
+	}
+}
+
+// handOver gives the players that got frames during an op to their
+// flushers.
+func (h *hub) handOver() {
+	for i, subs := range h.dirty {
+		if len(subs) > 0 {
+			h.flushers[i].list(subs...)
+			clear(subs)
+			h.dirty[i] = subs[:0]
 		}
 	}
 }
@@ -458,13 +464,15 @@ type subscriber struct {
 	// The queue: the hub appends, the writer takes all at once. A mutex
 	// and a slice, not a channel: a push is the hub's only cost per
 	// viewer per frame, and a batch comes out in one step.
-	qmu   sync.Mutex
-	q     []*frame      // guarded by qmu; at most subQueueFrames
-	ready chan struct{} // cap 1: q has frames; for run, not for flushers
+	qmu sync.Mutex
+	// listed: on flusher's list of players to visit. Next to qmu: the hub
+	// and the flusher touch both together, so they share a cache line.
+	listed atomic.Bool
+	q      []*frame      // guarded by qmu; at most subQueueFrames
+	ready  chan struct{} // cap 1: q has frames; for run, not for flushers
+	queued atomic.Int64  // bytes in q
 	// flusher takes from q once set; then nobody waits on ready.
 	flusher atomic.Pointer[flusher]
-	listed  atomic.Bool  // on flusher's list of players to visit
-	queued  atomic.Int64 // bytes in q
 	hangup  func()
 	burst   []*frame // the join burst (GOP cache), written before q
 	done    chan struct{}
@@ -670,7 +678,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 		case sub.ready <- struct{}{}:
 		default:
 		}
-	} else if !sub.listed.Swap(true) {
+	} else if !sub.listed.Load() && !sub.listed.Swap(true) { // Load first: no write while it is listed
 		h.dirty[fl.index] = append(h.dirty[fl.index], sub)
 	}
 	return true
