@@ -1152,7 +1152,7 @@ func (f *flusher) list(subs ...*subscriber) {
 
 // visit puts sub on the next pass unless it is on it already.
 func (f *flusher) visit(sub *subscriber) {
-	if !sub.listed.Swap(true) {
+	if !sub.listed.Load() && !sub.listed.Swap(true) {
 		f.list(sub)
 	}
 }
@@ -1248,18 +1248,18 @@ func (f *flusher) flushAll() {
 	}
 	clear(f.pass)
 	f.pass = f.pass[:0]
+	// Players with full sockets: on the next pass too, which the retry
+	// timer brings (a poke would spin on a socket that stays full).
 	f.retry = len(f.again) > 0
-	if f.retry {
-		f.mu.Lock()
-		for _, sub := range f.again {
-			if !sub.listed.Swap(true) {
-				f.dirty = append(f.dirty, sub)
-			}
+	f.mu.Lock()
+	for _, sub := range f.again {
+		if !sub.listed.Swap(true) {
+			f.dirty = append(f.dirty, sub)
 		}
-		f.mu.Unlock()
-		clear(f.again)
-		f.again = f.again[:0]
 	}
+	f.mu.Unlock()
+	clear(f.again)
+	f.again = f.again[:0]
 }
 
 // flush writes what is pending and queued for sub, without blocking. It

@@ -760,8 +760,14 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 // dropped after the write timeout even when no frame comes to find it
 // too slow (the stream has stopped), as a blocking write would time out.
 func TestStalledPlayerTimesOut(t *testing.T) {
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprint("delay=", delay), func(t *testing.T) { testStalledPlayerTimesOut(t, delay) })
+	}
+}
+
+func testStalledPlayerTimesOut(t *testing.T, delay time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newTestHub(t, nil)
+		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
 		key := streamKey{"live", "stuck"}
 		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
 		server, client := net.Pipe()
@@ -786,6 +792,15 @@ func TestStalledPlayerTimesOut(t *testing.T) {
 			}
 		case <-time.After(time.Minute):
 			t.Fatal("a player that takes nothing was still there a minute later")
+		}
+		// A full socket is retried every pendingRetry (or delay), not in a
+		// loop: a flusher that spun on it would burn a core.
+		var visits uint64
+		for _, f := range h.flushers {
+			visits += f.visits.Load()
+		}
+		if most := uint64(timeout/max(delay, pendingRetry)) + 10; visits > most {
+			t.Errorf("%d visits to a full socket in %v; want at most %d", visits, timeout, most)
 		}
 		h.unsubscribe(sub)
 	})
