@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"math"
@@ -646,4 +647,87 @@ func BenchmarkAMF0DecodeCommand(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// ---- AMF3 encoding: the server never sends AMF3; tests and fuzz seeds do ----
+
+// amf3Append appends the AMF3 encoding of v without references: undefined,
+// null, bool, numbers (U29 integer when integral and in range, else double),
+// string, []any (dense array), amfECMAArray (associative array) and amfObject
+// (anonymous dynamic object). Anything else, strings of 2^28 bytes or more and
+// values nested deeper than amfMaxDepth encode as null; empty keys are skipped
+// because the empty string ends a member list.
+func amf3Append(dst []byte, v any) []byte { return amf3AppendValue(dst, v, 0) }
+
+func amf3AppendValue(dst []byte, v any, depth int) []byte {
+	switch v.(type) {
+	case amfObject, amfECMAArray, []any:
+		if depth >= amfMaxDepth {
+			return append(dst, amf3Null)
+		}
+	}
+	switch v := v.(type) {
+	case amfUndefined:
+		return append(dst, amf3Undefined)
+	case bool:
+		if v {
+			return append(dst, amf3True)
+		}
+		return append(dst, amf3False)
+	case int:
+		return amf3AppendValue(dst, float64(v), depth)
+	case float64:
+		if v == math.Trunc(v) && v >= -(1<<28) && v < 1<<28 && !(v == 0 && math.Signbit(v)) {
+			return appendU29(append(dst, amf3Integer), uint32(int32(v)))
+		}
+		return binary.BigEndian.AppendUint64(append(dst, amf3Double), math.Float64bits(v))
+	case string:
+		if len(v) < 1<<28 {
+			return amf3AppendString(append(dst, amf3String), v)
+		}
+	case []any:
+		dst = appendU29(append(dst, amf3Array), uint32(len(v))<<1|1)
+		dst = append(dst, 0x01) // empty associative part
+		for _, item := range v {
+			dst = amf3AppendValue(dst, item, depth+1)
+		}
+		return dst
+	case amfECMAArray:
+		dst = append(dst, amf3Array, 0x01) // U29A: no dense part
+		return amf3AppendProps(dst, v, depth)
+	case amfObject:
+		// U29O-traits 0b1011: inline traits, dynamic, not externalizable,
+		// no sealed members; then the empty class name.
+		return amf3AppendProps(append(dst, amf3Object, 0x0B, 0x01), v, depth)
+	}
+	return append(dst, amf3Null)
+}
+
+func amf3AppendProps(dst []byte, props []amfProp, depth int) []byte {
+	for _, p := range props {
+		if p.Key == "" || len(p.Key) >= 1<<28 {
+			continue
+		}
+		dst = amf3AppendString(dst, p.Key)
+		dst = amf3AppendValue(dst, p.Value, depth+1)
+	}
+	return append(dst, 0x01) // the empty string ends the members
+}
+
+func amf3AppendString(dst []byte, s string) []byte {
+	return append(appendU29(dst, uint32(len(s))<<1|1), s...)
+}
+
+// appendU29 writes AMF3 §1.3.1 variable-length integer (low 29 bits of v).
+func appendU29(dst []byte, v uint32) []byte {
+	v &= 1<<29 - 1
+	switch {
+	case v < 1<<7:
+		return append(dst, byte(v))
+	case v < 1<<14:
+		return append(dst, byte(v>>7)|0x80, byte(v)&0x7f)
+	case v < 1<<21:
+		return append(dst, byte(v>>14)|0x80, byte(v>>7)|0x80, byte(v)&0x7f)
+	}
+	return append(dst, byte(v>>22)|0x80, byte(v>>15)|0x80, byte(v>>8)|0x80, byte(v))
 }

@@ -231,8 +231,6 @@ func (s *httpServer) closeAll() {
 
 func (s *httpServer) wait() { s.wg.Wait() }
 
-func (s *httpServer) limits() *connLimiter { return s.connLimits }
-
 // flvPlayer is one HTTP-FLV or WS-FLV viewer on a hijacked connection.
 type flvPlayer struct {
 	srv       *httpServer

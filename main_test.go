@@ -1881,9 +1881,9 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	// Let the server accept them all before the next one.
 	waitFor(t, "three accepted", func() bool {
-		ts.web.limits().mu.Lock()
-		defer ts.web.limits().mu.Unlock()
-		return ts.web.limits().total == 3
+		ts.web.connLimits.mu.Lock()
+		defer ts.web.connLimits.mu.Unlock()
+		return ts.web.connLimits.total == 3
 	})
 	extra, err := net.Dial("tcp", ts.rtmpAddr)
 	if err != nil {
@@ -1902,9 +1902,9 @@ func TestConnectionLimits(t *testing.T) {
 	}
 	conns[0].Close()
 	waitFor(t, "the slot to free", func() bool {
-		ts.web.limits().mu.Lock()
-		defer ts.web.limits().mu.Unlock()
-		return ts.web.limits().total == 2
+		ts.web.connLimits.mu.Lock()
+		defer ts.web.connLimits.mu.Unlock()
+		return ts.web.connLimits.total == 2
 	})
 	c := dialRTMP(t, ts.rtmpAddr, false)
 	c.connect("live")
