@@ -1,16 +1,15 @@
 package main
 
-// RTMP: handshake (Adobe RTMP 1.0 §5.2, plus the digest handshake Flash
-// clients use), chunk stream (§5.3), protocol control messages (§5.4),
-// user control messages (§6.2, §7.1.7) and the NetConnection/NetStream
-// commands (§7.2).
+// RTMP connections (Adobe RTMP 1.0): the accept loop, one goroutine per
+// connection from handshake to close, protocol control (§5.4) and user
+// control messages (§6.2, §7.1.7), and the NetConnection/NetStream
+// commands (§7.2) that make a connection a publisher or a player. The
+// handshake is in handshake.go, the chunk stream in chunk.go.
 
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -19,44 +18,8 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-)
-
-// RTMP message type ids (§5.4, §7.1).
-const (
-	msgSetChunkSize     = 1
-	msgAbort            = 2
-	msgAck              = 3
-	msgUserControl      = 4
-	msgWindowAckSize    = 5
-	msgSetPeerBandwidth = 6
-	msgAudio            = 8
-	msgVideo            = 9
-	msgDataAMF3         = 15
-	msgCommandAMF3      = 17
-	msgDataAMF0         = 18
-	msgCommandAMF0      = 20
-)
-
-// User control event types (§7.1.7).
-const (
-	ucStreamBegin  = 0
-	ucStreamEOF    = 1
-	ucStreamDry    = 2
-	ucSetBufferLen = 3
-	ucPingRequest  = 6
-	ucPingResponse = 7
-)
-
-// Chunk stream ids we send on. 2 is reserved for protocol control (§5.3.1.1).
-const (
-	csidControl = 2
-	csidCommand = 3
-	csidAudio   = 4
-	csidData    = 5
-	csidVideo   = 6
 )
 
 // The message stream id every player and publisher gets from createStream.
@@ -64,439 +27,12 @@ const (
 // and lets all players share the same encoded chunks.
 const mediaStreamID = 1
 
-// Limits on what a peer may make us hold.
 const (
-	maxMessageLen    = 8 << 20  // 30 times a large 4K keyframe; the 24-bit field would allow 16 MiB
-	maxChunkStreams  = 64       // distinct chunk stream ids one connection may use
-	maxPendingBytes  = 32 << 20 // sum of partly received messages on one connection
-	maxPeerChunkSize = 0x7FFFFFFF
 	windowAckSize    = 5000000 // what NMS sends; peers ack us every this many bytes
 	handshakeTimeout = 10 * time.Second
 )
 
-var (
-	errRTMPVersion        = errors.New("rtmp: unsupported handshake version")
-	errRTMPMessageTooLong = errors.New("rtmp: message longer than limit")
-	errRTMPChunkStreams   = errors.New("rtmp: too many chunk streams")
-	errRTMPPendingBytes   = errors.New("rtmp: too many bytes in partial messages")
-	errRTMPChunkSize      = errors.New("rtmp: invalid chunk size")
-	errRTMPNoHeader       = errors.New("rtmp: continuation chunk on a chunk stream with no header")
-	errRTMPProtocol       = errors.New("rtmp: protocol violation")
-)
-
-// ---- Handshake (§5.2) ----
-
-const handshakeSize = 1536
-
-// Keys of the digest handshake that Flash Player and FMS use. The first
-// 30 (client) and 36 (server) bytes are the ASCII texts; the full keys add
-// the same 32 random-looking bytes.
-var (
-	handshakeKeyTail = []byte{
-		0xF0, 0xEE, 0xC2, 0x4A, 0x80, 0x68, 0xBE, 0xE8, 0x2E, 0x00, 0xD0, 0xD1,
-		0x02, 0x9E, 0x7E, 0x57, 0x6E, 0xEC, 0x5D, 0x2D, 0x29, 0x80, 0x6F, 0xAB,
-		0x93, 0xB8, 0xE6, 0x36, 0xCF, 0xEB, 0x31, 0xAE,
-	}
-	clientKeyText = []byte("Genuine Adobe Flash Player 001")
-	serverKeyText = []byte("Genuine Adobe Flash Media Server 001")
-	serverKeyFull = append(append([]byte{}, serverKeyText...), handshakeKeyTail...)
-)
-
-// digestOffset returns where the 32-byte digest sits in a C1/S1 for the
-// given schema: schema 0 reads the offset bytes at 8..11, schema 1 at
-// 772..775; the sum of the four bytes mod 728 is added to the base.
-func digestOffset(p []byte, schema int) int {
-	base := 8
-	if schema == 1 {
-		base = 772
-	}
-	sum := int(p[base]) + int(p[base+1]) + int(p[base+2]) + int(p[base+3])
-	return base + 4 + sum%728
-}
-
-// handshakeDigest is the HMAC-SHA256 of p without the 32 bytes at off.
-func handshakeDigest(p []byte, off int, key []byte) []byte {
-	h := hmac.New(sha256.New, key)
-	h.Write(p[:off])
-	h.Write(p[off+32:])
-	return h.Sum(nil)
-}
-
-// findClientDigest reports the schema and digest of a C1 signed the Flash
-// way, or ok=false for a plain C1 (simple handshake).
-func findClientDigest(c1 []byte) (schema int, digest []byte, ok bool) {
-	for schema := range 2 {
-		off := digestOffset(c1, schema)
-		d := handshakeDigest(c1, off, clientKeyText)
-		if hmac.Equal(d, c1[off:off+32]) {
-			return schema, c1[off : off+32], true
-		}
-	}
-	return 0, nil, false
-}
-
-// makeS1S2 builds the server's S1 and S2 for a given C1. For a plain C1
-// (§5.2.3) S1 is time, zero and random bytes and S2 echoes C1. For a signed
-// C1, S1 carries our digest at the client's schema and S2 ends with an HMAC
-// keyed by the client's digest.
-func makeS1S2(c1 []byte) (s1, s2 []byte) {
-	s1 = make([]byte, handshakeSize)
-	rand.Read(s1[8:])
-	binary.BigEndian.PutUint32(s1[0:4], 0)
-	schema, clientDigest, signed := findClientDigest(c1)
-	if !signed {
-		copy(s1[4:8], []byte{0, 0, 0, 0})
-		s2 = append([]byte(nil), c1...)
-		return s1, s2
-	}
-	copy(s1[4:8], []byte{4, 5, 0, 1}) // server version, non-zero marks a digest handshake
-	off := digestOffset(s1, schema)
-	copy(s1[off:], handshakeDigest(s1, off, serverKeyText))
-
-	s2 = make([]byte, handshakeSize)
-	rand.Read(s2)
-	key := hmac.New(sha256.New, serverKeyFull)
-	key.Write(clientDigest)
-	h := hmac.New(sha256.New, key.Sum(nil))
-	h.Write(s2[:handshakeSize-32])
-	copy(s2[handshakeSize-32:], h.Sum(nil))
-	return s1, s2
-}
-
-// serverHandshake runs the server side: read C0+C1, write S0+S1+S2, read C2.
-func serverHandshake(r io.Reader, w io.Writer) error {
-	c0c1 := make([]byte, 1+handshakeSize)
-	if _, err := io.ReadFull(r, c0c1[:1]); err != nil {
-		return fmt.Errorf("rtmp: reading C0: %w", err)
-	}
-	// §5.2.2: version 3 is RTMP; 6 is RTMPE, which we do not offer.
-	// Check C0 before waiting for C1, so a stray HTTP request or scanner
-	// is refused at once.
-	switch v := c0c1[0]; {
-	case v == 'G' || v == 'P' || v == 'H' || v == 'O' || v == 'D':
-		return fmt.Errorf("%w %d (an HTTP request on the RTMP port?)", errRTMPVersion, v)
-	case v != 3:
-		return fmt.Errorf("%w %d", errRTMPVersion, v)
-	}
-	if _, err := io.ReadFull(r, c0c1[1:]); err != nil {
-		return fmt.Errorf("rtmp: reading C1: %w", err)
-	}
-	s1, s2 := makeS1S2(c0c1[1:])
-	out := make([]byte, 0, 1+2*handshakeSize)
-	out = append(out, 3)
-	out = append(out, s1...)
-	out = append(out, s2...)
-	if _, err := w.Write(out); err != nil {
-		return fmt.Errorf("rtmp: writing S0/S1/S2: %w", err)
-	}
-	if _, err := io.ReadFull(r, c0c1[:handshakeSize]); err != nil {
-		return fmt.Errorf("rtmp: reading C2: %w", err)
-	}
-	return nil
-}
-
-// ---- Chunk stream reading (§5.3) ----
-
-// rtmpMessage is one reassembled message. Payload is only valid until the
-// next call to readMessage on the same reader.
-type rtmpMessage struct {
-	Type     uint8
-	StreamID uint32
-	Time     uint32
-	Payload  []byte
-}
-
-// chunkStream is the per-csid state the header compression refers back to.
-type chunkStream struct {
-	started   bool   // a type 0 header has been seen
-	extended  bool   // the last type 0/1/2 header used an extended timestamp
-	timeField uint32 // the last timestamp field: absolute (type 0) or delta
-	time      uint32 // timestamp of the current/last message
-	length    uint32
-	typ       uint8
-	streamID  uint32
-	buf       []byte // the message being reassembled
-}
-
-// chunkReader reassembles messages from the chunk stream of one connection.
-type chunkReader struct {
-	r         *bufio.Reader
-	chunkSize uint32
-	streams   map[uint32]*chunkStream
-	pending   int           // bytes held in partial messages
-	bytesRead atomic.Uint64 // read by the API while the connection runs
-	scratch   [16]byte
-}
-
-func newChunkReader(r *bufio.Reader) *chunkReader {
-	return &chunkReader{r: r, chunkSize: 128, streams: map[uint32]*chunkStream{}}
-}
-
-func (cr *chunkReader) read(n int) ([]byte, error) {
-	b := cr.scratch[:n]
-	if _, err := io.ReadFull(cr.r, b); err != nil {
-		return nil, err
-	}
-	cr.bytesRead.Add(uint64(n))
-	return b, nil
-}
-
-func be24(b []byte) uint32 { return uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]) }
-
-// readMessage reads chunks until a message is complete. Protocol control
-// messages that change the reader itself (Set Chunk Size, Abort) are
-// applied here and also returned, so the caller can log or count them.
-func (cr *chunkReader) readMessage() (rtmpMessage, error) {
-	for {
-		msg, done, err := cr.readChunk()
-		if err != nil {
-			return rtmpMessage{}, err
-		}
-		if !done {
-			continue
-		}
-		switch msg.Type {
-		case msgSetChunkSize:
-			if len(msg.Payload) < 4 {
-				return msg, fmt.Errorf("%w: short Set Chunk Size", errRTMPProtocol)
-			}
-			// §5.4.1: the top bit must be zero; 1..0x7FFFFFFF is valid.
-			size := binary.BigEndian.Uint32(msg.Payload) & 0x7FFFFFFF
-			if size == 0 {
-				return msg, fmt.Errorf("%w: 0", errRTMPChunkSize)
-			}
-			cr.chunkSize = size
-		case msgAbort:
-			if len(msg.Payload) >= 4 {
-				cr.abort(binary.BigEndian.Uint32(msg.Payload))
-			}
-		}
-		return msg, nil
-	}
-}
-
-// abort drops the partial message on a chunk stream (§5.4.2).
-func (cr *chunkReader) abort(csid uint32) {
-	if cs := cr.streams[csid]; cs != nil {
-		cr.pending -= len(cs.buf)
-		cs.buf = cs.buf[:0]
-	}
-}
-
-func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
-	// §5.3.1.1 Chunk Basic Header: fmt in the top 2 bits, csid in the
-	// low 6; 0 and 1 mean a 1- or 2-byte extension.
-	b, err := cr.read(1)
-	if err != nil {
-		return msg, false, err
-	}
-	format := b[0] >> 6
-	csid := uint32(b[0] & 0x3F)
-	switch csid {
-	case 0:
-		if b, err = cr.read(1); err != nil {
-			return msg, false, err
-		}
-		csid = 64 + uint32(b[0])
-	case 1:
-		if b, err = cr.read(2); err != nil {
-			return msg, false, err
-		}
-		csid = 64 + uint32(b[0]) + uint32(b[1])<<8
-	}
-	cs := cr.streams[csid]
-	if cs == nil {
-		if len(cr.streams) >= maxChunkStreams {
-			return msg, false, fmt.Errorf("%w (%d)", errRTMPChunkStreams, maxChunkStreams)
-		}
-		cs = &chunkStream{}
-		cr.streams[csid] = cs
-	}
-	if format != 0 && !cs.started {
-		return msg, false, fmt.Errorf("%w (csid %d, fmt %d)", errRTMPNoHeader, csid, format)
-	}
-
-	// §5.3.1.2 Chunk Message Header, 11/7/3/0 bytes for fmt 0/1/2/3.
-	newMessage := len(cs.buf) == 0
-	switch format {
-	case 0:
-		if b, err = cr.read(11); err != nil {
-			return msg, false, err
-		}
-		cs.timeField = be24(b[0:3])
-		cs.length = be24(b[3:6])
-		cs.typ = b[6]
-		cs.streamID = binary.LittleEndian.Uint32(b[7:11]) // §5.3.1.2.1: little-endian
-	case 1:
-		if b, err = cr.read(7); err != nil {
-			return msg, false, err
-		}
-		cs.timeField = be24(b[0:3])
-		cs.length = be24(b[3:6])
-		cs.typ = b[6]
-	case 2:
-		if b, err = cr.read(3); err != nil {
-			return msg, false, err
-		}
-		cs.timeField = be24(b[0:3])
-	}
-	if format != 3 {
-		cs.extended = cs.timeField == 0xFFFFFF
-		if !newMessage {
-			// A new header in the middle of a message: the peer gave up on
-			// the old one. Start over rather than splice garbage.
-			cr.pending -= len(cs.buf)
-			cs.buf = cs.buf[:0]
-			newMessage = true
-		}
-	}
-	// §5.3.1.3 Extended Timestamp: present when the field is 0xFFFFFF,
-	// including on type 3 chunks that follow such a header.
-	if cs.extended {
-		if b, err = cr.read(4); err != nil {
-			return msg, false, err
-		}
-		if format != 3 {
-			cs.timeField = binary.BigEndian.Uint32(b)
-		}
-	}
-	if newMessage {
-		cs.started = true
-		if format == 0 {
-			cs.time = cs.timeField
-		} else {
-			// A delta; for type 3 after a type 0 it is the type 0's field,
-			// which is how ffmpeg and librtmp read and write it.
-			cs.time += cs.timeField
-		}
-		if cs.length > maxMessageLen {
-			return msg, false, fmt.Errorf("%w: %d > %d", errRTMPMessageTooLong, cs.length, maxMessageLen)
-		}
-	}
-
-	// Chunk Data: up to chunkSize bytes of the message. Read straight into
-	// the message buffer, growing it as bytes arrive, so a peer can't make
-	// us allocate for a length it never sends.
-	n := cs.length - uint32(len(cs.buf))
-	n = min(n, cr.chunkSize)
-	if cr.pending+int(n) > maxPendingBytes {
-		return msg, false, fmt.Errorf("%w (%d)", errRTMPPendingBytes, maxPendingBytes)
-	}
-	var err2 error
-	if cs.buf, err2 = readGrowing(cr.r, cs.buf, int(n)); err2 != nil {
-		return msg, false, err2
-	}
-	cr.bytesRead.Add(uint64(n))
-	cr.pending += int(n)
-	if uint32(len(cs.buf)) < cs.length {
-		return msg, false, nil
-	}
-	msg = rtmpMessage{Type: cs.typ, StreamID: cs.streamID, Time: cs.time, Payload: cs.buf}
-	cr.pending -= len(cs.buf)
-	cs.buf = cs.buf[:0]
-	return msg, true, nil
-}
-
-// readGrowing appends n bytes from r to b, growing b in steps of at most
-// 64 KiB as the bytes arrive, so that a length a peer announces costs
-// memory only as the peer really sends it.
-func readGrowing(r io.Reader, b []byte, n int) ([]byte, error) {
-	for n > 0 {
-		step := min(n, 64<<10)
-		start := len(b)
-		b = growLen(b, step)
-		if _, err := io.ReadFull(r, b[start:]); err != nil {
-			return b[:start], err
-		}
-		n -= step
-	}
-	return b, nil
-}
-
-// growLen extends b by n bytes, reusing its capacity when it can.
-func growLen(b []byte, n int) []byte {
-	if cap(b)-len(b) >= n {
-		return b[:len(b)+n]
-	}
-	nb := make([]byte, len(b)+n, max(2*cap(b), len(b)+n))
-	copy(nb, b)
-	return nb
-}
-
-// ---- Chunk stream writing (§5.3) ----
-
-// appendChunks encodes one message as chunks of at most chunkSize bytes:
-// a type 0 header, then type 3 headers for the continuation chunks. Every
-// message starts with a full header so that the same bytes can be sent to
-// any player, whatever that player received before.
-func appendChunks(dst []byte, csid uint32, typ uint8, streamID, ts uint32, payload []byte, chunkSize int) []byte {
-	dst = appendBasicHeader(dst, 0, csid)
-	field := min(ts, 0xFFFFFF)
-	dst = append(dst, byte(field>>16), byte(field>>8), byte(field))
-	n := len(payload)
-	dst = append(dst, byte(n>>16), byte(n>>8), byte(n), typ)
-	dst = binary.LittleEndian.AppendUint32(dst, streamID)
-	if field == 0xFFFFFF {
-		dst = binary.BigEndian.AppendUint32(dst, ts)
-	}
-	for {
-		k := min(len(payload), chunkSize)
-		dst = append(dst, payload[:k]...)
-		payload = payload[k:]
-		if len(payload) == 0 {
-			return dst
-		}
-		dst = appendBasicHeader(dst, 3, csid)
-		if field == 0xFFFFFF {
-			dst = binary.BigEndian.AppendUint32(dst, ts)
-		}
-	}
-}
-
-// chunksLen is the length appendChunks will produce.
-func chunksLen(csid uint32, ts uint32, n, chunkSize int) int {
-	basic := 1
-	if csid >= 64+256 {
-		basic = 3
-	} else if csid >= 64 {
-		basic = 2
-	}
-	ext := 0
-	if ts >= 0xFFFFFF {
-		ext = 4
-	}
-	chunks := max(1, (n+chunkSize-1)/chunkSize)
-	return basic + 11 + ext + n + (chunks-1)*(basic+ext)
-}
-
-func appendBasicHeader(dst []byte, format uint8, csid uint32) []byte {
-	switch {
-	case csid < 64:
-		return append(dst, format<<6|byte(csid))
-	case csid < 64+256:
-		return append(dst, format<<6, byte(csid-64))
-	default:
-		return append(dst, format<<6|1, byte(csid-64), byte((csid-64)>>8))
-	}
-}
-
-func appendControl(dst []byte, typ uint8, payload []byte) []byte {
-	return appendChunks(dst, csidControl, typ, 0, 0, payload, 128)
-}
-
-func appendUint32Control(dst []byte, typ uint8, v uint32) []byte {
-	return appendControl(dst, typ, binary.BigEndian.AppendUint32(nil, v))
-}
-
-// appendUserControl encodes a user control message (§7.1.7) with a 4-byte
-// argument (a stream id or a timestamp).
-func appendUserControl(dst []byte, event uint16, arg uint32) []byte {
-	p := binary.BigEndian.AppendUint16(nil, event)
-	p = binary.BigEndian.AppendUint32(p, arg)
-	return appendControl(dst, msgUserControl, p)
-}
-
-// ---- Connection ----
+var errRTMPProtocol = errors.New("rtmp: protocol violation")
 
 // writeDeadline keeps a connection's write deadline about timeout ahead
 // without a syscall-backed SetWriteDeadline on every write: it moves the
@@ -515,10 +51,9 @@ func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
 
 // rtmpServer accepts RTMP connections and hands them to the hub.
 type rtmpServer struct {
-	cfg    *config
-	hub    *hub
-	log    *slog.Logger
-	nextID atomic.Uint64
+	cfg *config
+	hub *hub
+	log *slog.Logger
 
 	mu     sync.Mutex
 	conns  map[*rtmpConn]struct{}
@@ -619,12 +154,9 @@ type rtmpConn struct {
 
 	app      string
 	appQuery string // a query that came with the app in connect
-	tcURL    string
-	encAMF3  bool // connect asked for objectEncoding 3
 
-	pub     *publisher  // while publishing
-	sub     *subscriber // while playing
-	playing chan struct{}
+	pub *publisher  // while publishing
+	sub *subscriber // while playing
 }
 
 // writeRaw writes already encoded chunks.
@@ -929,7 +461,6 @@ func (c *rtmpConn) onConnect(cmd rtmpCommand) error {
 		return fmt.Errorf("rtmp: connect rejected: invalid app %q", truncate(app, 64))
 	}
 	c.app, c.appQuery = app, appQuery
-	c.tcURL = obj.String("tcUrl")
 	enc, _ := obj.Number("objectEncoding")
 	c.log = c.log.With("app", app)
 
