@@ -485,7 +485,7 @@ func runFanout(b *testing.B, form outputFormat, n int, delay time.Duration) {
 		return nil
 	}}
 
-	pub, err := ts.hub.publish(key, clientInfo{ID: "BENCHPUB", IP: "127.0.0.1", Protocol: "rtmp", Created: time.Now()},
+	pub, err := ts.hub.publish(key, clientInfo{ID: "BENCHPUB", IP: "127.0.0.1", Protocol: protoRTMP, Created: time.Now()},
 		func() uint64 { return 0 }, func() {})
 	if err != nil {
 		b.Fatal(err)

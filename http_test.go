@@ -369,7 +369,7 @@ func newTestHandler(t *testing.T, edit func(*config)) http.Handler {
 		cancel()
 		<-done
 	})
-	return newHTTPServer(&cfg, h, log).handler()
+	return newHTTPServer(&cfg, h, newAdmission(&cfg, nil, &h.counters), log).handler()
 }
 
 func TestHTTPRoutes(t *testing.T) {

@@ -57,7 +57,7 @@ const (
 type clientInfo struct {
 	ID       string
 	IP       string
-	Protocol string // rtmp, http, ws
+	Protocol protocol
 	Created  time.Time
 	Query    string
 }
@@ -102,7 +102,6 @@ type hub struct {
 	// watchers get lifecycle events (the API's event stream, hooks).
 	watchers map[chan hubEvent]struct{}
 	counters counters
-	hooks    *hooks // nil without hook URLs
 
 	flushers []*flusher // write to players on plain TCP sockets
 	// dirty holds, per flusher, the players that got frames during this
@@ -124,15 +123,54 @@ type counters struct {
 	socketFull        atomic.Uint64 // flusher writes that a viewer's socket did not take whole
 }
 
-// Protocols, as indexes into the counters.
+// protocol is how a client reached us; it indexes the counters.
+type protocol uint8
+
 const (
-	protoRTMP = iota
-	protoHTTP
-	protoWS
+	protoRTMP protocol = iota // RTMP and RTMPS
+	protoHTTP                 // HTTP-FLV
+	protoWS                   // WebSocket-FLV
 	protoCount
 )
 
-var protoNames = [protoCount]string{"rtmp", "http", "ws"}
+var protocols = [protoCount]protocol{protoRTMP, protoHTTP, protoWS}
+
+func (p protocol) String() string {
+	switch p {
+	case protoRTMP:
+		return "rtmp"
+	case protoHTTP:
+		return "http"
+	case protoWS:
+		return "ws"
+	}
+	return fmt.Sprintf("protocol(%d)", uint8(p))
+}
+
+// MarshalText names the protocol in JSON, logs and hook bodies.
+func (p protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+func (p *protocol) UnmarshalText(b []byte) error {
+	for _, q := range protocols {
+		if q.String() == string(b) {
+			*p = q
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown protocol %q", b)
+}
+
+// action is a lifecycle event, as the API's event stream and the hooks
+// name it (NMS's hook actions).
+type action string
+
+const (
+	actPublish   action = "publish"
+	actUnpublish action = "unpublish"
+	actPlay      action = "play"
+	actStop      action = "stop"
+	actKick      action = "kick"
+)
 
 func newHub(cfg *config, log *slog.Logger) *hub {
 	h := &hub{
@@ -251,39 +289,6 @@ func (h *hub) dropIfIdle(s *stream) {
 
 // ---- Admission ----
 
-var errUnauthorized = errors.New("unauthorized")
-
-// authorize checks a publisher or player (action "publish" or "play")
-// against signed URLs and the hook, before it reaches the stream table.
-func (h *hub) authorize(action string, key streamKey, c clientInfo) error {
-	need := h.cfg.PublishAuth
-	if action == "play" {
-		need = h.cfg.PlayAuth
-	}
-	if ip := net.ParseIP(c.IP); need && !(h.cfg.TrustLoopback && ip != nil && ip.IsLoopback()) {
-		if err := checkSign(key, c.Query, h.cfg.Secret, time.Now()); err != nil {
-			h.counters.authFailures[protoIndex(c.Protocol)].Add(1)
-			return fmt.Errorf("%w: %w", errUnauthorized, err)
-		}
-	}
-	if h.hooks != nil {
-		if err := h.hooks.allow(action, key, c); err != nil {
-			h.counters.hookRejects.Add(1)
-			return fmt.Errorf("%w: %w", errUnauthorized, err)
-		}
-	}
-	return nil
-}
-
-func protoIndex(name string) int {
-	for i, n := range protoNames {
-		if n == name {
-			return i
-		}
-	}
-	return protoRTMP
-}
-
 // ---- Publishing ----
 
 // publisher is the hub's handle for one publishing connection.
@@ -321,7 +326,7 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.pub = p
 		s.started = time.Now()
 		s.stats = streamStats{}
-		h.emit("publish", key, info, "")
+		h.emit(actPublish, key, info, "")
 		notify := rtmpPublishNotify(key, h.cfg.ChunkSize)
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
@@ -367,7 +372,7 @@ func (h *hub) unpublish(p *publisher) {
 // players get UnpublishNotify and Stream EOF and wait for the next
 // publisher, as NMS players do.
 func (h *hub) endPublish(s *stream) {
-	h.emitBytes("unpublish", s.key, s.pub.info, "", s.pub.bytesIn())
+	h.emitBytes(actUnpublish, s.key, s.pub.info, "", s.pub.bytesIn())
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
@@ -515,7 +520,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat, hangu
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
-		h.emit("play", key, info, "")
+		h.emit(actPlay, key, info, "")
 		if s.pub == nil || len(s.gop) == 0 {
 			return // headers and frames come at the next keyframe
 		}
@@ -576,7 +581,7 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason string) {
 	}
 	delete(s.subs, sub)
 	s.bytesGone += sub.bytesOut.Load()
-	h.emitBytes("stop", s.key, sub.info, reason, sub.bytesOut.Load())
+	h.emitBytes(actStop, s.key, sub.info, reason, sub.bytesOut.Load())
 }
 
 // deliver gives f to sub, or skips it. A subscriber whose queue is full
@@ -1371,7 +1376,7 @@ func fillFromMeta(v *videoParams, meta amfObject) {
 
 // hubEvent is one lifecycle event: publish, unpublish, play, stop, kick.
 type hubEvent struct {
-	Type   string
+	Type   action
 	Key    streamKey
 	Client clientInfo
 	Reason string
@@ -1395,11 +1400,11 @@ func (h *hub) watch() (events <-chan hubEvent, stop func()) {
 	}
 }
 
-func (h *hub) emit(typ string, key streamKey, c clientInfo, reason string) {
+func (h *hub) emit(typ action, key streamKey, c clientInfo, reason string) {
 	h.emitBytes(typ, key, c, reason, 0)
 }
 
-func (h *hub) emitBytes(typ string, key streamKey, c clientInfo, reason string, n uint64) {
+func (h *hub) emitBytes(typ action, key streamKey, c clientInfo, reason string, n uint64) {
 	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Bytes: n, Time: time.Now()}
 	for ch := range h.watchers {
 		select {
@@ -1415,7 +1420,7 @@ func (h *hub) kickStream(key streamKey) bool {
 	h.call(func() {
 		if s := h.streams[key]; s != nil && s.pub != nil {
 			p = s.pub
-			h.emit("kick", key, p.info, "by API")
+			h.emit(actKick, key, p.info, "by API")
 		}
 	})
 	if p == nil {
@@ -1434,12 +1439,12 @@ func (h *hub) kickClient(id string) bool {
 		for _, s := range h.streams {
 			if s.pub != nil && s.pub.info.ID == id {
 				p, found = s.pub, true
-				h.emit("kick", s.key, p.info, "by API")
+				h.emit(actKick, s.key, p.info, "by API")
 				return
 			}
 			for sub := range s.subs {
 				if sub.info.ID == id {
-					h.emit("kick", s.key, sub.info, "by API")
+					h.emit(actKick, s.key, sub.info, "by API")
 					h.kickSub(s, sub, errKicked)
 					found = true
 					return

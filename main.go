@@ -464,6 +464,7 @@ type server struct {
 	cfg     *config
 	log     *slog.Logger
 	hub     *hub
+	hooks   *hooks // nil without hook URLs
 	rtmp    *rtmpServer
 	web     *httpServer
 	rtmpLn  net.Listener
@@ -526,15 +527,18 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 			return nil, err
 		}
 	}
+	var hk *hooks
 	if cfg.OnPublish != "" || cfg.OnPlay != "" || cfg.OnUnpublish != "" || cfg.OnStop != "" {
-		h.hooks = newHooks(cfg, log)
+		hk = newHooks(cfg, log)
 	}
+	admit := newAdmission(cfg, hk, &h.counters)
 	s := &server{
 		cfg:     cfg,
 		log:     log,
 		hub:     h,
-		rtmp:    &rtmpServer{cfg: cfg, hub: h, log: log, conns: map[*rtmpConn]struct{}{}},
-		web:     newHTTPServer(cfg, h, log),
+		hooks:   hk,
+		rtmp:    newRTMPServer(cfg, h, admit, log),
+		web:     newHTTPServer(cfg, h, admit, log),
 		rtmpLn:  rtmpLn,
 		httpLn:  httpLn,
 		rtmpsLn: rtmpsLn,
@@ -563,7 +567,7 @@ func (s *server) serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.hub.run(hubCtx) })
 	stopHooks := func() {}
-	if hk := s.hub.hooks; hk != nil {
+	if hk := s.hooks; hk != nil {
 		var events <-chan hubEvent
 		events, stopHooks = s.hub.watch()
 		wg.Go(func() { hk.notify(events) })
@@ -588,13 +592,12 @@ func (s *server) serve(ctx context.Context) error {
 	if s.rtmpsLn != nil {
 		s.rtmpsLn.Close()
 	}
-	closeConns()
-	s.rtmp.closeAll()
+	closeConns() // ends every RTMP connection
 	s.web.closeAll()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s.httpSrv.Shutdown(shutCtx)
-	s.rtmp.wait()
+	s.rtmp.shutdown()
 	s.web.wait()
 	stopHooks()
 	stopHub()

@@ -1556,7 +1556,7 @@ func TestHooks(t *testing.T) {
 	defer mu.Unlock()
 	var actions []string
 	for _, b := range got {
-		actions = append(actions, b.Action+":"+b.Name)
+		actions = append(actions, string(b.Action)+":"+b.Name)
 		if b.Action == "publish" && b.Name == "good" && (b.Query != "token=1" || b.App != "live" || b.IP != "127.0.0.1" || len(b.ID) != 8) {
 			t.Errorf("publish hook body = %+v", b)
 		}

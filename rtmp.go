@@ -51,21 +51,25 @@ func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
 
 // rtmpServer accepts RTMP connections and hands them to the hub.
 type rtmpServer struct {
-	cfg *config
-	hub *hub
-	log *slog.Logger
+	cfg   *config
+	hub   *hub
+	admit *admission
+	log   *slog.Logger
 
 	mu     sync.Mutex
-	conns  map[*rtmpConn]struct{}
-	closed bool
-	wg     sync.WaitGroup // one per connection
+	closed bool           // shutting down: no new connections
+	conns  sync.WaitGroup // one per connection's goroutine
+}
+
+func newRTMPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *rtmpServer {
+	return &rtmpServer{cfg: cfg, hub: h, admit: admit, log: log}
 }
 
 var errServerClosed = errors.New("gms: server closed")
 
 // serve accepts until the listener is closed, in the manner of
 // (*http.Server).Serve: back off on temporary errors, one goroutine per
-// connection.
+// connection. The end of ctx closes every connection it accepted.
 func (s *rtmpServer) serve(ctx context.Context, ln net.Listener) error {
 	var delay time.Duration
 	for {
@@ -90,7 +94,7 @@ func (s *rtmpServer) serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		go func() {
-			defer s.wg.Done()
+			defer s.conns.Done()
 			c.serve(ctx)
 		}()
 	}
@@ -116,23 +120,18 @@ func (s *rtmpServer) newConn(nc net.Conn) *rtmpConn {
 	if s.closed {
 		return nil
 	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
+	s.conns.Add(1)
 	return c
 }
 
-// closeAll closes every connection and refuses new ones, for shutdown.
-func (s *rtmpServer) closeAll() {
+// shutdown refuses new connections and waits for every connection's
+// goroutine; the end of serve's ctx is what closes them.
+func (s *rtmpServer) shutdown() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.closed = true
-	for c := range s.conns {
-		c.nc.Close()
-	}
+	s.mu.Unlock()
+	s.conns.Wait()
 }
-
-// wait waits for every connection's goroutine, after closeAll.
-func (s *rtmpServer) wait() { s.wg.Wait() }
 
 // rtmpConn is one RTMP connection: handshake, then commands, then either
 // publishing (the read loop feeds the hub) or playing (a writer goroutine
@@ -155,8 +154,9 @@ type rtmpConn struct {
 	app      string
 	appQuery string // a query that came with the app in connect
 
-	pub *publisher  // while publishing
-	sub *subscriber // while playing
+	pub     *publisher     // while publishing
+	sub     *subscriber    // while playing
+	helpers sync.WaitGroup // the pinger and the player's writer; serve waits for them
 }
 
 // writeRaw writes already encoded chunks.
@@ -247,9 +247,7 @@ func (c *rtmpConn) cleanup() {
 		c.srv.hub.unsubscribe(c.sub)
 	}
 	c.nc.Close()
-	c.srv.mu.Lock()
-	delete(c.srv.conns, c)
-	c.srv.mu.Unlock()
+	c.helpers.Wait()
 }
 
 // readTimeout is how long the peer may stay silent. A publisher sends media
@@ -329,7 +327,7 @@ func (c *rtmpConn) startPinger() (stop func()) {
 		return func() {}
 	}
 	done := make(chan struct{})
-	go func() {
+	c.helpers.Go(func() {
 		t := time.NewTicker(c.srv.cfg.Ping)
 		defer t.Stop()
 		for {
@@ -343,7 +341,7 @@ func (c *rtmpConn) startPinger() (stop func()) {
 				}
 			}
 		}
-	}()
+	})
 	return func() { close(done) }
 }
 
@@ -510,12 +508,12 @@ func argString(cmd rtmpCommand, i int) (string, bool) {
 // connection's state, the stream name (status badName when it is not in
 // the safe set), the signature and the hook (status "NetStream.Publish.
 // Unauthorized" or "NetStream.Play.Unauthorized").
-func (c *rtmpConn) admit(action string, cmd rtmpCommand, badName string) (streamKey, clientInfo, error) {
+func (c *rtmpConn) admit(act action, cmd rtmpCommand, badName string) (streamKey, clientInfo, error) {
 	if c.app == "" {
-		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s before connect", errRTMPProtocol, action)
+		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s before connect", errRTMPProtocol, act)
 	}
 	if c.pub != nil || c.sub != nil {
-		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s on a busy stream", errRTMPProtocol, action)
+		return streamKey{}, clientInfo{}, fmt.Errorf("%w: %s on a busy stream", errRTMPProtocol, act)
 	}
 	raw, _ := argString(cmd, 0)
 	name, query, _ := strings.Cut(raw, "?")
@@ -524,21 +522,21 @@ func (c *rtmpConn) admit(action string, cmd rtmpCommand, badName string) (stream
 	}
 	if !validName(name) {
 		c.onStatus("error", badName, "invalid stream name")
-		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s rejected: invalid name %q", action, truncate(name, 64))
+		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s rejected: invalid name %q", act, truncate(name, 64))
 	}
 	key := streamKey{c.app, name}
 	c.log = c.log.With("stream", name)
-	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: "rtmp", Created: c.created, Query: query}
-	if err := c.srv.hub.authorize(action, key, info); err != nil {
-		status := map[string]string{"publish": "NetStream.Publish.Unauthorized", "play": "NetStream.Play.Unauthorized"}[action]
+	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: protoRTMP, Created: c.created, Query: query}
+	if err := c.srv.admit.check(act, key, info); err != nil {
+		status := map[action]string{actPublish: "NetStream.Publish.Unauthorized", actPlay: "NetStream.Play.Unauthorized"}[act]
 		c.onStatus("error", status, err.Error())
-		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s refused: %w", action, err)
+		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s refused: %w", act, err)
 	}
 	return key, info, nil
 }
 
 func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
-	key, info, err := c.admit("publish", cmd, "NetStream.Publish.BadName")
+	key, info, err := c.admit(actPublish, cmd, "NetStream.Publish.BadName")
 	if err != nil {
 		return err
 	}
@@ -558,7 +556,7 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 }
 
 func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
-	key, info, err := c.admit("play", cmd, "NetStream.Play.StreamNotFound")
+	key, info, err := c.admit(actPlay, cmd, "NetStream.Play.StreamNotFound")
 	if err != nil {
 		return err
 	}
@@ -582,7 +580,8 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 
 	c.sub = c.srv.hub.subscribe(key, info, formatRTMP, func() { c.nc.Close() })
 	c.log.Info("play", "query", info.Query)
-	go c.writeLoop(c.sub)
+	sub := c.sub
+	c.helpers.Go(func() { c.writeLoop(sub) })
 	return nil
 }
 

@@ -1611,7 +1611,7 @@ func newLoopRTMPServer(tb testing.TB) *loopRTMPServer {
 		h.run(ctx)
 	}()
 	ls := &loopRTMPServer{
-		srv:  &rtmpServer{cfg: &cfg, hub: h, log: log, conns: map[*rtmpConn]struct{}{}},
+		srv:  newRTMPServer(&cfg, h, newAdmission(&cfg, nil, &h.counters), log),
 		addr: ln.Addr().String(),
 		flag: flag,
 	}
@@ -1622,9 +1622,8 @@ func newLoopRTMPServer(tb testing.TB) *loopRTMPServer {
 	tb.Cleanup(func() {
 		ln.Close()
 		<-serveDone
-		ls.srv.closeAll()
-		ls.srv.wait()
 		cancel()
+		ls.srv.shutdown()
 		<-hubDone
 	})
 	return ls

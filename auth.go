@@ -1,0 +1,193 @@
+package main
+
+// Who may publish and play: NMS's signed URLs, HTTP hooks that accept or
+// refuse a client and hear when it leaves, and HTTP Basic auth for the API
+// and the admin page.
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// guard requires HTTP Basic auth (RFC 7617) when the config sets API
+// credentials, comparing in constant time, and answers 401 with the realm
+// NMS uses otherwise.
+func (s *httpServer) guard(h http.HandlerFunc) http.HandlerFunc {
+	if s.cfg.APIUser == "" {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		user, pass, _ := r.BasicAuth()
+		userOK := subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.APIUser))
+		passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.APIPass))
+		if userOK&passOK != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="Authorization Required"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+var (
+	errSignMissing = errors.New("signature missing")
+	errSignExpired = errors.New("signature expired")
+	errSignInvalid = errors.New("signature invalid")
+)
+
+// checkSign verifies NMS's signed-URL scheme: the query's sign is
+// EXPIRES-HASH, EXPIRES a unix time in seconds not yet past, and HASH the
+// lowercase hex md5 of "/APP/NAME-EXPIRES-SECRET". The hash is compared in
+// constant time.
+func checkSign(key streamKey, query, secret string, now time.Time) error {
+	q, _ := url.ParseQuery(query)
+	sign := q.Get("sign")
+	if sign == "" {
+		return errSignMissing
+	}
+	expires, hash, ok := strings.Cut(sign, "-")
+	exp, err := strconv.ParseInt(expires, 10, 64)
+	if !ok || err != nil {
+		return errSignInvalid
+	}
+	sum := md5.Sum([]byte(key.String() + "-" + expires + "-" + secret))
+	want := hex.EncodeToString(sum[:])
+	if subtle.ConstantTimeCompare([]byte(hash), []byte(want)) != 1 {
+		return errSignInvalid
+	}
+	if exp < now.Unix() {
+		return errSignExpired
+	}
+	return nil
+}
+
+// hooks posts lifecycle events to the URLs the config names.
+type hooks struct {
+	cfg    *config
+	log    *slog.Logger
+	client *http.Client
+}
+
+func newHooks(cfg *config, log *slog.Logger) *hooks {
+	return &hooks{cfg: cfg, log: log, client: &http.Client{Timeout: cfg.HookTimeout}}
+}
+
+var errHookRefused = errors.New("refused by hook")
+
+// hookBody is the JSON each hook gets.
+type hookBody struct {
+	Action   action   `json:"action"`
+	ID       string   `json:"id"`
+	IP       string   `json:"ip"`
+	App      string   `json:"app"`
+	Name     string   `json:"name"`
+	Query    string   `json:"query"`
+	Protocol protocol `json:"protocol"`
+	Created  string   `json:"connectCreated"`
+	Time     string   `json:"time"`
+	Bytes    uint64   `json:"bytes,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// post sends one event; it returns an error unless the answer is 2xx.
+func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error {
+	data, _ := json.Marshal(body)
+	req, err := http.NewRequestWithContext(ctx, "POST", hookURL, bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hk.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("%w: %s answered %s", errHookRefused, hookURL, resp.Status)
+	}
+	return nil
+}
+
+// allow asks the publish or play hook, if there is one, whether a client
+// may go on. No answer in time counts as a refusal: a hook exists to check.
+func (hk *hooks) allow(act action, key streamKey, c clientInfo) error {
+	hookURL := hk.cfg.OnPublish
+	if act == actPlay {
+		hookURL = hk.cfg.OnPlay
+	}
+	if hookURL == "" {
+		return nil
+	}
+	return hk.post(context.Background(), hookURL, newHookBody(act, key, c, time.Now()))
+}
+
+func newHookBody(act action, key streamKey, c clientInfo, at time.Time) hookBody {
+	return hookBody{Action: act, ID: c.ID, IP: c.IP, App: key.App, Name: key.Name, Query: c.Query,
+		Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(at)}
+}
+
+// notify posts unpublish and stop events as they happen, until events closes.
+func (hk *hooks) notify(events <-chan hubEvent) {
+	for ev := range events {
+		hookURL := map[action]string{actUnpublish: hk.cfg.OnUnpublish, actStop: hk.cfg.OnStop}[ev.Type]
+		if hookURL == "" {
+			continue
+		}
+		body := newHookBody(ev.Type, ev.Key, ev.Client, ev.Time)
+		body.Bytes, body.Reason = ev.Bytes, ev.Reason
+		if err := hk.post(context.Background(), hookURL, body); err != nil {
+			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
+		}
+	}
+}
+
+var errUnauthorized = errors.New("unauthorized")
+
+// admission decides whether a publisher or player may go on: a signed URL
+// when the config asks for one, then the publish or play hook. The
+// protocol front ends (rtmp.go, http.go) ask it before they reach the hub.
+type admission struct {
+	cfg      *config
+	hooks    *hooks // nil without hook URLs
+	counters *counters
+}
+
+func newAdmission(cfg *config, hooks *hooks, counters *counters) *admission {
+	return &admission{cfg: cfg, hooks: hooks, counters: counters}
+}
+
+// check admits a publisher (actPublish) or a player (actPlay) of key.
+func (a *admission) check(act action, key streamKey, c clientInfo) error {
+	need := a.cfg.PublishAuth
+	if act == actPlay {
+		need = a.cfg.PlayAuth
+	}
+	if ip := net.ParseIP(c.IP); need && !(a.cfg.TrustLoopback && ip != nil && ip.IsLoopback()) {
+		if err := checkSign(key, c.Query, a.cfg.Secret, time.Now()); err != nil {
+			a.counters.authFailures[c.Protocol].Add(1)
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+	}
+	if a.hooks != nil {
+		if err := a.hooks.allow(act, key, c); err != nil {
+			a.counters.hookRejects.Add(1)
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+	}
+	return nil
+}
