@@ -154,62 +154,6 @@ func parseMetadata(p []byte) (payload []byte, meta *metaInfo, ok bool) {
 	return p, &metaInfo{hasAudio: hasAudio, hasVideo: hasVideo, values: obj}, true
 }
 
-// publishState classifies and encodes one publisher's messages. It is
-// owned by the publisher's goroutine.
-type publishState struct {
-	sawVideo      bool
-	declaredVideo bool
-}
-
-// encode turns one publisher message into a frame in both output forms.
-// It returns nil for messages that are not relayed.
-func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize int) (*frame, frameKind) {
-	kind := kindMedia
-	f := &frame{typ: typ, time: ts}
-	csid := uint32(csidData)
-	switch typ {
-	case msgDataAMF0, msgDataAMF3:
-		typ = msgDataAMF0
-		f.typ = typ
-		var ok bool
-		payload, f.meta, ok = parseMetadata(payload)
-		if !ok {
-			return nil, 0
-		}
-		if f.meta != nil {
-			kind = kindMeta
-			ps.declaredVideo = f.meta.hasVideo
-		}
-	case msgAudio:
-		if len(payload) == 0 {
-			return nil, 0
-		}
-		csid = csidAudio
-		if audioIsHeader(payload) {
-			kind = kindAudioHeader
-		} else {
-			f.key = !ps.sawVideo && !ps.declaredVideo
-		}
-	case msgVideo:
-		if len(payload) == 0 {
-			return nil, 0
-		}
-		csid = csidVideo
-		ps.sawVideo = true
-		header, key := videoInfo(payload)
-		if header {
-			kind = kindVideoHeader
-		}
-		f.key = key
-	default:
-		return nil, 0
-	}
-	f.rtmp = appendChunks(make([]byte, 0, chunksLen(csid, ts, len(payload), chunkSize)),
-		csid, typ, mediaStreamID, ts, payload, chunkSize)
-	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), typ, ts, payload)
-	return f, kind
-}
-
 // ---- Codec parameters, for stats ----
 
 // videoParams is what the API shows about a video track.

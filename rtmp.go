@@ -34,21 +34,6 @@ const (
 
 var errRTMPProtocol = errors.New("rtmp: protocol violation")
 
-// writeDeadline keeps a connection's write deadline about timeout ahead
-// without a syscall-backed SetWriteDeadline on every write: it moves the
-// deadline only when the last move is more than a second old (so a
-// write may get up to a second less than timeout).
-type writeDeadline struct{ set time.Time }
-
-func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
-	now := time.Now()
-	if now.Sub(d.set) < time.Second {
-		return
-	}
-	d.set = now
-	nc.SetWriteDeadline(now.Add(timeout))
-}
-
 // rtmpServer accepts RTMP connections and hands them to the hub.
 type rtmpServer struct {
 	cfg   *config

@@ -1,0 +1,666 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// subscriber is one player's bounded queue. The hub goroutine pushes
+// without ever blocking; the player's writer goroutine drains it.
+type subscriber struct {
+	hub  *hub
+	key  streamKey
+	info clientInfo
+	form outputFormat
+
+	// The queue: the hub appends, the writer takes all at once. A mutex
+	// and a slice, not a channel: a push is the hub's only cost per
+	// viewer per frame, and a batch comes out in one step.
+	qmu sync.Mutex
+	// listed: on flusher's list of players to visit. Next to qmu: the hub
+	// and the flusher touch both together, so they share a cache line.
+	listed atomic.Bool
+	q      []*frame      // guarded by qmu; at most subQueueFrames
+	ready  chan struct{} // cap 1: q has frames; for run, not for flushers
+	queued atomic.Int64  // bytes in q
+	// flusher takes from q once set; then nobody waits on ready.
+	flusher atomic.Pointer[flusher]
+	hangup  func()
+	burst   []*frame // the join burst (GOP cache), written before q
+	done    chan struct{}
+	err     error // why done was closed; written before close(done)
+
+	drops, bytesOut         atomic.Uint64
+	noAudio, noVideo, pause atomic.Bool
+
+	// Owned by whoever writes for it: its own goroutine (run), or a
+	// flusher while it holds out.mu (see serve).
+	waitVideoKey bool // after an unpause: skip video until a keyframe
+	out          *sink
+	detached     bool          // its goroutine has taken it back from the flusher; guarded by out.mu
+	failed       chan struct{} // closed by the flusher when a write fails
+	writeErr     error
+
+	// Owned by the hub goroutine.
+	waitKey     bool      // skipping until the next keyframe
+	started     bool      // the FLV header has been queued
+	behindSince time.Time // when it started skipping; zero when in step
+	ended       bool
+	lastDropLog time.Time
+}
+
+// queueLen is the number of frames in sub's queue.
+func (sub *subscriber) queueLen() int {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	return len(sub.q)
+}
+
+func (sub *subscriber) fits(fs []*frame) bool {
+	n := 0
+	for _, f := range fs {
+		n += len(f.bytes(sub.form))
+	}
+	return sub.queueLen()+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
+}
+
+// end closes the subscription once; the writer drains what is queued
+// (unless err says to stop now) and returns err.
+func (sub *subscriber) end(err error) {
+	if sub.ended {
+		return
+	}
+	sub.ended = true
+	sub.err = err
+	close(sub.done)
+}
+
+func (sub *subscriber) setReceive(audio, on bool) {
+	if audio {
+		sub.noAudio.Store(!on)
+	} else {
+		sub.noVideo.Store(!on)
+	}
+}
+
+func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
+
+// run is the player's writer loop: it sends the join burst, then drains
+// the queue, writing everything that has piled up in one writev (derp's
+// sendLoop shape: drain without flushing, flush when empty, then block).
+// With a write delay it writes at most once per delay, so that a viewer
+// costs a few large writes a second instead of one per frame; a viewer
+// that has been idle that long is written to at once.
+// It returns when the subscription ends or a write fails.
+func (sub *subscriber) run(write func(*net.Buffers) error) error {
+	bufs := make(net.Buffers, 0, 64)
+	if err := sub.send(sub.burst, &bufs, write); err != nil {
+		return err
+	}
+	sub.burst = nil
+	delay := sub.hub.cfg.WriteDelay
+	var lastWrite time.Time
+	var timer *time.Timer
+	batch := make([]*frame, 0, 64)
+	for {
+		// Sleep out the rest of the delay first: while frames keep coming,
+		// this timer is the writer's only wake-up per write.
+		if wait := time.Until(lastWrite.Add(delay)); delay > 0 && wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+				defer timer.Stop()
+			} else {
+				timer.Reset(wait)
+			}
+			select {
+			case <-timer.C:
+			case <-sub.done:
+			}
+		}
+		batch = sub.drain(batch)
+		for len(batch) == 0 && !sub.isDone() {
+			// Idle for at least the delay: the next frame goes out at once.
+			select {
+			case <-sub.ready:
+				batch = sub.drain(batch)
+			case <-sub.done:
+			}
+		}
+		select {
+		case <-sub.done:
+			if !errors.Is(sub.err, errSubscriptionEnded) {
+				return sub.err
+			}
+			// Send what was queued before the end, then stop.
+			if batch = sub.drain(batch); len(batch) == 0 {
+				return sub.err
+			}
+		default:
+		}
+		sub.dequeued(batch)
+		if err := sub.send(batch, &bufs, write); err != nil {
+			return err
+		}
+		if delay > 0 {
+			lastWrite = time.Now()
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// dequeued takes batch's bytes off the queue's count.
+func (sub *subscriber) dequeued(batch []*frame) {
+	var n int64
+	for _, f := range batch {
+		n += int64(len(f.bytes(sub.form)))
+	}
+	sub.queued.Add(-n)
+}
+
+// drain moves what is queued now into batch, without blocking.
+func (sub *subscriber) drain(batch []*frame) []*frame {
+	sub.qmu.Lock()
+	defer sub.qmu.Unlock()
+	batch = append(batch, sub.q...)
+	clear(sub.q)
+	sub.q = sub.q[:0]
+	return batch
+}
+
+func (sub *subscriber) isDone() bool {
+	select {
+	case <-sub.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// send writes the frames of a batch that this player wants, in one write.
+func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, write func(*net.Buffers) error) error {
+	*bufs = (*bufs)[:0]
+	var total int
+	for _, f := range batch {
+		b := f.bytes(sub.form)
+		if len(b) == 0 || sub.skip(f) {
+			continue
+		}
+		*bufs = append(*bufs, b)
+		total += len(b)
+	}
+	if total == 0 {
+		return nil
+	}
+	all := *bufs
+	err := write(bufs)
+	clear(all) // drop references to frames the writer is done with
+	*bufs = all[:0]
+	sub.bytesOut.Add(uint64(total))
+	return err
+}
+
+// skip applies pause and receiveAudio/receiveVideo to one frame.
+func (sub *subscriber) skip(f *frame) bool {
+	if f.typ != msgAudio && f.typ != msgVideo {
+		return false
+	}
+	if sub.pause.Load() {
+		sub.waitVideoKey = true
+		return true
+	}
+	if f.typ == msgAudio {
+		return sub.noAudio.Load()
+	}
+	if sub.waitVideoKey && !f.key {
+		return true
+	}
+	sub.waitVideoKey = false
+	return sub.noVideo.Load()
+}
+
+// sink is the write side of a player's connection. The fan-out writes
+// media to it and the connection its own messages (RTMP status and pings,
+// WebSocket pongs and Close), all under mu, so that nothing lands inside a
+// half-written batch.
+type sink struct {
+	nc net.Conn
+	// writeNonblock writes what the socket takes now, never waiting; nil
+	// when there is no such write (TLS, or not Linux): blocking writes only.
+	writeNonblock func(net.Buffers) (int, error)
+	timeout       time.Duration  // of a blocking write
+	ws            bool           // each media batch goes out as one WebSocket binary message
+	total         *atomic.Uint64 // the server's bytes out
+	bytesOut      atomic.Uint64
+
+	mu        sync.Mutex
+	pending   net.Buffers // what a non-blocking write left over
+	pendStore net.Buffers // pending's backing array
+	flusher   *flusher    // while one writes the media: messages of our own queue behind pending
+	sub       *subscriber // whose media the flusher writes
+	queuedOwn int         // bytes of our own messages in pending
+	moved     time.Time   // when pending last shrank, or became non-empty
+	deadline  writeDeadline
+	wsHeader  [10]byte
+	framed    net.Buffers
+}
+
+func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) *sink {
+	return &sink{nc: nc, writeNonblock: newNonblockWriter(nc), timeout: timeout, ws: ws, total: total}
+}
+
+// maxQueuedOwn bounds the connection's own messages waiting behind media
+// for a player that does not read: a client that keeps sending pings and
+// reads nothing must not grow our memory.
+const maxQueuedOwn = 64 << 10
+
+var (
+	errPlayerNotReading = errors.New("player reads nothing: its own messages piled up")
+	errWriteStalled     = errors.New("write timeout: player took nothing for the ping timeout")
+)
+
+// write sends b, one message of the connection's own, after anything
+// pending. While a flusher writes the media it never blocks: b goes behind
+// what is pending and the flusher sends the rest (a blocking write there
+// would hold mu, and the flusher with it, for as long as a slow player
+// takes to drain its socket). Otherwise it blocks up to the timeout.
+func (o *sink) write(b []byte) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.flusher != nil {
+		if o.queuedOwn += len(b); o.queuedOwn > maxQueuedOwn {
+			return errPlayerNotReading
+		}
+		if len(o.pending) == 0 {
+			o.moved = time.Now()
+		}
+		o.pending = append(o.pending, bytes.Clone(b))
+		o.pendStore = o.pending
+		err := o.tryWrite(o.pending)
+		if len(o.pending) > 0 {
+			o.flusher.visit(o.sub) // the rest goes out with the next pass
+		}
+		return err
+	}
+	if err := o.finishPending(); err != nil {
+		return err
+	}
+	n, err := o.nc.Write(b)
+	o.count(n)
+	return err
+}
+
+// writeMedia sends one batch of media after anything pending, blocking.
+func (o *sink) writeMedia(bufs *net.Buffers) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := o.finishPending(); err != nil {
+		return err
+	}
+	b := *o.frame(bufs) // a copy: WriteTo consumes it
+	n, err := b.WriteTo(o.nc)
+	o.count(int(n))
+	return err
+}
+
+// flush finishes what a non-blocking write left, blocking.
+func (o *sink) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.finishPending()
+}
+
+// finishPending writes what is pending, blocking; it also moves the write
+// deadline for the blocking write its callers make next. mu is held.
+func (o *sink) finishPending() error {
+	o.deadline.refresh(o.nc, o.timeout)
+	if len(o.pending) == 0 {
+		return nil
+	}
+	n, err := o.pending.WriteTo(o.nc)
+	o.count(int(n))
+	o.dropPending()
+	return err
+}
+
+// dropPending forgets what was pending (it has been written), keeping no
+// references into frames. mu is held.
+func (o *sink) dropPending() {
+	clear(o.pendStore)
+	o.pending, o.queuedOwn = nil, 0
+}
+
+// writeNow sends one batch of media without blocking; what the socket does
+// not take now stays pending. mu is held and nothing is pending.
+func (o *sink) writeNow(bufs *net.Buffers) error {
+	return o.tryWrite(*o.frame(bufs))
+}
+
+// tryWrite writes what b's socket takes now and keeps the rest pending.
+// mu is held.
+func (o *sink) tryWrite(b net.Buffers) error {
+	o.deadline.refresh(o.nc, o.timeout) // an expired deadline fails even a non-blocking write
+	now := time.Now()
+	if len(o.pending) == 0 {
+		o.moved = now // a fresh batch: the stall clock starts here
+	}
+	n, err := o.writeNonblock(b)
+	o.count(n)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		o.moved = now
+	}
+	for len(b) > 0 && n >= len(b[0]) {
+		n -= len(b[0])
+		b = b[1:]
+	}
+	if len(b) > 0 {
+		rest := b[0][n:]
+		o.pending = append(append(o.pendStore[:0], rest), b[1:]...)
+		o.pendStore = o.pending
+	} else {
+		o.dropPending()
+		return nil
+	}
+	// A player that takes nothing for the timeout is gone, like one whose
+	// blocking write times out (a new frame would find it too slow, but
+	// on a stream that has stopped no frame comes).
+	if now.Sub(o.moved) > o.timeout {
+		return errWriteStalled
+	}
+	return nil
+}
+
+// frame puts a WebSocket frame header before bufs over WS. mu is held.
+func (o *sink) frame(bufs *net.Buffers) *net.Buffers {
+	if !o.ws {
+		return bufs
+	}
+	var n int
+	for _, b := range *bufs {
+		n += len(b)
+	}
+	o.framed = append(append(o.framed[:0], appendWSHeader(o.wsHeader[:0], wsOpBinary, n)), *bufs...)
+	return &o.framed
+}
+
+func (o *sink) count(n int) {
+	o.bytesOut.Add(uint64(n))
+	o.total.Add(uint64(n))
+}
+
+// serve writes the subscription to out until it ends or a write fails. A
+// player on a plain TCP socket is written to by a flusher, together with
+// the other players of that flusher and without blocking; its own
+// goroutine only waits here. The others (TLS) get run, a blocking writer
+// of their own.
+func (sub *subscriber) serve(out *sink) error {
+	sub.out = out
+	if out.writeNonblock == nil {
+		return sub.run(out.writeMedia)
+	}
+	var bufs net.Buffers
+	if err := sub.send(sub.burst, &bufs, out.writeMedia); err != nil {
+		return err // the join burst goes out at once
+	}
+	sub.burst = nil
+	sub.failed = make(chan struct{})
+	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
+	out.mu.Lock()
+	out.flusher, out.sub = f, sub
+	out.mu.Unlock()
+	sub.flusher.Store(f)
+	f.visit(sub) // for what was queued before
+	select {
+	case <-sub.done:
+	case <-sub.failed:
+	}
+	out.mu.Lock()
+	sub.detached = true // the flusher will not touch it again
+	out.flusher = nil
+	err := sub.writeErr
+	out.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !errors.Is(sub.err, errSubscriptionEnded) {
+		return sub.err
+	}
+	// Send what was pending and queued before the end, then stop.
+	batch := sub.drain(nil)
+	sub.dequeued(batch)
+	if err := out.flush(); err != nil {
+		return err
+	}
+	if err := sub.send(batch, &bufs, out.writeMedia); err != nil {
+		return err
+	}
+	return sub.err
+}
+
+// flusher writes to its share of the players on plain TCP sockets: after
+// frames arrive, one pass over those that got some, one non-blocking
+// writev each. With a write delay it makes at most one pass per delay, on
+// a grid of instants that all flushers share, so that one wake-up serves
+// every viewer and the writes of all streams go out together.
+type flusher struct {
+	hub    *hub
+	index  int // in hub.flushers
+	delay  time.Duration
+	wake   chan struct{} // cap 1: frames were queued
+	urgent atomic.Bool   // a new viewer starts: pass now, whatever the delay
+	mu     sync.Mutex
+	// dirty lists the players the next pass visits: those that got frames
+	// since the last (a player is on it once, see subscriber.listed), and
+	// those the last left with bytes pending. A pass costs what its
+	// players have to write, not how many players are idle. Guarded by mu.
+	dirty    []*subscriber
+	passTime atomic.Int64  // how long a pass takes, ns, smoothed over about 8 passes
+	visits   atomic.Uint64 // players visited by passes so far
+
+	// Owned by run.
+	pass  []*subscriber
+	again []*subscriber // to visit next pass as well
+	batch []*frame
+	bufs  net.Buffers
+	retry bool // a socket was full: try again even if no frame comes
+}
+
+// pendingRetry is how soon a flusher tries a full socket again when no
+// frame wakes it.
+const pendingRetry = 20 * time.Millisecond
+
+func newFlusher(delay time.Duration) *flusher {
+	return &flusher{delay: delay, wake: make(chan struct{}, 1)}
+}
+
+func (f *flusher) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// list puts players on the next pass, and wakes the flusher. The caller
+// has set their listed flags.
+func (f *flusher) list(subs ...*subscriber) {
+	f.mu.Lock()
+	f.dirty = append(f.dirty, subs...)
+	f.mu.Unlock()
+	f.poke()
+}
+
+// visit puts sub on the next pass unless it is on it already.
+func (f *flusher) visit(sub *subscriber) {
+	if !sub.listed.Load() && !sub.listed.Swap(true) {
+		f.list(sub)
+	}
+}
+
+func (f *flusher) run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var last time.Time // when the last pass was due
+	for {
+		var retry <-chan time.Time
+		if f.retry {
+			timer.Reset(max(f.delay, pendingRetry))
+			retry = timer.C
+		}
+		select {
+		case <-f.wake:
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
+		due := time.Now()
+		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) && !f.urgent.Swap(false) {
+			lead := time.Duration(0)
+			if f.hub.passesShort() {
+				lead = ingestLead // publishers are read on the grid instant
+			}
+			due = gridCeil(next.Add(-lead), f.delay).Add(lead)
+			timer.Reset(time.Until(due))
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		last = due
+		start := time.Now()
+		f.flushAll()
+		// A smoothed pass time, so that publishers and flushers see the
+		// same mode from one tick to the next (see passesShort).
+		avg := f.passTime.Load()
+		f.passTime.Store(avg - avg/8 + int64(time.Since(start))/8)
+	}
+}
+
+var gridEpoch = time.Now()
+
+// ingestLead is how long after a grid instant the flushers pass while
+// publishers are read on the instant itself (waitForTick): what they read
+// then should make this pass. With 20 publishers on 2 cores reading them
+// all takes about 2 ms; at a 2 ms lead p99 delay was 89-95 ms, at 5 ms 58.
+const ingestLead = 5 * time.Millisecond
+
+// passesShort reports whether every flusher's passes take less than
+// shortPass. While passes are long (a thousand viewers on a busy machine
+// take tens of milliseconds), frames that arrive during a pass still reach
+// the viewers it has not visited yet, but only if publishers are read at
+// once; batching their reads would then add delay.
+func (h *hub) passesShort() bool {
+	for _, f := range h.flushers {
+		if f.passTime.Load() >= int64(shortPass) {
+			return false
+		}
+	}
+	return true
+}
+
+const shortPass = 5 * time.Millisecond
+
+// gridCeil is the first instant at or after t on the grid of period d.
+func gridCeil(t time.Time, d time.Duration) time.Time {
+	off := t.Sub(gridEpoch) % d
+	if off < 0 {
+		off += d // t before the epoch (tests in fake time)
+	}
+	if off == 0 {
+		return t
+	}
+	return t.Add(d - off)
+}
+
+func (f *flusher) flushAll() {
+	f.mu.Lock()
+	f.pass, f.dirty = f.dirty, f.pass
+	f.mu.Unlock()
+	f.visits.Add(uint64(len(f.pass)))
+	for _, sub := range f.pass {
+		// Unlisted before its queue is drained: a frame pushed from here
+		// on lists it again.
+		sub.listed.Store(false)
+		if !f.flush(sub) {
+			f.again = append(f.again, sub)
+		}
+	}
+	clear(f.pass)
+	f.pass = f.pass[:0]
+	// Players with full sockets: on the next pass too, which the retry
+	// timer brings (a poke would spin on a socket that stays full).
+	f.retry = len(f.again) > 0
+	f.mu.Lock()
+	for _, sub := range f.again {
+		if !sub.listed.Swap(true) {
+			f.dirty = append(f.dirty, sub)
+		}
+	}
+	f.mu.Unlock()
+	clear(f.again)
+	f.again = f.again[:0]
+}
+
+// flush writes what is pending and queued for sub, without blocking. It
+// reports whether sub is done with until more frames come; false means
+// the next pass must visit it again.
+func (f *flusher) flush(sub *subscriber) bool {
+	o := sub.out
+	if !o.mu.TryLock() {
+		return false // its connection is writing a message of its own
+	}
+	defer o.mu.Unlock()
+	if sub.detached || sub.writeErr != nil {
+		return true
+	}
+	if err := f.write(sub); err != nil {
+		sub.writeErr = err
+		close(sub.failed)
+		return true
+	}
+	if len(o.pending) > 0 {
+		sub.hub.counters.socketFull.Add(1)
+		return false
+	}
+	return true
+}
+
+func (f *flusher) write(sub *subscriber) error {
+	o := sub.out
+	if len(o.pending) > 0 {
+		if err := o.tryWrite(o.pending); err != nil || len(o.pending) > 0 {
+			return err // still full: the queue takes what comes meanwhile
+		}
+	}
+	f.batch = sub.drain(f.batch[:0])
+	if len(f.batch) == 0 {
+		return nil
+	}
+	sub.dequeued(f.batch)
+	err := sub.send(f.batch, &f.bufs, o.writeNow)
+	clear(f.batch)
+	return err
+}
+
+// writeDeadline keeps a connection's write deadline about timeout ahead
+// without a syscall-backed SetWriteDeadline on every write: it moves the
+// deadline only when the last move is more than a second old (so a
+// write may get up to a second less than timeout).
+type writeDeadline struct{ set time.Time }
+
+func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
+	now := time.Now()
+	if now.Sub(d.set) < time.Second {
+		return
+	}
+	d.set = now
+	nc.SetWriteDeadline(now.Add(timeout))
+}

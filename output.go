@@ -1,0 +1,97 @@
+package main
+
+// outputFormat is the byte form a subscriber receives.
+type outputFormat int
+
+const (
+	formatRTMP outputFormat = iota // chunks at our chunk size
+	formatFLV                      // FLV tags (HTTP-FLV and WS-FLV)
+)
+
+// frame is one message encoded once per output form. The byte slices are
+// shared by every subscriber and the GOP cache and must not be modified.
+type frame struct {
+	typ  uint8  // msgAudio, msgVideo, msgDataAMF0, or 0 for control frames
+	time uint32 // RTMP timestamp, ms
+	// key marks a point where a player can start: a video keyframe, or any
+	// audio frame in a stream without video.
+	key  bool
+	rtmp []byte
+	flv  []byte
+	meta *metaInfo // on metadata frames: what the metadata declares
+}
+
+func (f *frame) bytes(form outputFormat) []byte {
+	if form == formatRTMP {
+		return f.rtmp
+	}
+	return f.flv
+}
+
+func (f *frame) size() int { return len(f.rtmp) + len(f.flv) }
+
+// frameKind says how the hub treats a frame.
+type frameKind int
+
+const (
+	kindMedia frameKind = iota
+	kindMeta
+	kindAudioHeader
+	kindVideoHeader
+)
+
+// publishState classifies and encodes one publisher's messages. It is
+// owned by the publisher's goroutine.
+type publishState struct {
+	sawVideo      bool
+	declaredVideo bool
+}
+
+// encode turns one publisher message into a frame in both output forms.
+// It returns nil for messages that are not relayed.
+func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize int) (*frame, frameKind) {
+	kind := kindMedia
+	f := &frame{typ: typ, time: ts}
+	csid := uint32(csidData)
+	switch typ {
+	case msgDataAMF0, msgDataAMF3:
+		typ = msgDataAMF0
+		f.typ = typ
+		var ok bool
+		payload, f.meta, ok = parseMetadata(payload)
+		if !ok {
+			return nil, 0
+		}
+		if f.meta != nil {
+			kind = kindMeta
+			ps.declaredVideo = f.meta.hasVideo
+		}
+	case msgAudio:
+		if len(payload) == 0 {
+			return nil, 0
+		}
+		csid = csidAudio
+		if audioIsHeader(payload) {
+			kind = kindAudioHeader
+		} else {
+			f.key = !ps.sawVideo && !ps.declaredVideo
+		}
+	case msgVideo:
+		if len(payload) == 0 {
+			return nil, 0
+		}
+		csid = csidVideo
+		ps.sawVideo = true
+		header, key := videoInfo(payload)
+		if header {
+			kind = kindVideoHeader
+		}
+		f.key = key
+	default:
+		return nil, 0
+	}
+	f.rtmp = appendChunks(make([]byte, 0, chunksLen(csid, ts, len(payload), chunkSize)),
+		csid, typ, mediaStreamID, ts, payload, chunkSize)
+	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), typ, ts, payload)
+	return f, kind
+}
