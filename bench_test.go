@@ -493,12 +493,12 @@ func runFanout(b *testing.B, form outputFormat, n int, delay time.Duration) {
 	// Warm-up, not counted: headers and one second of media (fewer
 	// messages than a queue holds), then the per-viewer bases.
 	for _, m := range headers {
-		if err := pub.write(m.typ, m.ts, m.payload); err != nil {
+		if err := pub.ingest(m.typ, m.ts, m.payload); err != nil {
 			b.Fatal(err)
 		}
 	}
 	for _, m := range second {
-		if err := pub.write(m.typ, m.ts, m.payload); err != nil {
+		if err := pub.ingest(m.typ, m.ts, m.payload); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -513,7 +513,7 @@ func runFanout(b *testing.B, form outputFormat, n int, delay time.Duration) {
 			i := gmsNext % len(second)
 			m := second[i]
 			gmsFlow.before(b)
-			if err := pub.write(m.typ, uint32(gmsNext/len(second))*1000+m.ts, m.payload); err != nil {
+			if err := pub.ingest(m.typ, uint32(gmsNext/len(second))*1000+m.ts, m.payload); err != nil {
 				b.Fatal(err)
 			}
 			gmsFlow.after(int64(len(wire[i])))

@@ -1,5 +1,51 @@
 package main
 
+// A player's egress: its bounded queue (subscriber), the write side of its
+// connection (sink), and the flushers that write to most players. Frames
+// flow one way: the hub appends to a player's queue, and the player's
+// writer takes the whole queue at once and writes it in one writev.
+//
+// Who owns what:
+//   - The hub goroutine owns a subscriber's join state (waitKey, started,
+//     behindSince, ended, lastDropLog) and is the only one to append to
+//     its queue.
+//   - The queue (q) is guarded by subscriber.qmu; queued, listed and the
+//     counters are atomics. The writer takes all of q at once.
+//   - The writer owns burst and waitVideoKey: the player's own goroutine
+//     in pump, or a flusher while it holds the player's sink.mu.
+//   - A sink is guarded by its mu, except what is fixed when it is made
+//     (nc, writeNonblock, timeout, header, total) and bytesOut (atomic).
+//   - A flusher's list of players to visit (dirty) is guarded by its mu;
+//     the rest of it belongs to its goroutine.
+//
+// Lock order: sink.mu, then subscriber.qmu or flusher.mu. qmu and
+// flusher.mu are never held together, and no goroutine holds two locks of
+// one kind. The hub takes only qmu, and lists players on their flusher
+// after an op, with no queue locked.
+//
+// Two write paths. A player on a plain TCP socket on Linux is written to
+// by a flusher, together with the other players of that flusher, with a
+// non-blocking writev (writev_linux.go): a thousand viewers cost a few
+// goroutine wake-ups per pass, not a wake-up and a timer each per write.
+// A TLS player, and every player on other systems, gets a blocking writer
+// of its own (pumpBlocking): crypto/tls has no write that takes only what
+// the socket takes now, and a half-written TLS record cannot be left for
+// later. Both paths take the same queue, apply the same pause and receive
+// flags (skip) and write through the same sink.
+//
+// The write clock. With -write-delay D, each flusher passes over its
+// players at most once per D, at instants on a grid of period D that all
+// flushers share, so that one wake-up serves every viewer and the writes
+// of all streams go out together. A new viewer's first keyframe, and the
+// first frame after an idle spell, go out at once. Publishers on plain
+// TCP are read on the same grid (rtmpConn.waitForTick): after a read that
+// drains the socket a publisher sleeps until the next instant, and the
+// flushers pass ingestLead after it, so that what was read makes that
+// pass. That holds only while passes are short (writeClock.readOnTick): a
+// pass over a thousand viewers can take tens of milliseconds, and frames
+// that arrive during it still reach the viewers it has not visited yet
+// only if publishers are read at once.
+
 import (
 	"bytes"
 	"context"
@@ -11,12 +57,13 @@ import (
 )
 
 // subscriber is one player's bounded queue. The hub goroutine pushes
-// without ever blocking; the player's writer goroutine drains it.
+// without ever blocking; the player's writer drains it.
 type subscriber struct {
-	hub  *hub
-	key  streamKey
-	info clientInfo
-	form outputFormat
+	hub     *hub
+	key     streamKey
+	info    clientInfo
+	form    outputFormat // which bytes of a frame it gets
+	notices playerForm   // what it is told when the publisher comes and goes
 
 	// The queue: the hub appends, the writer takes all at once. A mutex
 	// and a slice, not a channel: a push is the hub's only cost per
@@ -26,7 +73,7 @@ type subscriber struct {
 	// and the flusher touch both together, so they share a cache line.
 	listed atomic.Bool
 	q      []*frame      // guarded by qmu; at most subQueueFrames
-	ready  chan struct{} // cap 1: q has frames; for run, not for flushers
+	ready  chan struct{} // cap 1: q has frames; for pumpBlocking, not for flushers
 	queued atomic.Int64  // bytes in q
 	// flusher takes from q once set; then nobody waits on ready.
 	flusher atomic.Pointer[flusher]
@@ -38,13 +85,10 @@ type subscriber struct {
 	drops, bytesOut         atomic.Uint64
 	noAudio, noVideo, pause atomic.Bool
 
-	// Owned by whoever writes for it: its own goroutine (run), or a
-	// flusher while it holds out.mu (see serve).
-	waitVideoKey bool // after an unpause: skip video until a keyframe
-	out          *sink
-	detached     bool          // its goroutine has taken it back from the flusher; guarded by out.mu
-	failed       chan struct{} // closed by the flusher when a write fails
-	writeErr     error
+	// Owned by its writer: its own goroutine (pump), or a flusher while
+	// it holds out.mu.
+	waitVideoKey bool  // after an unpause: skip video until a keyframe
+	out          *sink // set by pump before a flusher sees the player
 
 	// Owned by the hub goroutine.
 	waitKey     bool      // skipping until the next keyframe
@@ -90,16 +134,16 @@ func (sub *subscriber) setReceive(audio, on bool) {
 
 func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
 
-// run is the player's writer loop: it sends the join burst, then drains
+// pumpBlocking is the player's own writer loop: it sends the join burst, then drains
 // the queue, writing everything that has piled up in one writev (derp's
 // sendLoop shape: drain without flushing, flush when empty, then block).
 // With a write delay it writes at most once per delay, so that a viewer
 // costs a few large writes a second instead of one per frame; a viewer
 // that has been idle that long is written to at once.
 // It returns when the subscription ends or a write fails.
-func (sub *subscriber) run(write func(*net.Buffers) error) error {
+func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 	bufs := make(net.Buffers, 0, 64)
-	if err := sub.send(sub.burst, &bufs, write); err != nil {
+	if err := sub.writeBatch(sub.burst, &bufs, write); err != nil {
 		return err
 	}
 	sub.burst = nil
@@ -143,7 +187,7 @@ func (sub *subscriber) run(write func(*net.Buffers) error) error {
 		default:
 		}
 		sub.dequeued(batch)
-		if err := sub.send(batch, &bufs, write); err != nil {
+		if err := sub.writeBatch(batch, &bufs, write); err != nil {
 			return err
 		}
 		if delay > 0 {
@@ -182,8 +226,9 @@ func (sub *subscriber) isDone() bool {
 	}
 }
 
-// send writes the frames of a batch that this player wants, in one write.
-func (sub *subscriber) send(batch []*frame, bufs *net.Buffers, write func(*net.Buffers) error) error {
+// writeBatch writes the frames of a batch that this player wants, in one
+// write.
+func (sub *subscriber) writeBatch(batch []*frame, bufs *net.Buffers, write func(*net.Buffers) error) error {
 	*bufs = (*bufs)[:0]
 	var total int
 	for _, f := range batch {
@@ -233,25 +278,33 @@ type sink struct {
 	// writeNonblock writes what the socket takes now, never waiting; nil
 	// when there is no such write (TLS, or not Linux): blocking writes only.
 	writeNonblock func(net.Buffers) (int, error)
-	timeout       time.Duration  // of a blocking write
-	ws            bool           // each media batch goes out as one WebSocket binary message
-	total         *atomic.Uint64 // the server's bytes out
-	bytesOut      atomic.Uint64
+	timeout       time.Duration // of a blocking write
+	// header, if not nil, appends what goes before each media batch of n
+	// bytes (WebSocket: a binary frame header, see wsBinaryHeader).
+	header   func(dst []byte, n int) []byte
+	total    *atomic.Uint64 // the server's bytes out
+	bytesOut atomic.Uint64
 
 	mu        sync.Mutex
 	pending   net.Buffers // what a non-blocking write left over
 	pendStore net.Buffers // pending's backing array
-	flusher   *flusher    // while one writes the media: messages of our own queue behind pending
-	sub       *subscriber // whose media the flusher writes
 	queuedOwn int         // bytes of our own messages in pending
 	moved     time.Time   // when pending last shrank, or became non-empty
 	deadline  writeDeadline
-	wsHeader  [10]byte
-	framed    net.Buffers
+	headerBuf [16]byte
+	withHdr   net.Buffers
+
+	// While a flusher writes the player's media (see pump): our own
+	// messages queue behind pending, and the flusher sends them.
+	flusher    *flusher
+	sub        *subscriber   // whose media the flusher writes
+	handedBack bool          // pump has taken the player back from the flusher
+	failed     chan struct{} // closed by the flusher when a write fails
+	writeErr   error         // why
 }
 
-func newSink(nc net.Conn, timeout time.Duration, ws bool, total *atomic.Uint64) *sink {
-	return &sink{nc: nc, writeNonblock: newNonblockWriter(nc), timeout: timeout, ws: ws, total: total}
+func newSink(nc net.Conn, timeout time.Duration, header func([]byte, int) []byte, total *atomic.Uint64) *sink {
+	return &sink{nc: nc, writeNonblock: newNonblockWriter(nc), timeout: timeout, header: header, total: total}
 }
 
 // maxQueuedOwn bounds the connection's own messages waiting behind media
@@ -264,12 +317,12 @@ var (
 	errWriteStalled     = errors.New("write timeout: player took nothing for the ping timeout")
 )
 
-// write sends b, one message of the connection's own, after anything
+// writeOwn sends b, one message of the connection's own, after anything
 // pending. While a flusher writes the media it never blocks: b goes behind
 // what is pending and the flusher sends the rest (a blocking write there
 // would hold mu, and the flusher with it, for as long as a slow player
 // takes to drain its socket). Otherwise it blocks up to the timeout.
-func (o *sink) write(b []byte) error {
+func (o *sink) writeOwn(b []byte) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.flusher != nil {
@@ -302,14 +355,14 @@ func (o *sink) writeMedia(bufs *net.Buffers) error {
 	if err := o.finishPending(); err != nil {
 		return err
 	}
-	b := *o.frame(bufs) // a copy: WriteTo consumes it
+	b := *o.withHeader(bufs) // a copy: WriteTo consumes it
 	n, err := b.WriteTo(o.nc)
 	o.count(int(n))
 	return err
 }
 
-// flush finishes what a non-blocking write left, blocking.
-func (o *sink) flush() error {
+// finish writes what a non-blocking write left, blocking.
+func (o *sink) finish() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.finishPending()
@@ -338,7 +391,7 @@ func (o *sink) dropPending() {
 // writeNow sends one batch of media without blocking; what the socket does
 // not take now stays pending. mu is held and nothing is pending.
 func (o *sink) writeNow(bufs *net.Buffers) error {
-	return o.tryWrite(*o.frame(bufs))
+	return o.tryWrite(*o.withHeader(bufs))
 }
 
 // tryWrite writes what b's socket takes now and keeps the rest pending.
@@ -378,17 +431,18 @@ func (o *sink) tryWrite(b net.Buffers) error {
 	return nil
 }
 
-// frame puts a WebSocket frame header before bufs over WS. mu is held.
-func (o *sink) frame(bufs *net.Buffers) *net.Buffers {
-	if !o.ws {
+// withHeader puts the sink's header before bufs, if it has one. mu is
+// held.
+func (o *sink) withHeader(bufs *net.Buffers) *net.Buffers {
+	if o.header == nil {
 		return bufs
 	}
 	var n int
 	for _, b := range *bufs {
 		n += len(b)
 	}
-	o.framed = append(append(o.framed[:0], appendWSHeader(o.wsHeader[:0], wsOpBinary, n)), *bufs...)
-	return &o.framed
+	o.withHdr = append(append(o.withHdr[:0], o.header(o.headerBuf[:0], n)), *bufs...)
+	return &o.withHdr
 }
 
 func (o *sink) count(n int) {
@@ -396,36 +450,36 @@ func (o *sink) count(n int) {
 	o.total.Add(uint64(n))
 }
 
-// serve writes the subscription to out until it ends or a write fails. A
+// pump writes the subscription to out until it ends or a write fails. A
 // player on a plain TCP socket is written to by a flusher, together with
 // the other players of that flusher and without blocking; its own
-// goroutine only waits here. The others (TLS) get run, a blocking writer
-// of their own.
-func (sub *subscriber) serve(out *sink) error {
+// goroutine only waits here. The others (TLS) get pumpBlocking, a blocking
+// writer of their own.
+func (sub *subscriber) pump(out *sink) error {
 	sub.out = out
 	if out.writeNonblock == nil {
-		return sub.run(out.writeMedia)
+		return sub.pumpBlocking(out.writeMedia)
 	}
 	var bufs net.Buffers
-	if err := sub.send(sub.burst, &bufs, out.writeMedia); err != nil {
+	if err := sub.writeBatch(sub.burst, &bufs, out.writeMedia); err != nil {
 		return err // the join burst goes out at once
 	}
 	sub.burst = nil
-	sub.failed = make(chan struct{})
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
+	failed := make(chan struct{})
 	out.mu.Lock()
-	out.flusher, out.sub = f, sub
+	out.flusher, out.sub, out.failed = f, sub, failed
 	out.mu.Unlock()
 	sub.flusher.Store(f)
 	f.visit(sub) // for what was queued before
 	select {
 	case <-sub.done:
-	case <-sub.failed:
+	case <-failed:
 	}
 	out.mu.Lock()
-	sub.detached = true // the flusher will not touch it again
+	out.handedBack = true // the flusher will not touch it again
 	out.flusher = nil
-	err := sub.writeErr
+	err := out.writeErr
 	out.mu.Unlock()
 	if err != nil {
 		return err
@@ -436,10 +490,10 @@ func (sub *subscriber) serve(out *sink) error {
 	// Send what was pending and queued before the end, then stop.
 	batch := sub.drain(nil)
 	sub.dequeued(batch)
-	if err := out.flush(); err != nil {
+	if err := out.finish(); err != nil {
 		return err
 	}
-	if err := sub.send(batch, &bufs, out.writeMedia); err != nil {
+	if err := sub.writeBatch(batch, &bufs, out.writeMedia); err != nil {
 		return err
 	}
 	return sub.err
@@ -451,7 +505,7 @@ func (sub *subscriber) serve(out *sink) error {
 // a grid of instants that all flushers share, so that one wake-up serves
 // every viewer and the writes of all streams go out together.
 type flusher struct {
-	hub    *hub
+	clock  *writeClock
 	index  int // in hub.flushers
 	delay  time.Duration
 	wake   chan struct{} // cap 1: frames were queued
@@ -466,11 +520,11 @@ type flusher struct {
 	visits   atomic.Uint64 // players visited by passes so far
 
 	// Owned by run.
-	pass  []*subscriber
-	again []*subscriber // to visit next pass as well
-	batch []*frame
-	bufs  net.Buffers
-	retry bool // a socket was full: try again even if no frame comes
+	visiting []*subscriber // this pass's players
+	again    []*subscriber // to visit next pass as well
+	batch    []*frame
+	bufs     net.Buffers
+	retry    bool // a socket was full: try again even if no frame comes
 }
 
 // pendingRetry is how soon a flusher tries a full socket again when no
@@ -523,10 +577,10 @@ func (f *flusher) run(ctx context.Context) {
 		due := time.Now()
 		if next := last.Add(f.delay); f.delay > 0 && due.Before(next) && !f.urgent.Swap(false) {
 			lead := time.Duration(0)
-			if f.hub.passesShort() {
+			if f.clock.readOnTick() {
 				lead = ingestLead // publishers are read on the grid instant
 			}
-			due = gridCeil(next.Add(-lead), f.delay).Add(lead)
+			due = f.clock.tickAt(next.Add(-lead)).Add(lead)
 			timer.Reset(time.Until(due))
 			select {
 			case <-timer.C:
@@ -536,9 +590,9 @@ func (f *flusher) run(ctx context.Context) {
 		}
 		last = due
 		start := time.Now()
-		f.flushAll()
+		f.pass()
 		// A smoothed pass time, so that publishers and flushers see the
-		// same mode from one tick to the next (see passesShort).
+		// same mode from one tick to the next (see readOnTick).
 		avg := f.passTime.Load()
 		f.passTime.Store(avg - avg/8 + int64(time.Since(start))/8)
 	}
@@ -547,18 +601,24 @@ func (f *flusher) run(ctx context.Context) {
 var gridEpoch = time.Now()
 
 // ingestLead is how long after a grid instant the flushers pass while
-// publishers are read on the instant itself (waitForTick): what they read
-// then should make this pass. With 20 publishers on 2 cores reading them
-// all takes about 2 ms; at a 2 ms lead p99 delay was 89-95 ms, at 5 ms 58.
+// publishers are read on the instant itself (waitForTick): long enough for
+// what they read then to make this pass (20 publishers on 2 cores take
+// about 2 ms to read).
 const ingestLead = 5 * time.Millisecond
 
-// passesShort reports whether every flusher's passes take less than
-// shortPass. While passes are long (a thousand viewers on a busy machine
-// take tens of milliseconds), frames that arrive during a pass still reach
-// the viewers it has not visited yet, but only if publishers are read at
-// once; batching their reads would then add delay.
-func (h *hub) passesShort() bool {
-	for _, f := range h.flushers {
+// writeClock is the grid of instants the flushers write on and publishers
+// are read on.
+type writeClock struct {
+	delay    time.Duration // the grid's period; 0: no grid, write at once
+	flushers []*flusher    // fixed once the hub is made
+}
+
+// readOnTick reports whether publishers are read on the grid: while every
+// flusher's passes take less than shortPass. While passes are long, frames
+// that arrive during a pass still reach the viewers it has not visited
+// yet, but only if publishers are read at once.
+func (c *writeClock) readOnTick() bool {
+	for _, f := range c.flushers {
 		if f.passTime.Load() >= int64(shortPass) {
 			return false
 		}
@@ -568,33 +628,34 @@ func (h *hub) passesShort() bool {
 
 const shortPass = 5 * time.Millisecond
 
-// gridCeil is the first instant at or after t on the grid of period d.
-func gridCeil(t time.Time, d time.Duration) time.Time {
-	off := t.Sub(gridEpoch) % d
+// tickAt is the first instant on the grid at or after t.
+func (c *writeClock) tickAt(t time.Time) time.Time {
+	off := t.Sub(gridEpoch) % c.delay
 	if off < 0 {
-		off += d // t before the epoch (tests in fake time)
+		off += c.delay // t before the epoch (tests in fake time)
 	}
 	if off == 0 {
 		return t
 	}
-	return t.Add(d - off)
+	return t.Add(c.delay - off)
 }
 
-func (f *flusher) flushAll() {
+// pass writes to the players listed since the last pass.
+func (f *flusher) pass() {
 	f.mu.Lock()
-	f.pass, f.dirty = f.dirty, f.pass
+	f.visiting, f.dirty = f.dirty, f.visiting
 	f.mu.Unlock()
-	f.visits.Add(uint64(len(f.pass)))
-	for _, sub := range f.pass {
+	f.visits.Add(uint64(len(f.visiting)))
+	for _, sub := range f.visiting {
 		// Unlisted before its queue is drained: a frame pushed from here
 		// on lists it again.
 		sub.listed.Store(false)
-		if !f.flush(sub) {
+		if !f.writeSome(sub) {
 			f.again = append(f.again, sub)
 		}
 	}
-	clear(f.pass)
-	f.pass = f.pass[:0]
+	clear(f.visiting)
+	f.visiting = f.visiting[:0]
 	// Players with full sockets: on the next pass too, which the retry
 	// timer brings (a poke would spin on a socket that stays full).
 	f.retry = len(f.again) > 0
@@ -609,21 +670,21 @@ func (f *flusher) flushAll() {
 	f.again = f.again[:0]
 }
 
-// flush writes what is pending and queued for sub, without blocking. It
+// writeSome writes what is pending and queued for sub, without blocking. It
 // reports whether sub is done with until more frames come; false means
 // the next pass must visit it again.
-func (f *flusher) flush(sub *subscriber) bool {
+func (f *flusher) writeSome(sub *subscriber) bool {
 	o := sub.out
 	if !o.mu.TryLock() {
 		return false // its connection is writing a message of its own
 	}
 	defer o.mu.Unlock()
-	if sub.detached || sub.writeErr != nil {
+	if o.handedBack || o.writeErr != nil {
 		return true
 	}
-	if err := f.write(sub); err != nil {
-		sub.writeErr = err
-		close(sub.failed)
+	if err := f.writeQueued(sub); err != nil {
+		o.writeErr = err
+		close(o.failed)
 		return true
 	}
 	if len(o.pending) > 0 {
@@ -633,7 +694,9 @@ func (f *flusher) flush(sub *subscriber) bool {
 	return true
 }
 
-func (f *flusher) write(sub *subscriber) error {
+// writeQueued finishes what is pending, then writes sub's queue. o.mu is
+// held.
+func (f *flusher) writeQueued(sub *subscriber) error {
 	o := sub.out
 	if len(o.pending) > 0 {
 		if err := o.tryWrite(o.pending); err != nil || len(o.pending) > 0 {
@@ -645,7 +708,7 @@ func (f *flusher) write(sub *subscriber) error {
 		return nil
 	}
 	sub.dequeued(f.batch)
-	err := sub.send(f.batch, &f.bufs, o.writeNow)
+	err := sub.writeBatch(f.batch, &f.bufs, o.writeNow)
 	clear(f.batch)
 	return err
 }

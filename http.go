@@ -170,8 +170,12 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		early, _ := brw.Reader.Peek(n)
 		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
+	var header func([]byte, int) []byte // each media batch is one WebSocket binary message
+	if ws {
+		header = wsBinaryHeader
+	}
 	p := &flvPlayer{srv: s, nc: nc, in: in, ws: ws, start: time.Now(),
-		out: newSink(nc, s.cfg.PingTimeout, ws, &s.hub.counters.bytesOut)}
+		out: newSink(nc, s.cfg.PingTimeout, header, &s.hub.counters.bytesOut)}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
 	// The player gets a goroutine of its own, so that this handler returns
 	// and net/http frees what it holds per request (buffers, a deep stack)
@@ -217,6 +221,14 @@ func (s *httpServer) closeAll() {
 
 func (s *httpServer) wait() { s.wg.Wait() }
 
+// flvForm is HTTP-FLV and WS-FLV players' part in the hub: FLV tags, and
+// a response that ends with the stream.
+type flvForm struct{}
+
+func (flvForm) format() outputFormat             { return formatFLV }
+func (flvForm) publishNotice(streamKey) *frame   { return nil }
+func (flvForm) unpublishNotice(streamKey) *frame { return nil }
+
 // flvPlayer is one HTTP-FLV or WS-FLV viewer on a hijacked connection.
 type flvPlayer struct {
 	srv       *httpServer
@@ -232,9 +244,11 @@ type flvPlayer struct {
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	p.log.Info("play", "query", info.Query)
-	sub := p.srv.hub.subscribe(key, info, formatFLV, func() { p.nc.Close() })
+	sub := p.srv.hub.subscribe(key, info, flvForm{}, func() { p.nc.Close() })
 	readErr := make(chan error, 1)
-	go func() {
+	var reader sync.WaitGroup
+	defer reader.Wait() // it ends once nc is closed
+	reader.Go(func() {
 		// The client sends nothing but WebSocket control frames; a read
 		// error or a close frame means it has gone.
 		var err error
@@ -250,8 +264,8 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 		}
 		readErr <- err
 		p.srv.hub.unsubscribe(sub)
-	}()
-	err := sub.serve(p.out)
+	})
+	err := sub.pump(p.out)
 	if errors.Is(err, errSubscriptionEnded) {
 		select {
 		case err = <-readErr:
@@ -298,5 +312,5 @@ func (p *flvPlayer) wsWrite(opcode byte, payload []byte) error {
 	if opcode == wsOpClose && !p.closeSent.CompareAndSwap(false, true) {
 		return nil
 	}
-	return p.out.write(append(appendWSHeader(nil, opcode, len(payload)), payload...))
+	return p.out.writeOwn(append(appendWSHeader(nil, opcode, len(payload)), payload...))
 }

@@ -71,6 +71,7 @@ type hub struct {
 	counters counters
 
 	flushers []*flusher // write to players on plain TCP sockets
+	clock    *writeClock
 	// dirty holds, per flusher, the players that got frames during this
 	// op and were not on its list yet; owned by the hub goroutine.
 	dirty       [][]*subscriber
@@ -135,11 +136,13 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 		streams:  map[streamKey]*stream{},
 		watchers: map[chan hubEvent]struct{}{},
 	}
+	h.clock = &writeClock{delay: cfg.WriteDelay}
 	for range runtime.GOMAXPROCS(0) {
 		f := newFlusher(cfg.WriteDelay)
-		f.hub, f.index = h, len(h.flushers)
+		f.clock, f.index = h.clock, len(h.flushers)
 		h.flushers = append(h.flushers, f)
 	}
+	h.clock.flushers = h.flushers
 	h.dirty = make([][]*subscriber, len(h.flushers))
 	return h
 }
@@ -279,11 +282,11 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.started = time.Now()
 		s.stats = streamStats{}
 		h.emit(actPublish, key, info, "")
-		notify := rtmpPublishNotify(key, h.cfg.ChunkSize)
+		notices := noticeCache{}
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
-			if sub.form == formatRTMP {
-				h.push(s, sub, notify)
+			if n := notices.get(sub, playerForm.publishNotice, key); n != nil {
+				h.push(s, sub, n)
 			}
 		}
 	})
@@ -293,9 +296,9 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 	return p, err
 }
 
-// write encodes one message from the publisher and hands it to the hub.
+// ingest encodes one message from the publisher and hands it to the hub.
 // payload is only borrowed: it is copied into the encoded forms.
-func (p *publisher) write(typ uint8, ts uint32, payload []byte) error {
+func (p *publisher) ingest(typ uint8, ts uint32, payload []byte) error {
 	p.lastMedia.Store(time.Now().UnixNano())
 	f, kind := p.enc.encode(typ, ts, payload, p.hub.cfg.ChunkSize)
 	if f == nil {
@@ -320,25 +323,27 @@ func (h *hub) unpublish(p *publisher) {
 	})
 }
 
-// endPublish ends the current publish: HTTP players' responses end, RTMP
-// players get UnpublishNotify and Stream EOF and wait for the next
-// publisher, as NMS players do.
+// endPublish ends the current publish. Players whose form has an
+// unpublish notice get it and wait for the next publisher (RTMP players:
+// UnpublishNotify and Stream EOF, as with NMS); the others' subscriptions
+// end (HTTP-FLV and WS-FLV responses).
 func (h *hub) endPublish(s *stream) {
 	h.emitBytes(actUnpublish, s.key, s.pub.info, "", s.pub.bytesIn())
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
 	s.hasAudio, s.hasVideo = false, false
-	notify := rtmpUnpublishNotify(s.key, h.cfg.ChunkSize)
+	notices := noticeCache{}
 	for sub := range s.subs {
-		if sub.form != formatRTMP {
+		n := notices.get(sub, playerForm.unpublishNotice, s.key)
+		if n == nil {
 			h.removeSub(s, sub, "stream ended")
 			sub.end(errSubscriptionEnded)
 			continue
 		}
 		sub.waitKey = true
 		sub.started = false
-		h.push(s, sub, notify)
+		h.push(s, sub, n)
 	}
 }
 
@@ -401,15 +406,17 @@ func (h *hub) cacheGOP(s *stream, f *frame) {
 // ---- Playing ----
 
 // subscribe adds a player to key's stream, creating the stream if nobody
-// publishes it yet: the player then waits for a publisher. hangup, if not
-// nil, closes the player's connection: the hub calls it when it drops a
-// player, so that a writer stuck on a full socket ends at once.
-func (h *hub) subscribe(key streamKey, info clientInfo, form outputFormat, hangup func()) *subscriber {
+// publishes it yet: the player then waits for a publisher. form is the
+// player's protocol's part (see playerForm). hangup, if not nil, closes the
+// player's connection: the hub calls it when it drops a player, so that a
+// writer stuck on a full socket ends at once.
+func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup func()) *subscriber {
 	sub := &subscriber{
 		hub:     h,
 		key:     key,
 		info:    info,
-		form:    form,
+		form:    form.format(),
+		notices: form,
 		hangup:  hangup,
 		ready:   make(chan struct{}, 1),
 		done:    make(chan struct{}),

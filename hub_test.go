@@ -69,9 +69,9 @@ func startTestPublish(t *testing.T, h *hub, key streamKey) *publisher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.write(msgDataAMF0, 0, testMeta)
-	p.write(msgAudio, 0, testAudioHeader)
-	p.write(msgVideo, 0, testVideoHeader)
+	p.ingest(msgDataAMF0, 0, testMeta)
+	p.ingest(msgAudio, 0, testAudioHeader)
+	p.ingest(msgVideo, 0, testVideoHeader)
 	return p
 }
 
@@ -127,11 +127,11 @@ func equalStrings(a, b []string) bool {
 func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "slow"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 100))
+	p.ingest(msgVideo, 0, testVideo(true, 100))
 	for i := range 1100 { // more than the queue's 1024 messages; nobody reads
-		p.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+		p.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
 	}
 	h.sync()
 	got := takeQueued(sub)
@@ -143,10 +143,10 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 	}
 	// Inter frames now are useless to it: skipped until a keyframe.
 	for i := range 5 {
-		p.write(msgVideo, uint32(50000+40*i), testVideo(false, 100))
+		p.ingest(msgVideo, uint32(50000+40*i), testVideo(false, 100))
 	}
-	p.write(msgVideo, 60000, testVideo(true, 100))
-	p.write(msgVideo, 60040, testVideo(false, 100))
+	p.ingest(msgVideo, 60000, testVideo(true, 100))
+	p.ingest(msgVideo, 60040, testVideo(false, 100))
 	h.sync()
 	if got, want := takeQueued(sub), []string{"meta", "aseq", "vseq", "key", "inter"}; !equalStrings(got, want) {
 		t.Errorf("after catching up: %v; want %v", got, want)
@@ -160,11 +160,11 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 func TestViewerQueueBytesBound(t *testing.T) {
 	h := newTestHub(t, func(c *config) { c.QueueBytes = 1 << 20 })
 	key := streamKey{"live", "big"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 100<<10))
+	p.ingest(msgVideo, 0, testVideo(true, 100<<10))
 	for i := range 100 { // 10 MB of 100 kB frames
-		p.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100<<10))
+		p.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100<<10))
 	}
 	h.sync()
 	if q := sub.queued.Load(); q > 1<<20 || q < 900<<10 {
@@ -181,11 +181,11 @@ func TestViewerTooSlowIsDisconnected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestHub(t, nil)
 		key := streamKey{"live", "stuck"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 		p := startTestPublish(t, h, key)
 		ts := uint32(0)
 		for range 1100 {
-			p.write(msgVideo, ts, testVideo(ts%1000 == 0, 100))
+			p.ingest(msgVideo, ts, testVideo(ts%1000 == 0, 100))
 			ts += 40
 		}
 		h.sync()
@@ -195,7 +195,7 @@ func TestViewerTooSlowIsDisconnected(t *testing.T) {
 		default:
 		}
 		time.Sleep(maxBehind + time.Second)
-		p.write(msgVideo, ts, testVideo(true, 100))
+		p.ingest(msgVideo, ts, testVideo(true, 100))
 		h.sync()
 		select {
 		case <-sub.done:
@@ -213,17 +213,17 @@ func TestViewerTooSlowIsDisconnected(t *testing.T) {
 func TestSequenceHeaderChange(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "change"}
-	early := h.subscribe(key, clientInfo{ID: "A"}, formatFLV, nil)
+	early := h.subscribe(key, clientInfo{ID: "A"}, flvForm{}, nil)
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 10))
+	p.ingest(msgVideo, 0, testVideo(true, 10))
 	newHeader := []byte{0x17, 0x00, 0, 0, 0, 1, 0x4D, 0x00, 0x28}
-	p.write(msgVideo, 40, newHeader)
-	p.write(msgVideo, 40, testVideo(true, 10))
+	p.ingest(msgVideo, 40, newHeader)
+	p.ingest(msgVideo, 40, testVideo(true, 10))
 	h.sync()
 	if got, want := takeQueued(early), []string{"flvheader", "meta", "aseq", "vseq", "key", "vseq", "key"}; !equalStrings(got, want) {
 		t.Errorf("early viewer: %v; want %v", got, want)
 	}
-	late := h.subscribe(key, clientInfo{ID: "B"}, formatFLV, nil)
+	late := h.subscribe(key, clientInfo{ID: "B"}, flvForm{}, nil)
 	var names []string
 	for _, f := range late.burst {
 		names = append(names, describeFrame(f))
@@ -242,16 +242,16 @@ func TestGOPCacheCap(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "longgop"}
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 10))
+	p.ingest(msgVideo, 0, testVideo(true, 10))
 	for i := range gopMaxFrames {
-		p.write(msgVideo, uint32(i+1), testVideo(false, 10))
+		p.ingest(msgVideo, uint32(i+1), testVideo(false, 10))
 	}
 	h.sync()
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 	if len(sub.burst) != 0 || !sub.waitKey {
 		t.Fatalf("joiner got a burst of %d frames from an overflowed GOP", len(sub.burst))
 	}
-	p.write(msgVideo, 99999, testVideo(true, 10))
+	p.ingest(msgVideo, 99999, testVideo(true, 10))
 	h.sync()
 	if got, want := takeQueued(sub), []string{"flvheader", "meta", "aseq", "vseq", "key"}; !equalStrings(got, want) {
 		t.Errorf("joiner after the cap: %v; want %v", got, want)
@@ -263,11 +263,11 @@ func TestAudioOnlyStream(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "radio"}
 	p, _ := h.publish(key, clientInfo{ID: "PUB"}, func() uint64 { return 0 }, func() {})
-	p.write(msgDataAMF0, 0, amf0AppendAll(nil, "@setDataFrame", "onMetaData", amfECMAArray{{"audiocodecid", 10.0}}))
-	p.write(msgAudio, 0, testAudioHeader)
-	p.write(msgAudio, 23, []byte{0xAF, 1, 1, 2, 3})
+	p.ingest(msgDataAMF0, 0, amf0AppendAll(nil, "@setDataFrame", "onMetaData", amfECMAArray{{"audiocodecid", 10.0}}))
+	p.ingest(msgAudio, 0, testAudioHeader)
+	p.ingest(msgAudio, 23, []byte{0xAF, 1, 1, 2, 3})
 	h.sync()
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 	var names []string
 	for _, f := range sub.burst {
 		names = append(names, describeFrame(f))
@@ -285,10 +285,10 @@ func TestAudioOnlyStream(t *testing.T) {
 func TestPublisherLeaves(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "leave"}
-	httpSub := h.subscribe(key, clientInfo{ID: "H"}, formatFLV, nil)
-	rtmpSub := h.subscribe(key, clientInfo{ID: "R"}, formatRTMP, nil)
+	httpSub := h.subscribe(key, clientInfo{ID: "H"}, flvForm{}, nil)
+	rtmpSub := h.subscribe(key, clientInfo{ID: "R"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 10))
+	p.ingest(msgVideo, 0, testVideo(true, 10))
 	h.unpublish(p)
 	h.sync()
 	select {
@@ -309,7 +309,7 @@ func TestPublisherLeaves(t *testing.T) {
 		t.Errorf("RTMP viewer: %v; want %v", got, want)
 	}
 	p2 := startTestPublish(t, h, key)
-	p2.write(msgVideo, 0, testVideo(true, 10))
+	p2.ingest(msgVideo, 0, testVideo(true, 10))
 	h.sync()
 	if got, want := takeQueued(rtmpSub), []string{"control", "meta", "aseq", "vseq", "key"}; !equalStrings(got, want) {
 		t.Errorf("RTMP viewer after republish: %v; want %v", got, want)
@@ -321,10 +321,10 @@ func TestDeliverAllocs(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "allocs"}
 	p := startTestPublish(t, h, key)
-	p.write(msgVideo, 0, testVideo(true, 100))
+	p.ingest(msgVideo, 0, testVideo(true, 100))
 	var subs []*subscriber
 	for range 100 {
-		subs = append(subs, h.subscribe(key, clientInfo{ID: "S"}, formatFLV, nil))
+		subs = append(subs, h.subscribe(key, clientInfo{ID: "S"}, flvForm{}, nil))
 	}
 	h.sync()
 	f, kind := p.enc.encode(msgVideo, 40, testVideo(false, 100), 60000)
@@ -507,7 +507,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestHub(t, func(c *config) { c.WriteDelay = 100 * time.Millisecond })
 		key := streamKey{"live", "merge"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 		type write struct {
 			at     time.Duration
 			frames int
@@ -518,7 +518,7 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 		start := time.Now()
 		done := make(chan error, 1)
 		go func() {
-			done <- sub.run(func(b *net.Buffers) error {
+			done <- sub.pumpBlocking(func(b *net.Buffers) error {
 				writes = append(writes, write{time.Since(start), len(*b)})
 				b.WriteTo(io.Discard)
 				return nil
@@ -526,16 +526,16 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 		}()
 		synctest.Wait()
 		time.Sleep(15 * time.Millisecond)
-		p.write(msgVideo, 0, testVideo(true, 10)) // the first frame, at 15 ms
+		p.ingest(msgVideo, 0, testVideo(true, 10)) // the first frame, at 15 ms
 		synctest.Wait()
 		time.Sleep(5 * time.Millisecond) // then off the timer's grid (15, 115, 215 ms): no ties
 		for i := range 19 {              // 19 frames, 10 ms apart, at 20, 30, ... 200 ms
-			p.write(msgVideo, uint32(10*(i+1)), testVideo(false, 10))
+			p.ingest(msgVideo, uint32(10*(i+1)), testVideo(false, 10))
 			synctest.Wait()
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Second) // idle
-		p.write(msgVideo, 1000, testVideo(false, 10))
+		p.ingest(msgVideo, 1000, testVideo(false, 10))
 		synctest.Wait()
 		h.unsubscribe(sub)
 		<-done
@@ -558,11 +558,11 @@ func TestWriteDelayMergesWrites(t *testing.T) {
 func TestTimestampJumps(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "wrap"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	p := startTestPublish(t, h, key)
 	times := []uint32{0, 40, 0xFFFFFFB0, 0xFFFFFFD8, 0x00000008, 0x00000030, 10, 50, 0x01000000}
 	for i, ts := range times {
-		p.write(msgVideo, ts, testVideo(i%3 == 0, 20))
+		p.ingest(msgVideo, ts, testVideo(i%3 == 0, 20))
 	}
 	h.sync()
 	var got []uint32
@@ -594,7 +594,7 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 		const delay = 100 * time.Millisecond
 		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
 		key := streamKey{"live", "grid"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 
 		server, client := net.Pipe()
 		var (
@@ -615,7 +615,7 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 			}
 		}()
 		var total atomic.Uint64
-		out := newSink(server, time.Minute, false, &total)
+		out := newSink(server, time.Minute, nil, &total)
 		out.writeNonblock = func(bufs net.Buffers) (int, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -633,20 +633,20 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 			return n, nil
 		}
 		done := make(chan error, 1)
-		go func() { done <- sub.serve(out) }()
+		go func() { done <- sub.pump(out) }()
 
 		p := startTestPublish(t, h, key)
 		synctest.Wait()
 		start := time.Now()
 		const frames = 20
 		for i := range frames { // 20 frames of 2000 bytes, 10 ms apart
-			p.write(msgVideo, uint32(10*i), testVideo(i == 0, 2000))
+			p.ingest(msgVideo, uint32(10*i), testVideo(i == 0, 2000))
 			synctest.Wait()
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(2 * time.Second) // all written by now; then idle
 		idleFrame := time.Now()
-		p.write(msgVideo, 2000, testVideo(false, 100))
+		p.ingest(msgVideo, 2000, testVideo(false, 100))
 		synctest.Wait()
 		h.unsubscribe(sub)
 		if err := <-done; !errors.Is(err, errSubscriptionEnded) {
@@ -704,7 +704,7 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 		server, client := net.Pipe() // nobody reads client: a blocking write would hang
 		defer client.Close()
 		var total atomic.Uint64
-		out := newSink(server, time.Minute, false, &total)
+		out := newSink(server, time.Minute, nil, &total)
 		var got bytes.Buffer
 		allow := 3 // bytes the socket takes per write
 		out.writeNonblock = func(bufs net.Buffers) (int, error) {
@@ -724,7 +724,7 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 		out.mu.Unlock()
 
 		returned := make(chan error, 1)
-		go func() { returned <- out.write([]byte("PONG")) }()
+		go func() { returned <- out.writeOwn([]byte("PONG")) }()
 		synctest.Wait()
 		select {
 		case err := <-returned:
@@ -748,7 +748,7 @@ func TestOwnMessagesQueueBehindMedia(t *testing.T) {
 		allow = 0 // reads nothing any more
 		var err error
 		for i := 0; err == nil && i < 1000; i++ {
-			err = out.write(make([]byte, 1000))
+			err = out.writeOwn(make([]byte, 1000))
 		}
 		if !errors.Is(err, errPlayerNotReading) {
 			t.Errorf("1000 KB of pongs to a player that reads nothing: err %v; want errPlayerNotReading", err)
@@ -769,17 +769,17 @@ func testStalledPlayerTimesOut(t *testing.T, delay time.Duration) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
 		key := streamKey{"live", "stuck"}
-		sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatFLV, nil)
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 		server, client := net.Pipe()
 		defer client.Close()
 		var total atomic.Uint64
 		const timeout = 2 * time.Second
-		out := newSink(server, timeout, false, &total)
+		out := newSink(server, timeout, nil, &total)
 		out.writeNonblock = func(net.Buffers) (int, error) { return 0, nil } // always full
 		done := make(chan error, 1)
-		go func() { done <- sub.serve(out) }()
+		go func() { done <- sub.pump(out) }()
 		p := startTestPublish(t, h, key)
-		p.write(msgVideo, 0, testVideo(true, 100)) // the start: it stays pending
+		p.ingest(msgVideo, 0, testVideo(true, 100)) // the start: it stays pending
 		synctest.Wait()
 		start := time.Now()
 		select {
@@ -815,10 +815,10 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 		h := newTestHub(t, func(c *config) { c.WriteDelay = 0 })
 		var total atomic.Uint64
 		watch := func(key streamKey, id string) (*subscriber, chan error) {
-			sub := h.subscribe(key, clientInfo{ID: id}, formatFLV, nil)
+			sub := h.subscribe(key, clientInfo{ID: id}, flvForm{}, nil)
 			server, client := net.Pipe()
 			t.Cleanup(func() { client.Close(); server.Close() })
-			out := newSink(server, time.Minute, false, &total)
+			out := newSink(server, time.Minute, nil, &total)
 			out.writeNonblock = func(bufs net.Buffers) (int, error) {
 				n := 0
 				for _, b := range bufs {
@@ -827,7 +827,7 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 				return n, nil // a socket that takes everything
 			}
 			done := make(chan error, 1)
-			go func() { done <- sub.serve(out) }()
+			go func() { done <- sub.pump(out) }()
 			return sub, done
 		}
 		busy, idle := streamKey{"live", "busy"}, streamKey{"live", "idle"}
@@ -843,7 +843,7 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 		var busyPub *publisher
 		for _, key := range []streamKey{idle, busy} {
 			busyPub = startTestPublish(t, h, key)
-			busyPub.write(msgVideo, 0, testVideo(true, 100)) // every player starts
+			busyPub.ingest(msgVideo, 0, testVideo(true, 100)) // every player starts
 		}
 		synctest.Wait()
 		visits := func() (n uint64) {
@@ -855,7 +855,7 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 		before := visits()
 		const frames = 50
 		for i := range frames {
-			busyPub.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+			busyPub.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
 			synctest.Wait()
 		}
 		got := visits() - before
@@ -878,12 +878,12 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 func TestLaggingPlayerStillGetsUnpublish(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "lag"}
-	sub := h.subscribe(key, clientInfo{ID: "SUB"}, formatRTMP, nil)
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	for round := range 40 { // more rounds than the slack: it must stay bounded
 		p := startTestPublish(t, h, key)
-		p.write(msgVideo, 0, testVideo(true, 100))
+		p.ingest(msgVideo, 0, testVideo(true, 100))
 		for i := range 1100 { // more than the queue holds; nobody reads
-			p.write(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+			p.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
 		}
 		h.unpublish(p)
 		h.sync()

@@ -1,5 +1,36 @@
 package main
 
+// A frame: one message from a publisher, encoded once into each output
+// form (RTMP chunks, FLV tags) and shared read-only by every player and
+// the GOP cache; and the part each player protocol plays in the hub.
+
+// playerForm is a player protocol's part in the hub: which bytes of a
+// frame its players get, and what they are told when a stream's publisher
+// comes or goes. rtmp.go and http.go implement it; a new output (HLS)
+// adds a format, its encoding in publishState.encode, and a playerForm.
+type playerForm interface {
+	format() outputFormat
+	// publishNotice is queued for waiting players when a publisher
+	// starts; nil for none.
+	publishNotice(key streamKey) *frame
+	// unpublishNotice is queued when the publisher leaves, and the player
+	// waits for the next one; nil ends the subscription with the stream.
+	unpublishNotice(key streamKey) *frame
+}
+
+// noticeCache builds a notice once per format for all of a stream's
+// players.
+type noticeCache map[outputFormat]*frame
+
+func (c noticeCache) get(sub *subscriber, notice func(playerForm, streamKey) *frame, key streamKey) *frame {
+	n, ok := c[sub.form]
+	if !ok {
+		n = notice(sub.notices, key)
+		c[sub.form] = n
+	}
+	return n
+}
+
 // outputFormat is the byte form a subscriber receives.
 type outputFormat int
 

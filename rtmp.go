@@ -98,7 +98,7 @@ func (s *rtmpServer) newConn(nc net.Conn) *rtmpConn {
 		id:      id,
 		log:     s.log.With("conn", id, "proto", "rtmp", "remote", nc.RemoteAddr().String()),
 		created: time.Now(),
-		out:     newSink(nc, s.cfg.PingTimeout, false, &s.hub.counters.bytesOut),
+		out:     newSink(nc, s.cfg.PingTimeout, nil, &s.hub.counters.bytesOut),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,7 +146,7 @@ type rtmpConn struct {
 
 // writeRaw writes already encoded chunks.
 func (c *rtmpConn) writeRaw(b []byte) error {
-	return c.out.write(b)
+	return c.out.writeOwn(b)
 }
 
 // writeCommand sends an AMF0 command on the command chunk stream.
@@ -282,12 +282,12 @@ func (c *rtmpConn) readLoop(ctx context.Context) error {
 // (a wake-up from the network poller is dearer than the read). Only on
 // plain TCP: TLS reads come back short while more is buffered.
 func (c *rtmpConn) waitForTick() {
-	d := c.srv.cfg.WriteDelay
-	if c.pub == nil || d == 0 || c.out.writeNonblock == nil || c.br.Buffered() > 0 || !c.in.drained ||
-		!c.srv.hub.passesShort() {
+	clock := c.srv.hub.clock
+	if c.pub == nil || clock.delay == 0 || c.out.writeNonblock == nil || c.br.Buffered() > 0 || !c.in.drained ||
+		!clock.readOnTick() {
 		return
 	}
-	time.Sleep(time.Until(gridCeil(time.Now(), d)))
+	time.Sleep(time.Until(clock.tickAt(time.Now())))
 }
 
 // drainReader notes whether the last read came back short, that is, took
@@ -371,7 +371,7 @@ func (c *rtmpConn) handleMessage(msg rtmpMessage) error {
 			}
 			payload = payload[1:]
 		}
-		return c.pub.write(msg.Type, msg.Time, payload)
+		return c.pub.ingest(msg.Type, msg.Time, payload)
 	}
 	return nil // §5.4: unknown message types are ignored
 }
@@ -563,7 +563,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	}
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
-	c.sub = c.srv.hub.subscribe(key, info, formatRTMP, func() { c.nc.Close() })
+	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, func() { c.nc.Close() })
 	c.log.Info("play", "query", info.Query)
 	sub := c.sub
 	c.helpers.Go(func() { c.writeLoop(sub) })
@@ -580,7 +580,7 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 			c.nc.Close()
 		}
 	}()
-	err := sub.serve(c.out)
+	err := sub.pump(c.out)
 	if err != nil && !errors.Is(err, errSubscriptionEnded) {
 		c.log.Info("play stopped", "reason", closeReason(err))
 		c.nc.Close() // the read loop then ends too
@@ -638,6 +638,16 @@ func newClientID() string {
 	}
 	return string(b[:])
 }
+
+// rtmpForm is RTMP players' part in the hub: chunks at our chunk size,
+// and status messages when the publisher comes and goes.
+type rtmpForm struct{ chunkSize int }
+
+func (rtmpForm) format() outputFormat { return formatRTMP }
+
+func (f rtmpForm) publishNotice(key streamKey) *frame { return rtmpPublishNotify(key, f.chunkSize) }
+
+func (f rtmpForm) unpublishNotice(key streamKey) *frame { return rtmpUnpublishNotify(key, f.chunkSize) }
 
 // rtmpUnpublishNotify is what RTMP players get when the publisher leaves
 // (what FMS and NMS send): onStatus NetStream.Play.UnpublishNotify, then

@@ -75,6 +75,10 @@ func appendWSHeader(dst []byte, opcode byte, n int) []byte {
 	}
 }
 
+// wsBinaryHeader is the header of a binary message of n bytes in one
+// frame, as a sink puts before each media batch.
+func wsBinaryHeader(dst []byte, n int) []byte { return appendWSHeader(dst, wsOpBinary, n) }
+
 // wsFrame is one frame read from a client, unmasked.
 type wsFrame struct {
 	fin     bool
