@@ -82,7 +82,11 @@ type hooks struct {
 	client *http.Client
 }
 
+// newHooks returns nil when the config names no hook URL.
 func newHooks(cfg *config, log *slog.Logger) *hooks {
+	if cfg.OnPublish == "" && cfg.OnPlay == "" && cfg.OnUnpublish == "" && cfg.OnStop == "" {
+		return nil
+	}
 	return &hooks{cfg: cfg, log: log, client: &http.Client{Timeout: cfg.HookTimeout}}
 }
 
@@ -90,17 +94,17 @@ var errHookRefused = errors.New("refused by hook")
 
 // hookBody is the JSON each hook gets.
 type hookBody struct {
-	Action   action   `json:"action"`
-	ID       string   `json:"id"`
-	IP       string   `json:"ip"`
-	App      string   `json:"app"`
-	Name     string   `json:"name"`
-	Query    string   `json:"query"`
-	Protocol protocol `json:"protocol"`
-	Created  string   `json:"connectCreated"`
-	Time     string   `json:"time"`
-	Bytes    uint64   `json:"bytes,omitempty"`
-	Reason   string   `json:"reason,omitempty"`
+	Action   action      `json:"action"`
+	ID       string      `json:"id"`
+	IP       string      `json:"ip"`
+	App      string      `json:"app"`
+	Name     string      `json:"name"`
+	Query    string      `json:"query"`
+	Protocol protocol    `json:"protocol"`
+	Created  string      `json:"connectCreated"`
+	Time     string      `json:"time"`
+	Bytes    uint64      `json:"bytes,omitempty"`
+	Reason   closeReason `json:"reason,omitempty"`
 }
 
 // post sends one event; it returns an error unless the answer is 2xx.

@@ -144,21 +144,8 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	}
 	nc.SetDeadline(time.Time{}) // the server's read/write timeouts are for requests, not streams
 
-	var resp strings.Builder
-	if ws {
-		// RFC 6455 §4.2.2: the server's opening handshake.
-		resp.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
-		resp.WriteString("Sec-WebSocket-Accept: " + accept + "\r\n")
-	} else {
-		// No Content-Length and no chunking: the body ends when the stream does.
-		resp.WriteString("HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\nConnection: close\r\n")
-	}
-	if s.cfg.AllowOrigin != "" {
-		resp.WriteString("Access-Control-Allow-Origin: " + s.cfg.AllowOrigin + "\r\n")
-	}
-	resp.WriteString("\r\n")
 	nc.SetWriteDeadline(time.Now().Add(s.cfg.PingTimeout))
-	if _, err := io.WriteString(nc, resp.String()); err != nil || r.Method == http.MethodHead {
+	if _, err := io.WriteString(nc, s.playResponseHead(ws, accept)); err != nil || r.Method == http.MethodHead {
 		nc.Close()
 		s.untrack(nc)
 		return
@@ -188,6 +175,24 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		defer counters.active[proto].Add(-1)
 		p.play(key, info)
 	}()
+}
+
+// playResponseHead is the status line and headers of a play response: a
+// WebSocket upgrade (RFC 6455 §4.2.2), or an FLV body with no
+// Content-Length and no chunking, which ends when the stream does.
+func (s *httpServer) playResponseHead(ws bool, accept string) string {
+	var resp strings.Builder
+	if ws {
+		resp.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+		resp.WriteString("Sec-WebSocket-Accept: " + accept + "\r\n")
+	} else {
+		resp.WriteString("HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nCache-Control: no-cache, no-store\r\nConnection: close\r\n")
+	}
+	if s.cfg.AllowOrigin != "" {
+		resp.WriteString("Access-Control-Allow-Origin: " + s.cfg.AllowOrigin + "\r\n")
+	}
+	resp.WriteString("\r\n")
+	return resp.String()
 }
 
 func (s *httpServer) track(nc net.Conn) bool {
@@ -270,7 +275,7 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 		select {
 		case err = <-readErr:
 		default:
-			err = errors.New("stream ended")
+			err = errors.New(string(reasonStreamEnded))
 		}
 	}
 	if p.ws {
@@ -278,7 +283,7 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	}
 	p.nc.Close()
 	p.srv.hub.unsubscribe(sub)
-	p.log.Info("close", "reason", closeReason(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.out.bytesOut.Load(),
+	p.log.Info("close", "reason", reasonOf(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.out.bytesOut.Load(),
 		"drops", sub.drops.Load(), "duration", time.Since(p.start).Round(time.Millisecond))
 }
 

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -38,19 +37,6 @@ var (
 	errHubClosed         = errors.New("hub closed")
 )
 
-type streamKey struct{ App, Name string }
-
-func (k streamKey) String() string { return "/" + k.App + "/" + k.Name }
-
-// clientInfo describes a publisher or a player for logs and stats.
-type clientInfo struct {
-	ID       string
-	IP       string
-	Protocol protocol
-	Created  time.Time
-	Query    string
-}
-
 // hubOp is one request to the hub goroutine: a media frame from a
 // publisher, or a function to run there.
 type hubOp struct {
@@ -76,43 +62,6 @@ type hub struct {
 	// op and were not on its list yet; owned by the hub goroutine.
 	dirty       [][]*subscriber
 	nextFlusher atomic.Uint64
-}
-
-// protocol is how a client reached us; it indexes the counters.
-type protocol uint8
-
-const (
-	protoRTMP protocol = iota // RTMP and RTMPS
-	protoHTTP                 // HTTP-FLV
-	protoWS                   // WebSocket-FLV
-	protoCount
-)
-
-var protocols = [protoCount]protocol{protoRTMP, protoHTTP, protoWS}
-
-func (p protocol) String() string {
-	switch p {
-	case protoRTMP:
-		return "rtmp"
-	case protoHTTP:
-		return "http"
-	case protoWS:
-		return "ws"
-	}
-	return fmt.Sprintf("protocol(%d)", uint8(p))
-}
-
-// MarshalText names the protocol in JSON, logs and hook bodies.
-func (p protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
-
-func (p *protocol) UnmarshalText(b []byte) error {
-	for _, q := range protocols {
-		if q.String() == string(b) {
-			*p = q
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown protocol %q", b)
 }
 
 // action is a lifecycle event, as the API's event stream and the hooks
@@ -281,7 +230,7 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.pub = p
 		s.started = time.Now()
 		s.stats = streamStats{}
-		h.emit(actPublish, key, info, "")
+		h.emit(actPublish, key, info, reasonNone)
 		notices := noticeCache{}
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
@@ -328,7 +277,7 @@ func (h *hub) unpublish(p *publisher) {
 // UnpublishNotify and Stream EOF, as with NMS); the others' subscriptions
 // end (HTTP-FLV and WS-FLV responses).
 func (h *hub) endPublish(s *stream) {
-	h.emitBytes(actUnpublish, s.key, s.pub.info, "", s.pub.bytesIn())
+	h.emitBytes(actUnpublish, s.key, s.pub.info, reasonNone, s.pub.bytesIn())
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
@@ -337,7 +286,7 @@ func (h *hub) endPublish(s *stream) {
 	for sub := range s.subs {
 		n := notices.get(sub, playerForm.unpublishNotice, s.key)
 		if n == nil {
-			h.removeSub(s, sub, "stream ended")
+			h.removeSub(s, sub, reasonStreamEnded)
 			sub.end(errSubscriptionEnded)
 			continue
 		}
@@ -425,7 +374,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
-		h.emit(actPlay, key, info, "")
+		h.emit(actPlay, key, info, reasonNone)
 		if s.pub == nil || len(s.gop) == 0 {
 			return // headers and frames come at the next keyframe
 		}
@@ -471,7 +420,7 @@ func (h *hub) joinHeaders(s *stream) []*frame {
 func (h *hub) unsubscribe(sub *subscriber) {
 	h.call(func() {
 		if s := h.streams[sub.key]; s != nil {
-			h.removeSub(s, sub, "")
+			h.removeSub(s, sub, reasonNone)
 			h.dropIfIdle(s)
 		}
 		sub.end(errSubscriptionEnded)
@@ -480,7 +429,7 @@ func (h *hub) unsubscribe(sub *subscriber) {
 
 // removeSub takes sub out of s, once, keeping its bytes in the stream's
 // total and telling watchers.
-func (h *hub) removeSub(s *stream, sub *subscriber, reason string) {
+func (h *hub) removeSub(s *stream, sub *subscriber, reason closeReason) {
 	if _, ok := s.subs[sub]; !ok {
 		return
 	}
@@ -607,7 +556,7 @@ func (h *hub) dropped(sub *subscriber) {
 
 func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
 	h.counters.kicks.Add(1)
-	h.removeSub(s, sub, err.Error())
+	h.removeSub(s, sub, closeReason(err.Error()))
 	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load())
 	sub.end(err)
 	if sub.hangup != nil {
@@ -622,7 +571,7 @@ type hubEvent struct {
 	Type   action
 	Key    streamKey
 	Client clientInfo
-	Reason string
+	Reason closeReason
 	Bytes  uint64 // on unpublish and stop: bytes received or sent
 	Time   time.Time
 }
@@ -643,11 +592,11 @@ func (h *hub) watch() (events <-chan hubEvent, stop func()) {
 	}
 }
 
-func (h *hub) emit(typ action, key streamKey, c clientInfo, reason string) {
+func (h *hub) emit(typ action, key streamKey, c clientInfo, reason closeReason) {
 	h.emitBytes(typ, key, c, reason, 0)
 }
 
-func (h *hub) emitBytes(typ action, key streamKey, c clientInfo, reason string, n uint64) {
+func (h *hub) emitBytes(typ action, key streamKey, c clientInfo, reason closeReason, n uint64) {
 	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Bytes: n, Time: time.Now()}
 	for ch := range h.watchers {
 		select {
@@ -663,7 +612,7 @@ func (h *hub) kickStream(key streamKey) bool {
 	h.call(func() {
 		if s := h.streams[key]; s != nil && s.pub != nil {
 			p = s.pub
-			h.emit(actKick, key, p.info, "by API")
+			h.emit(actKick, key, p.info, reasonByAPI)
 		}
 	})
 	if p == nil {
@@ -682,12 +631,12 @@ func (h *hub) kickClient(id string) bool {
 		for _, s := range h.streams {
 			if s.pub != nil && s.pub.info.ID == id {
 				p, found = s.pub, true
-				h.emit(actKick, s.key, p.info, "by API")
+				h.emit(actKick, s.key, p.info, reasonByAPI)
 				return
 			}
 			for sub := range s.subs {
 				if sub.info.ID == id {
-					h.emit(actKick, s.key, sub.info, "by API")
+					h.emit(actKick, s.key, sub.info, reasonByAPI)
 					h.kickSub(s, sub, errKicked)
 					found = true
 					return

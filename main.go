@@ -500,13 +500,9 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		}
 		return ln, nil
 	}
-	var tlsCfg *tls.Config
-	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, err
-		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}}
+	tlsCfg, err := loadTLS(cfg)
+	if err != nil {
+		return nil, err
 	}
 	rtmpLn, err := open(cfg.RTMPAddr, nil)
 	if err != nil {
@@ -527,10 +523,7 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	var hk *hooks
-	if cfg.OnPublish != "" || cfg.OnPlay != "" || cfg.OnUnpublish != "" || cfg.OnStop != "" {
-		hk = newHooks(cfg, log)
-	}
+	hk := newHooks(cfg, log)
 	admit := newAdmission(cfg, hk, &h.counters)
 	s := &server{
 		cfg:     cfg,
@@ -556,6 +549,18 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// loadTLS reads the certificate for -rtmps and -https; nil without one.
+func loadTLS(cfg *config) (*tls.Config, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
 }
 
 // serve runs until ctx ends, then shuts down in order: stop accepting,

@@ -9,7 +9,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -165,10 +163,10 @@ func (c *rtmpConn) onStatus(level, code, desc string) error {
 
 func (c *rtmpConn) serve(ctx context.Context) {
 	start := time.Now()
-	reason := "closed"
+	reason := reasonClosed
 	defer func() {
 		if r := recover(); r != nil {
-			reason = fmt.Sprintf("panic: %v", r)
+			reason = closeReason(fmt.Sprintf("panic: %v", r))
 			c.log.Error("rtmp panic", "panic", r)
 		}
 		c.cleanup()
@@ -192,34 +190,12 @@ func (c *rtmpConn) serve(ctx context.Context) {
 	c.br = bufio.NewReaderSize(&c.in, 16<<10)
 	if err := serverHandshake(c.br, c.nc); err != nil {
 		counters.handshakeFailures.Add(1)
-		reason = closeReason(err)
+		reason = reasonOf(err)
 		return
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.cr = newChunkReader(c.br)
-	reason = closeReason(c.readLoop(ctx))
-}
-
-// closeReason turns the error that ended a connection into a log reason:
-// normal closes read as such, anything else as the error.
-func closeReason(err error) string {
-	switch {
-	case err == nil:
-		return "closed"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "peer closed"
-	case errors.Is(err, net.ErrClosed):
-		return "closed by server"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "peer reset"
-	case errors.Is(err, errKicked), errors.Is(err, errViewerTooSlow):
-		return err.Error()
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	return err.Error()
+	reason = reasonOf(c.readLoop(ctx))
 }
 
 var errKicked = errors.New("kicked")
@@ -582,7 +558,7 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 	}()
 	err := sub.pump(c.out)
 	if err != nil && !errors.Is(err, errSubscriptionEnded) {
-		c.log.Info("play stopped", "reason", closeReason(err))
+		c.log.Info("play stopped", "reason", reasonOf(err))
 		c.nc.Close() // the read loop then ends too
 	}
 }
@@ -618,27 +594,6 @@ func (c *rtmpConn) onPause(cmd rtmpCommand) error {
 	return c.onStatus("status", "NetStream.Unpause.Notify", "Unpaused live")
 }
 
-func remoteIP(nc net.Conn) string { return hostOf(nc.RemoteAddr().String()) }
-
-func hostOf(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
-}
-
-// newClientID returns 8 characters of A-Z0-9, the shape of NMS client ids.
-func newClientID() string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	var b [8]byte
-	rand.Read(b[:])
-	for i := range b {
-		b[i] = alphabet[int(b[i])%len(alphabet)]
-	}
-	return string(b[:])
-}
-
 // rtmpForm is RTMP players' part in the hub: chunks at our chunk size,
 // and status messages when the publisher comes and goes.
 type rtmpForm struct{ chunkSize int }
@@ -666,20 +621,4 @@ func rtmpPublishNotify(key streamKey, chunkSize int) *frame {
 	body := amf0AppendAll(nil, "onStatus", 0.0, nil,
 		statusObject("status", "NetStream.Play.PublishNotify", key.String()+" is now published."))
 	return &frame{rtmp: appendChunks(b, csidCommand, msgCommandAMF0, mediaStreamID, 0, body, chunkSize)}
-}
-
-// validName reports whether an app or stream name is in the safe set:
-// 1 to 128 of A-Z a-z 0-9 _ - (the set NMS v4 enforces). Anything else
-// could escape a path, confuse a log or collide in the API's JSON.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
