@@ -59,36 +59,32 @@ import (
 // subscriber is one player's bounded queue. The hub goroutine pushes
 // without ever blocking; the player's writer drains it.
 type subscriber struct {
+	// Fixed when it is made.
 	hub     *hub
 	key     streamKey
 	info    clientInfo
-	form    outputFormat // which bytes of a frame it gets
-	notices playerForm   // what it is told when the publisher comes and goes
+	form    outputFormat  // which bytes of a frame it gets
+	notices playerForm    // what it is told when the publisher comes and goes
+	hangup  func()        // closes its connection; nil in tests
+	done    chan struct{} // closed by end, on the hub goroutine
 
 	// The queue: the hub appends, the writer takes all at once. A mutex
 	// and a slice, not a channel: a push is the hub's only cost per
 	// viewer per frame, and a batch comes out in one step.
 	qmu sync.Mutex
-	// listed: on flusher's list of players to visit. Next to qmu: the hub
-	// and the flusher touch both together, so they share a cache line.
+	// listed: on its flusher's list of players to visit. Next to qmu: the
+	// hub and the flusher touch both together, so they share a cache line.
 	listed atomic.Bool
 	q      []*frame      // guarded by qmu; at most subQueueFrames
 	ready  chan struct{} // cap 1: q has frames; for pumpBlocking, not for flushers
 	queued atomic.Int64  // bytes in q
 	// flusher takes from q once set; then nobody waits on ready.
 	flusher atomic.Pointer[flusher]
-	hangup  func()
-	burst   []*frame // the join burst (GOP cache), written before q
-	done    chan struct{}
-	err     error // why done was closed; written before close(done)
 
+	// Counters, and the player's wishes (its connection's read side sets
+	// them, its writer reads them).
 	drops, bytesOut         atomic.Uint64
 	noAudio, noVideo, pause atomic.Bool
-
-	// Owned by its writer: its own goroutine (pump), or a flusher while
-	// it holds out.mu.
-	waitVideoKey bool  // after an unpause: skip video until a keyframe
-	out          *sink // set by pump before a flusher sees the player
 
 	// Owned by the hub goroutine.
 	waitKey     bool      // skipping until the next keyframe
@@ -96,6 +92,13 @@ type subscriber struct {
 	behindSince time.Time // when it started skipping; zero when in step
 	ended       bool
 	lastDropLog time.Time
+	err         error // why done was closed; written before close(done)
+
+	// Owned by its writer: its own goroutine (pump), or a flusher while
+	// it holds out.mu.
+	burst        []*frame // the join burst (GOP cache), set before the writer starts; written before q
+	waitVideoKey bool     // after an unpause: skip video until a keyframe
+	out          *sink    // set by pump before a flusher sees the player
 }
 
 // queueLen is the number of frames in sub's queue.
