@@ -1,0 +1,495 @@
+package main
+
+// The write path to players: the bounds of a player's queue, the socket
+// sink, and the flushers that write to it (the write delay grid, partial
+// writes, stalled sockets).
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestViewerQueueBytesBound: the byte limit holds whatever the frame size.
+func TestViewerQueueBytesBound(t *testing.T) {
+	h := newTestHub(t, func(c *config) { c.QueueBytes = 1 << 20 })
+	key := streamKey{"live", "big"}
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, rtmpForm{h.cfg.ChunkSize}, nil)
+	p := startTestPublish(t, h, key)
+	p.ingest(msgVideo, 0, testVideo(true, 100<<10))
+	for i := range 100 { // 10 MB of 100 kB frames
+		p.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100<<10))
+	}
+	h.sync()
+	if q := sub.queued.Load(); q > 1<<20 || q < 900<<10 {
+		t.Errorf("queued %d bytes; want close to but at most %d", q, 1<<20)
+	}
+	if sub.drops.Load() == 0 {
+		t.Errorf("no drops counted")
+	}
+}
+
+// TestStalledViewerCostsItsQueue pushes 26 MB through a server while one
+// HTTP-FLV viewer never reads: another viewer gets every frame, the
+// publisher finishes while the stalled one is still connected (so it never
+// waited for it), the stalled one's drops are counted, and the heap grows
+// by no more than the queue cap plus the GOP cache.
+func TestStalledViewerCostsItsQueue(t *testing.T) {
+	const queue = 2 << 20
+	ts := startServer(t, func(c *config) { c.QueueBytes = queue })
+	key := streamKey{"live", "stall"}
+
+	stalled, err := net.Dial("tcp", ts.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	stalled.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(stalled, "GET /live/stall.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The good viewer counts media tags as they stream by, keeping none
+	// (this test measures the heap of the process it shares with the server).
+	good := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { good <- n }()
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.httpURL("stall"), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		defer resp.Body.Close()
+		fr, err := newFLVReader(resp.Body)
+		if err != nil {
+			return
+		}
+		for {
+			tag, err := fr.next()
+			if err != nil {
+				return
+			}
+			if tag.Type == tagAudio || tag.Type == tagVideo {
+				n++
+			}
+		}
+	}()
+	waitFor(t, "two viewers", func() bool { return ts.viewers(key) == 2 })
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "stall", "live")
+	pub.expectStatus()
+	pub.chunkSize = 60000
+	pub.send(csidControl, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 60000))
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	// About 130 Mbit/s: paced so that a reading viewer keeps up even
+	// under the race detector, far more than the stalled one's queue.
+	const frames, size = 400, 64 << 10
+	for i := range frames {
+		time.Sleep(4 * time.Millisecond)
+		pub.send(csidVideo, msgVideo, sid, uint32(40*i), testVideo(i%25 == 0, size))
+	}
+	// Wait until the good viewer has everything, then check the stalled
+	// one is still there: the publisher never waited for it.
+	waitFor(t, "the good viewer to get every frame", func() bool {
+		for _, s := range ts.hub.snapshot() {
+			for _, c := range s.Subscribers {
+				if c.Drops == 0 && c.Bytes >= uint64(frames*(size+15)) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	var stalledDrops uint64
+	for _, s := range ts.hub.snapshot() {
+		for _, c := range s.Subscribers {
+			stalledDrops = max(stalledDrops, c.Drops)
+		}
+	}
+	if ts.viewers(key) != 2 || stalledDrops == 0 {
+		t.Errorf("viewers %d, stalled viewer drops %d; want 2 viewers and drops counted", ts.viewers(key), stalledDrops)
+	}
+	// What is live now, with the stalled viewer still connected: each
+	// frame is held in two forms (RTMP and FLV); the GOP cache holds 25
+	// frames; the stalled viewer's queue at most queue bytes; the good
+	// viewer's queue up to one write delay of frames (one per 4 ms).
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	delayed := int(ts.cfg.WriteDelay/(4*time.Millisecond)) + 1
+	bound := uint64(queue + 2*25*(size+64) + 2*delayed*(size+64) + 4<<20)
+	grew := after.HeapInuse - min(after.HeapInuse, before.HeapInuse)
+	t.Logf("pushed %d bytes; stalled viewer dropped %d frames; live heap grew by %d bytes (bound %d)", frames*size, stalledDrops, grew, bound)
+	if grew > bound {
+		t.Errorf("heap grew by %d bytes with a stalled viewer; want at most %d (pushed %d)", grew, bound, frames*size)
+	}
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	if n := <-good; n != frames+2 {
+		t.Errorf("good viewer got %d media tags; want %d", n, frames+2)
+	}
+}
+
+// TestWriteDelayMergesWrites: with a write delay, frames that arrive in
+// between go out together, and a viewer idle for longer than the delay is
+// written to at once (fake time).
+func TestWriteDelayMergesWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.WriteDelay = 100 * time.Millisecond })
+		key := streamKey{"live", "merge"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+		type write struct {
+			at     time.Duration
+			frames int
+		}
+		var writes []write
+		p := startTestPublish(t, h, key) // metadata and headers: held until the first frame
+		h.sync()
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			done <- sub.pumpBlocking(func(b *net.Buffers) error {
+				writes = append(writes, write{time.Since(start), len(*b)})
+				b.WriteTo(io.Discard)
+				return nil
+			})
+		}()
+		synctest.Wait()
+		time.Sleep(15 * time.Millisecond)
+		p.ingest(msgVideo, 0, testVideo(true, 10)) // the first frame, at 15 ms
+		synctest.Wait()
+		time.Sleep(5 * time.Millisecond) // then off the timer's grid (15, 115, 215 ms): no ties
+		for i := range 19 {              // 19 frames, 10 ms apart, at 20, 30, ... 200 ms
+			p.ingest(msgVideo, uint32(10*(i+1)), testVideo(false, 10))
+			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // idle
+		p.ingest(msgVideo, 1000, testVideo(false, 10))
+		synctest.Wait()
+		h.unsubscribe(sub)
+		<-done
+		var got []string
+		for _, w := range writes {
+			got = append(got, fmt.Sprintf("%v:%d", w.at, w.frames))
+		}
+		// 15 ms: the stream's start (FLV header, metadata, two sequence
+		// headers, keyframe) at once; then at most one write per 100 ms,
+		// each with what piled up; after the idle second, at once.
+		want := "15ms:5 115ms:10 215ms:9 1.21s:1"
+		if strings.Join(got, " ") != want {
+			t.Errorf("writes (time:frames) = %v; want %s", got, want)
+		}
+	})
+}
+
+// TestFlusherGridAndPartialWrites drives a flusher in fake time through a
+// socket that takes at most 3000 bytes per write: a new viewer's start
+// goes out at once; after it, passes come at most once per write delay,
+// on the shared grid, and finish what earlier writes left before taking
+// more; after an idle spell the next frame goes out at once. The bytes
+// that arrive are the whole stream in order.
+func TestFlusherGridAndPartialWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 100 * time.Millisecond
+		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
+		key := streamKey{"live", "grid"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+
+		server, client := net.Pipe()
+		var (
+			mu       sync.Mutex
+			received bytes.Buffer
+			passes   []time.Time // the first non-blocking write of each pass
+		)
+		go func() { // blocking writes (none expected here) land in order too
+			buf := make([]byte, 4096)
+			for {
+				n, err := client.Read(buf)
+				mu.Lock()
+				received.Write(buf[:n])
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+		var total atomic.Uint64
+		out := newSink(server, time.Minute, nil, &total)
+		out.writeNonblock = func(bufs net.Buffers) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if now := time.Now(); len(passes) == 0 || !passes[len(passes)-1].Equal(now) {
+				passes = append(passes, now)
+			}
+			n := 0
+			for _, b := range bufs {
+				take := min(len(b), 3000-n)
+				received.Write(b[:take])
+				if n += take; n == 3000 {
+					break
+				}
+			}
+			return n, nil
+		}
+		done := make(chan error, 1)
+		go func() { done <- sub.pump(out) }()
+
+		p := startTestPublish(t, h, key)
+		synctest.Wait()
+		start := time.Now()
+		const frames = 20
+		for i := range frames { // 20 frames of 2000 bytes, 10 ms apart
+			p.ingest(msgVideo, uint32(10*i), testVideo(i == 0, 2000))
+			synctest.Wait()
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second) // all written by now; then idle
+		idleFrame := time.Now()
+		p.ingest(msgVideo, 2000, testVideo(false, 100))
+		synctest.Wait()
+		h.unsubscribe(sub)
+		if err := <-done; !errors.Is(err, errSubscriptionEnded) {
+			t.Fatalf("serve: %v", err)
+		}
+		server.Close()
+
+		mu.Lock()
+		defer mu.Unlock()
+		if len(passes) < 3 {
+			t.Fatalf("%d passes; want the start, several partial passes, the idle frame", len(passes))
+		}
+		if !passes[0].Equal(start) {
+			t.Errorf("first pass at %v; want at once, at the viewer's start", passes[0].Sub(start))
+		}
+		last := passes[len(passes)-1]
+		if !last.Equal(idleFrame) {
+			t.Errorf("last pass %v after the idle frame; want at once", last.Sub(idleFrame))
+		}
+		for i := 1; i < len(passes)-1; i++ {
+			if gap := passes[i].Sub(passes[i-1]); gap < delay {
+				t.Errorf("pass %d only %v after the one before; want at least %v", i, gap, delay)
+			}
+			if (passes[i].Sub(gridEpoch)-ingestLead)%delay != 0 {
+				t.Errorf("pass %d at %v: not on the grid", i, passes[i].Sub(start))
+			}
+		}
+		fr, err := newFLVReader(bytes.NewReader(received.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var video []uint32
+		for {
+			tag, err := fr.next()
+			if err != nil {
+				break
+			}
+			if header, _ := videoInfo(tag.Data); tag.Type == tagVideo && !header {
+				video = append(video, tag.Time)
+			}
+		}
+		if len(video) != frames+1 {
+			t.Errorf("%d video frames arrived whole; want %d (timestamps %v)", len(video), frames+1, video)
+		}
+		t.Logf("%d passes, %d bytes", len(passes), received.Len())
+	})
+}
+
+// TestOwnMessagesQueueBehindMedia: while a flusher writes a player's media,
+// a message of the connection's own (a pong, an RTMP ping) goes behind what
+// is pending, without blocking on the full socket, and comes out after the
+// media; a player that reads nothing cannot pile them up without bound.
+func TestOwnMessagesQueueBehindMedia(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		server, client := net.Pipe() // nobody reads client: a blocking write would hang
+		defer client.Close()
+		var total atomic.Uint64
+		out := newSink(server, time.Minute, nil, &total)
+		var got bytes.Buffer
+		allow := 3 // bytes the socket takes per write
+		out.writeNonblock = func(bufs net.Buffers) (int, error) {
+			n := 0
+			for _, b := range bufs {
+				take := min(len(b), allow-n)
+				got.Write(b[:take])
+				if n += take; n == allow {
+					break
+				}
+			}
+			return n, nil
+		}
+		out.flusher, out.sub = newFlusher(0), &subscriber{}
+		out.mu.Lock()
+		out.writeNow(&net.Buffers{[]byte("media1"), []byte("media2")})
+		out.mu.Unlock()
+
+		returned := make(chan error, 1)
+		go func() { returned <- out.writeOwn([]byte("PONG")) }()
+		synctest.Wait()
+		select {
+		case err := <-returned:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("write blocked on a full socket while a flusher owns the media")
+		}
+		if !slices.Contains(out.flusher.dirty, out.sub) {
+			t.Error("the pong waits behind pending media, but the flusher's next pass will not visit its player")
+		}
+		allow = 1 << 20
+		out.mu.Lock()
+		out.tryWrite(out.pending)
+		out.mu.Unlock()
+		if got.String() != "media1media2PONG" {
+			t.Errorf("socket got %q; want the media, then the pong", got.String())
+		}
+
+		allow = 0 // reads nothing any more
+		var err error
+		for i := 0; err == nil && i < 1000; i++ {
+			err = out.writeOwn(make([]byte, 1000))
+		}
+		if !errors.Is(err, errPlayerNotReading) {
+			t.Errorf("1000 KB of pongs to a player that reads nothing: err %v; want errPlayerNotReading", err)
+		}
+	})
+}
+
+// TestStalledPlayerTimesOut: a player whose socket takes nothing is
+// dropped after the write timeout even when no frame comes to find it
+// too slow (the stream has stopped), as a blocking write would time out.
+func TestStalledPlayerTimesOut(t *testing.T) {
+	for _, delay := range []time.Duration{0, 50 * time.Millisecond} {
+		t.Run(fmt.Sprint("delay=", delay), func(t *testing.T) { testStalledPlayerTimesOut(t, delay) })
+	}
+}
+
+func testStalledPlayerTimesOut(t *testing.T, delay time.Duration) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.WriteDelay = delay })
+		key := streamKey{"live", "stuck"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+		server, client := net.Pipe()
+		defer client.Close()
+		var total atomic.Uint64
+		const timeout = 2 * time.Second
+		out := newSink(server, timeout, nil, &total)
+		out.writeNonblock = func(net.Buffers) (int, error) { return 0, nil } // always full
+		done := make(chan error, 1)
+		go func() { done <- sub.pump(out) }()
+		p := startTestPublish(t, h, key)
+		p.ingest(msgVideo, 0, testVideo(true, 100)) // the start: it stays pending
+		synctest.Wait()
+		start := time.Now()
+		select {
+		case err := <-done:
+			if !errors.Is(err, errWriteStalled) {
+				t.Fatalf("serve: %v; want errWriteStalled", err)
+			}
+			if waited := time.Since(start); waited < timeout || waited > timeout+time.Second {
+				t.Errorf("dropped after %v (fake time); want just past the %v timeout", waited, timeout)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("a player that takes nothing was still there a minute later")
+		}
+		// A full socket is retried every pendingRetry (or delay), not in a
+		// loop: a flusher that spun on it would burn a core.
+		var visits uint64
+		for _, f := range h.flushers {
+			visits += f.visits.Load()
+		}
+		if most := uint64(timeout/max(delay, pendingRetry)) + 10; visits > most {
+			t.Errorf("%d visits to a full socket in %v; want at most %d", visits, timeout, most)
+		}
+		h.unsubscribe(sub)
+	})
+}
+
+// TestPassesVisitOnlyPlayersWithFrames: a flusher's pass visits the
+// players that got frames, not every player it has. With the write delay
+// at 0 a pass follows each frame, so visiting idle players would cost
+// O(all viewers) per frame of any stream.
+func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.WriteDelay = 0 })
+		var total atomic.Uint64
+		watch := func(key streamKey, id string) (*subscriber, chan error) {
+			sub := h.subscribe(key, clientInfo{ID: id}, flvForm{}, nil)
+			server, client := net.Pipe()
+			t.Cleanup(func() { client.Close(); server.Close() })
+			out := newSink(server, time.Minute, nil, &total)
+			out.writeNonblock = func(bufs net.Buffers) (int, error) {
+				n := 0
+				for _, b := range bufs {
+					n += len(b)
+				}
+				return n, nil // a socket that takes everything
+			}
+			done := make(chan error, 1)
+			go func() { done <- sub.pump(out) }()
+			return sub, done
+		}
+		busy, idle := streamKey{"live", "busy"}, streamKey{"live", "idle"}
+		const idlePlayers = 20
+		var subs []*subscriber
+		var dones []chan error
+		for i := range idlePlayers {
+			sub, done := watch(idle, fmt.Sprint("IDLE", i))
+			subs, dones = append(subs, sub), append(dones, done)
+		}
+		sub, done := watch(busy, "BUSY")
+		subs, dones = append(subs, sub), append(dones, done)
+		var busyPub *publisher
+		for _, key := range []streamKey{idle, busy} {
+			busyPub = startTestPublish(t, h, key)
+			busyPub.ingest(msgVideo, 0, testVideo(true, 100)) // every player starts
+		}
+		synctest.Wait()
+		visits := func() (n uint64) {
+			for _, f := range h.flushers {
+				n += f.visits.Load()
+			}
+			return n
+		}
+		before := visits()
+		const frames = 50
+		for i := range frames {
+			busyPub.ingest(msgVideo, uint32(40*(i+1)), testVideo(false, 100))
+			synctest.Wait()
+		}
+		got := visits() - before
+		t.Logf("%d frames on one stream: %d visits (%d idle players elsewhere)", frames, got, idlePlayers)
+		if got > frames {
+			t.Errorf("%d frames to one player took %d visits; want at most %d: passes visit idle players", frames, got, frames)
+		}
+		for i, sub := range subs {
+			h.unsubscribe(sub)
+			if err := <-dones[i]; !errors.Is(err, errSubscriptionEnded) {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	})
+}
