@@ -5,6 +5,7 @@ package main
 // writes, stalled sockets).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -492,4 +494,430 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestSlowReaderGetsWholeTags has viewers on HTTP-FLV, WS-FLV and RTMP read
+// far slower than a stream of 64 KB frames. Their sockets fill, so the
+// flusher's non-blocking writes leave the rest of a batch pending (over WS,
+// the rest of a WebSocket message), and their queues overflow, so the hub
+// skips them to keyframes. What they get must still be whole tags in
+// order: a gap only before a keyframe, with the metadata and sequence
+// headers again since the last frame. Control messages (WS pongs, RTMP
+// pings) written meanwhile must land between batches, not inside one. A
+// fast viewer on the same stream gets every frame. The counters prove the
+// paths ran.
+func TestSlowReaderGetsWholeTags(t *testing.T) {
+	ts := startServer(t, func(c *config) {
+		// The queue is small so that slow viewers overflow it soon; the
+		// fast viewer needs one write delay of frames in it (5 of 15),
+		// and room for a late pass on a busy machine.
+		c.QueueBytes = 1 << 20
+		c.Ping = 500 * time.Millisecond // RTMP pings go out while batches are pending
+	})
+	// The main part is 16 MB. A slow viewer reads 2 MB of it meanwhile;
+	// the server's socket (at most 4 MB with Linux's default tcp_wmem),
+	// the viewer's queue and a pending batch hold 6 MB more: so its socket
+	// fills and its queue overflows, whatever the timing. (A host that lets
+	// a socket buffer 16 MB could absorb it all.)
+	const (
+		name       = "slowread"
+		mainFrames = 250
+		frameSize  = 64 << 10
+		framePause = 10 * time.Millisecond // 6.4 MB/s: 8 times what a slow viewer reads
+	)
+	key := streamKey{"live", name}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second) // a safety net only
+	defer cancel()
+
+	var hurry atomic.Bool       // the main part is over: slow viewers read at full speed to catch up
+	var caughtUp sync.WaitGroup // each slow viewer has seen the tail, or has ended
+	var viewers sync.WaitGroup
+	newCheck := func(proto string, slow bool) *mediaCheck {
+		c := &mediaCheck{name: proto, tailFrom: mainFrames, onTail: func() {}}
+		if slow {
+			caughtUp.Add(1)
+			c.onTail = sync.OnceFunc(caughtUp.Done)
+		}
+		return c
+	}
+	// run plays in the background; a slow viewer that ends before the
+	// tail must not hold the publisher up.
+	run := func(c *mediaCheck, play func() error) {
+		viewers.Go(func() {
+			defer c.onTail()
+			if err := play(); err != nil && c.err == nil {
+				c.err = err
+			}
+		})
+	}
+
+	fast := newCheck("fast http", false)
+	run(fast, func() error {
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.httpURL(name), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return fast.readFLV(resp.Body)
+	})
+
+	slowHTTP := newCheck("slow http", true)
+	run(slowHTTP, func() error {
+		nc, err := dialSlow(ctx, ts.httpAddr, &hurry)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(nc, "GET /live/%s.flv HTTP/1.1\r\nHost: %s\r\n\r\n", name, ts.httpAddr)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			return err
+		}
+		return slowHTTP.readFLV(resp.Body)
+	})
+
+	slowWS := newCheck("slow ws", true)
+	run(slowWS, func() error {
+		nc, err := dialSlow(ctx, ts.httpAddr, &hurry)
+		if err != nil {
+			return err
+		}
+		c, err := upgradeWS(nc, ts.httpAddr, "/live/"+name+".flv")
+		if err != nil {
+			return err
+		}
+		// Pings from the viewer make the server write pongs while media
+		// batches are pending.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for tick := time.NewTicker(500 * time.Millisecond); ; {
+				select {
+				case <-stop:
+					tick.Stop()
+					return
+				case <-tick.C:
+					c.writeFrame(wsOpPing, []byte(wsPingPayload))
+				}
+			}
+		}()
+		msgs := &wsMessages{c: c}
+		err = slowWS.readFLV(msgs)
+		slowWS.controls = msgs.pongs
+		if err != nil {
+			return err
+		}
+		// Each batch goes out as one message: a message that ends inside
+		// a tag means a write was torn or a control frame cut in.
+		for _, end := range msgs.ends {
+			if !slowWS.tagEnds[end] {
+				return fmt.Errorf("a WebSocket message ends at byte %d, inside a tag", end)
+			}
+		}
+		return nil
+	})
+
+	// The RTMP player's reads go through a slowConn from the start: the
+	// handshake reads nc itself, so its chunk reader has buffered nothing.
+	play := dialRTMP(t, ts.rtmpAddr, false)
+	play.nc.(*net.TCPConn).SetReadBuffer(slowBuffer)
+	play.nc = slowConn{Conn: play.nc, hurry: &hurry}
+	play.cr = newChunkReader(bufio.NewReader(play.nc))
+	context.AfterFunc(ctx, func() { play.nc.Close() })
+	play.connect("live")
+	play.command(play.createStream(), "play", nil, name)
+	slowRTMP := newCheck("slow rtmp", true)
+	run(slowRTMP, func() error {
+		for {
+			msg, err := play.read()
+			if err != nil {
+				return err
+			}
+			switch msg.Type {
+			case msgAudio, msgVideo, msgDataAMF0:
+				if err := slowRTMP.add(msg.Type, msg.Time, msg.Payload); err != nil {
+					return err
+				}
+			case msgUserControl:
+				switch binary.BigEndian.Uint16(msg.Payload) {
+				case ucPingRequest:
+					slowRTMP.controls++
+				case ucStreamEOF: // after the publisher has left: the end
+					return nil
+				}
+			}
+		}
+	})
+	waitFor(t, "four viewers", func() bool { return ts.viewers(key) == 4 })
+
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, name, "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	pub.chunkSize = 60000
+	pub.send(csidControl, msgSetChunkSize, 0, 0, binary.BigEndian.AppendUint32(nil, 60000))
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	seq := 0
+	for ; seq < mainFrames; seq++ {
+		time.Sleep(framePause)
+		pub.send(csidVideo, msgVideo, sid, uint32(seq*10), seqVideo(seq, seq%10 == 0, frameSize))
+	}
+	// The tail: small keyframes until every slow viewer, reading at full
+	// speed now, has got one. Then it has had all it will get of the
+	// main part, and it is not stuck.
+	hurry.Store(true)
+	caught := make(chan struct{})
+	go func() { caughtUp.Wait(); close(caught) }()
+tail:
+	for ; ; seq++ {
+		select {
+		case <-caught:
+			break tail
+		case <-ctx.Done():
+			t.Fatal("the slow viewers did not catch up")
+		case <-time.After(20 * time.Millisecond):
+		}
+		pub.send(csidVideo, msgVideo, sid, uint32(seq*10), seqVideo(seq, true, 100))
+	}
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	viewers.Wait() // the stream has ended: HTTP and WS responses end, RTMP gets Stream EOF
+
+	for _, c := range []*mediaCheck{fast, slowHTTP, slowWS, slowRTMP} {
+		t.Logf("%s: %d frames, %d gaps, %d control messages", c.name, c.frames, c.gaps, c.controls)
+		if c.err != nil {
+			t.Errorf("%s: after %d frames (last %d): %v", c.name, c.frames, c.lastSeq, c.err)
+		}
+	}
+	if fast.gaps != 0 || fast.frames != seq || fast.lastSeq != seq-1 {
+		t.Errorf("fast viewer: %d frames up to %d with %d gaps; want all %d", fast.frames, fast.lastSeq, fast.gaps, seq)
+	}
+	for _, c := range []*mediaCheck{slowHTTP, slowWS, slowRTMP} {
+		switch {
+		case c.err != nil: // said above
+		case !c.sawTail:
+			t.Errorf("%s ended before the tail", c.name)
+		case c.gaps == 0:
+			t.Errorf("%s saw no gap: its queue never overflowed, the skip path did not run", c.name)
+		case c.controls == 0 && c != slowHTTP:
+			t.Errorf("%s got no pong or ping among the media", c.name)
+		}
+	}
+	full := ts.metric(t, "gms_socket_full_total")
+	t.Logf("gms_socket_full_total %v, gms_dropped_frames_total %v", full, ts.metric(t, "gms_dropped_frames_total"))
+	if full == 0 {
+		t.Errorf("gms_socket_full_total = 0: no write was partial, the pending path did not run")
+	}
+}
+
+// A slow viewer: a small receive buffer, and reads of a few KB with a
+// pause before each, at most 800 KB/s. The buffer is not smaller because
+// it is set after connecting, when Linux has advertised a larger window:
+// with 4 or 16 KB, loopback crawled at 0.1-0.2 MB/s however fast the
+// reader read (segments dropped, retransmitted with backoff), so the
+// viewer would be slow for the kernel's reasons and never catch up.
+const (
+	slowBuffer = 64 << 10
+	slowRead   = 4 << 10
+	slowPause  = 5 * time.Millisecond
+)
+
+// slowConn reads slowly until hurry is set, then at full speed. The cap is
+// here, not in a bufio.Reader: those pass large reads straight through.
+type slowConn struct {
+	net.Conn
+	hurry *atomic.Bool
+}
+
+func (c slowConn) Read(p []byte) (int, error) {
+	if !c.hurry.Load() {
+		time.Sleep(slowPause)
+		p = p[:min(len(p), slowRead)]
+	}
+	return c.Conn.Read(p)
+}
+
+// dialSlow connects a slow viewer, closed when ctx ends.
+func dialSlow(ctx context.Context, addr string, hurry *atomic.Bool) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	nc.(*net.TCPConn).SetReadBuffer(slowBuffer)
+	context.AfterFunc(ctx, func() { nc.Close() })
+	return slowConn{Conn: nc, hurry: hurry}, nil
+}
+
+// seqVideo is frame seq of a test stream: a video tag body with seq after
+// the AVC header, then n bytes of byte(seq), so that a viewer can tell
+// which frame it got and that it got all of it.
+func seqVideo(seq int, key bool, n int) []byte {
+	b := testVideo(key, 9+n)
+	binary.BigEndian.PutUint32(b[5:], uint32(seq))
+	for i := 9; i < len(b); i++ {
+		b[i] = byte(seq)
+	}
+	return b
+}
+
+// mediaCheck follows what one viewer of a seqVideo stream gets, tag by tag
+// (or RTMP message by message), and keeps the first thing wrong with it.
+type mediaCheck struct {
+	name     string
+	tailFrom int    // frames from this sequence number on are the tail
+	onTail   func() // called at the first frame of the tail
+
+	headers      []string // metadata and sequence headers since the last frame
+	started      bool
+	lastSeq      int
+	lastTime     uint32
+	frames, gaps int
+	controls     int // WS pongs or RTMP pings among the media
+	sawTail      bool
+	tagEnds      map[int64]bool // FLV byte offsets where a tag (or the header) ends
+	err          error
+}
+
+// add checks one tag: a frame right after the last one, or, after a gap
+// (or at the start), a keyframe with the metadata and both sequence
+// headers since the last frame; timestamps never go back.
+func (c *mediaCheck) add(typ uint8, ts uint32, data []byte) error {
+	header, key := false, false
+	switch typ {
+	case tagScript:
+		c.headers = append(c.headers, "meta")
+		return nil
+	case tagAudio:
+		if !audioIsHeader(data) {
+			return errors.New("an audio frame; none was sent")
+		}
+		c.headers = append(c.headers, "aseq")
+		return nil
+	case tagVideo:
+		if header, key = videoInfo(data); header {
+			c.headers = append(c.headers, "vseq")
+			return nil
+		}
+	default:
+		return fmt.Errorf("a tag of type %d", typ)
+	}
+	if len(data) < 9 {
+		return fmt.Errorf("a video frame of %d bytes", len(data))
+	}
+	seq := int(binary.BigEndian.Uint32(data[5:]))
+	if bytes.Count(data[9:], []byte{byte(seq)}) != len(data)-9 {
+		return fmt.Errorf("frame %d (%d bytes) is not the one that was sent", seq, len(data))
+	}
+	switch {
+	case c.started && seq <= c.lastSeq:
+		return fmt.Errorf("frame %d after frame %d", seq, c.lastSeq)
+	case c.started && ts < c.lastTime:
+		return fmt.Errorf("frame %d at %d ms, after %d ms", seq, ts, c.lastTime)
+	case !c.started || seq != c.lastSeq+1:
+		if c.started {
+			c.gaps++
+		}
+		if got := strings.Join(c.headers, " "); !key || got != "meta aseq vseq" {
+			return fmt.Errorf("frame %d (keyframe %v) after frame %d with [%s] between; want a keyframe after [meta aseq vseq]",
+				seq, key, c.lastSeq, got)
+		}
+	}
+	c.started, c.lastSeq, c.lastTime = true, seq, ts
+	c.headers = c.headers[:0]
+	c.frames++
+	if seq >= c.tailFrom && !c.sawTail {
+		c.sawTail = true
+		c.onTail()
+	}
+	return nil
+}
+
+// readFLV checks an FLV stream until it ends, which must be between tags.
+func (c *mediaCheck) readFLV(r io.Reader) error {
+	fr, err := newFLVReader(r)
+	if err != nil {
+		return err
+	}
+	off := int64(flvHeaderLen + 4)
+	c.tagEnds = map[int64]bool{off: true}
+	for {
+		tag, err := fr.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tag at byte %d: %w", off, err)
+		}
+		off += flvTagHeaderLen + int64(len(tag.Data)) + 4
+		c.tagEnds[off] = true
+		if err := c.add(tag.Type, tag.Time, tag.Data); err != nil {
+			return err
+		}
+	}
+}
+
+const wsPingPayload = "slow" // what the pongs must echo
+
+// wsMessages is the byte stream of a WS-FLV viewer's binary messages, for
+// newFLVReader; it notes the offset where each message ends, and counts
+// the pongs between them.
+type wsMessages struct {
+	c     *wsClient
+	buf   []byte
+	off   int64
+	ends  []int64
+	pongs int
+}
+
+func (w *wsMessages) Read(p []byte) (int, error) {
+	for len(w.buf) == 0 {
+		op, payload, err := w.c.readFrame()
+		switch {
+		case err != nil:
+			return 0, err
+		case op == wsOpClose:
+			return 0, io.EOF
+		case op == wsOpPong && string(payload) == wsPingPayload:
+			w.pongs++
+			continue
+		case op != wsOpBinary:
+			return 0, fmt.Errorf("a WebSocket frame with opcode %d", op)
+		}
+		w.buf = payload
+		w.off += int64(len(payload))
+		w.ends = append(w.ends, w.off)
+	}
+	n := copy(p, w.buf)
+	w.buf = w.buf[n:]
+	return n, nil
+}
+
+// metric reads one value from the server's /metrics.
+func (ts *testServer) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
 }
