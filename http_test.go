@@ -269,6 +269,40 @@ func TestWSControlFrames(t *testing.T) {
 	})
 }
 
+// TestBadPlayPaths: malformed names answer 400 or 404 at once, and the
+// server goes on serving.
+func TestBadPlayPaths(t *testing.T) {
+	ts := startServer(t, nil)
+	for _, tc := range []struct {
+		path string
+		want int
+	}{
+		{"/live/te.st.flv", 400},
+		{"/live/a%20b.flv", 400},
+		{"/live/.flv", 400},
+		{"/live/x.mp4", 404},
+		{"/live/x", 404},
+		{"/a/b/c.flv", 404},
+		{"/live/" + strings.Repeat("a", 200) + ".flv", 400},
+		{"/l%2Fve/x.flv", 400},
+		{"/live/%00.flv", 400},
+	} {
+		resp, err := http.Get("http://" + ts.httpAddr + tc.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("GET %s = %d; want %d", tc.path, resp.StatusCode, tc.want)
+		}
+	}
+	resp, err := http.Get("http://" + ts.httpAddr + "/api/streams")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("server not serving after bad paths: %v", err)
+	}
+	resp.Body.Close()
+}
+
 // ---- Fuzz targets ----
 
 // FuzzParsePlayPath: only names in the safe set are accepted, and they

@@ -422,3 +422,31 @@ func TestLaggingPlayerStillGetsUnpublish(t *testing.T) {
 		}
 	}
 }
+
+// TestGOPCacheOff: a joiner gets the headers, then waits for the next
+// keyframe instead of getting the cached GOP.
+func TestGOPCacheOff(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, func(c *config) { c.GOPCache = false })
+	key := streamKey{"live", "nocache"}
+	wait := startPublish(t, clip, ts.rtmpURL("nocache"))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	time.Sleep(1500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// The keyframe the stream is in now: a GOP cache would start a joiner there.
+	var current uint32
+	ts.hub.call(func() { current = ts.hub.streams[key].stats.lastKey })
+	_, data, err := httpGetFLV(ctx, ts.httpURL("nocache"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	_, tags := parseFLV(t, data)
+	checkJoin(t, tags)
+	if kt := tags[3].Time; kt <= current {
+		t.Errorf("first keyframe at %d ms; want one after %d ms, where the stream was at the join", kt, current)
+	}
+}

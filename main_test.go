@@ -28,9 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -618,34 +616,6 @@ func checkJoin(t *testing.T, tags []flvTag) {
 	}
 }
 
-// TestGOPCacheOff: a joiner gets the headers, then waits for the next
-// keyframe instead of getting the cached GOP.
-func TestGOPCacheOff(t *testing.T) {
-	clip := testClip(t)
-	ts := startServer(t, func(c *config) { c.GOPCache = false })
-	key := streamKey{"live", "nocache"}
-	wait := startPublish(t, clip, ts.rtmpURL("nocache"))
-	waitFor(t, "the publisher", func() bool { return ts.live(key) })
-	time.Sleep(1500 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// The keyframe the stream is in now: a GOP cache would start a joiner there.
-	var current uint32
-	ts.hub.call(func() { current = ts.hub.streams[key].stats.lastKey })
-	_, data, err := httpGetFLV(ctx, ts.httpURL("nocache"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
-	_, tags := parseFLV(t, data)
-	checkJoin(t, tags)
-	if kt := tags[3].Time; kt <= current {
-		t.Errorf("first keyframe at %d ms; want one after %d ms, where the stream was at the join", kt, current)
-	}
-}
-
 // TestDuplicatePublish: a second publisher on a live name is refused and
 // its ffmpeg exits with an error; the first keeps going, its viewer untouched.
 func TestDuplicatePublish(t *testing.T) {
@@ -675,40 +645,6 @@ func TestDuplicatePublish(t *testing.T) {
 	_, want := readFLVFile(t, clip)
 	_, got := parseFLV(t, <-httpRes)
 	compareTags(t, "viewer of the first publisher", mediaTags(got), mediaTags(want))
-}
-
-// TestBadPlayPaths: malformed names answer 400 or 404 at once, and the
-// server goes on serving.
-func TestBadPlayPaths(t *testing.T) {
-	ts := startServer(t, nil)
-	for _, tc := range []struct {
-		path string
-		want int
-	}{
-		{"/live/te.st.flv", 400},
-		{"/live/a%20b.flv", 400},
-		{"/live/.flv", 400},
-		{"/live/x.mp4", 404},
-		{"/live/x", 404},
-		{"/a/b/c.flv", 404},
-		{"/live/" + strings.Repeat("a", 200) + ".flv", 400},
-		{"/l%2Fve/x.flv", 400},
-		{"/live/%00.flv", 400},
-	} {
-		resp, err := http.Get("http://" + ts.httpAddr + tc.path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", tc.path, err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.want {
-			t.Errorf("GET %s = %d; want %d", tc.path, resp.StatusCode, tc.want)
-		}
-	}
-	resp, err := http.Get("http://" + ts.httpAddr + "/api/streams")
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("server not serving after bad paths: %v", err)
-	}
-	resp.Body.Close()
 }
 
 func TestDefaults(t *testing.T) {
@@ -1305,107 +1241,6 @@ func TestTLS(t *testing.T) {
 	op, p, err := ws.readFrame()
 	if err != nil || op != wsOpBinary || !bytes.HasPrefix(p, []byte("FLV")) {
 		t.Errorf("WSS first frame: op %d, % x, %v; want binary FLV", op, p[:min(len(p), 8)], err)
-	}
-}
-
-// TestPauseAndReceive: receiveAudio false stops audio, receiveVideo false
-// stops video, pause stops both, and after unpause video resumes at a
-// keyframe.
-func TestPauseAndReceive(t *testing.T) {
-	ts := startServer(t, nil)
-	pub := dialRTMP(t, ts.rtmpAddr, false)
-	pub.connect("live")
-	sid := pub.createStream()
-	pub.command(sid, "publish", nil, "pause", "live")
-	pub.expectStatus()
-	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
-	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
-	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
-	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 50))
-
-	play := dialRTMP(t, ts.rtmpAddr, false)
-	play.connect("live")
-	psid := play.createStream()
-	play.command(psid, "play", nil, "pause")
-	// frames sends n rounds of one audio and one video frame, the first
-	// video frame a keyframe when key is set, with a marker byte, and
-	// reads until the marker's last frame shows up.
-	round := 0
-	frames := func(key bool, n int) (audio, video []byte) {
-		for i := range n {
-			round++
-			a := []byte{0xAF, 1, byte(round)}
-			v := testVideo(key && i == 0, 10)
-			v[5] = byte(round)
-			pub.send(csidAudio, msgAudio, sid, uint32(round*40), a)
-			pub.send(csidVideo, msgVideo, sid, uint32(round*40), v)
-		}
-		// A marker frame every player gets: onCuePoint data.
-		pub.send(csidData, msgDataAMF0, sid, uint32(round*40), amf0AppendAll(nil, "onCuePoint", float64(round)))
-		for {
-			msg, err := play.read()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch {
-			case msg.Type == msgAudio && len(msg.Payload) == 3:
-				audio = append(audio, msg.Payload[2])
-			case msg.Type == msgVideo && len(msg.Payload) > 5:
-				if h, _ := videoInfo(msg.Payload); !h {
-					video = append(video, msg.Payload[5])
-				}
-			case msg.Type == msgDataAMF0:
-				if v, _ := amf0DecodeAll(msg.Payload); len(v) == 2 && v[0] == "onCuePoint" && v[1] == float64(round) {
-					return audio, video
-				}
-			}
-		}
-	}
-	a, v := frames(false, 2)
-	if len(a) != 2 || len(v) < 2 {
-		t.Fatalf("playing: audio %v video %v", a, v)
-	}
-	// Commands and media travel on different connections: wait until the
-	// server has applied each command before sending frames.
-	viewer := func(cond func(*subscriber) bool) func() bool {
-		return func() bool {
-			ok := false
-			ts.hub.call(func() {
-				for sub := range ts.hub.streams[streamKey{"live", "pause"}].subs {
-					ok = cond(sub)
-				}
-			})
-			return ok
-		}
-	}
-	play.command(psid, "receiveAudio", nil, false)
-	waitFor(t, "receiveAudio false", viewer(func(s *subscriber) bool { return s.noAudio.Load() }))
-	if a, v := frames(false, 3); len(a) != 0 || len(v) != 3 {
-		t.Errorf("receiveAudio false: audio %v video %v; want video only", a, v)
-	}
-	play.command(psid, "receiveAudio", nil, true)
-	play.command(psid, "receiveVideo", nil, false)
-	waitFor(t, "receiveVideo false", viewer(func(s *subscriber) bool { return !s.noAudio.Load() && s.noVideo.Load() }))
-	if a, v := frames(false, 3); len(a) != 3 || len(v) != 0 {
-		t.Errorf("receiveVideo false: audio %v video %v; want audio only", a, v)
-	}
-	play.command(psid, "receiveVideo", nil, true)
-	play.command(psid, "pause", nil, true, 0.0)
-	if code := play.expectStatus(); code != "NetStream.Pause.Notify" {
-		t.Errorf("pause: %s", code)
-	}
-	if a, v := frames(false, 3); len(a) != 0 || len(v) != 0 {
-		t.Errorf("paused: audio %v video %v; want nothing", a, v)
-	}
-	play.command(psid, "pause", nil, false, 0.0)
-	if code := play.expectStatus(); code != "NetStream.Unpause.Notify" {
-		t.Errorf("unpause: %s", code)
-	}
-	if a, v := frames(false, 2); len(a) != 2 || len(v) != 0 {
-		t.Errorf("unpaused before a keyframe: audio %v video %v; want audio only", a, v)
-	}
-	if _, v := frames(true, 2); len(v) != 2 {
-		t.Errorf("unpaused at a keyframe: video %v; want 2 frames", v)
 	}
 }
 
@@ -2087,51 +1922,4 @@ func waitForFramesIn(t *testing.T, ts *testServer, name string, n uint64) {
 		}
 		return false
 	})
-}
-
-// TestPublisherReadsBatched: with a write delay, a publisher whose frames
-// come 5 ms apart is read about once per tick, not once per frame (the
-// frames wait for the flushers' tick anyway), and its frames all arrive.
-// The count is compared with a server at delay 0, in the same test, so
-// that a slow machine (which batches by itself) cannot make it pass. While
-// flusher passes are long, publishers are read at once again.
-func TestPublisherReadsBatched(t *testing.T) {
-	reads := func(delay time.Duration, longPasses bool) int {
-		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
-		if longPasses {
-			// No viewers here, so no pass overwrites this.
-			ts.hub.flushers[0].passTime.Store(int64(shortPass))
-		}
-		pub := dialRTMPOwned(t, ts.rtmpAddr, false)
-		pub.connect("live")
-		sid := pub.createStream()
-		pub.command(sid, "publish", nil, "batch", "live")
-		pub.expectStatus()
-		pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
-		pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
-		const frames = 100
-		for i := range frames {
-			pub.send(csidVideo, msgVideo, sid, uint32(5*i), testVideo(i%25 == 0, 500))
-			time.Sleep(5 * time.Millisecond)
-		}
-		waitForFramesIn(t, ts, "batch", frames)
-		pub.nc.Close()
-		var n int
-		waitFor(t, "the publisher's close line", func() bool {
-			m := regexp.MustCompile(`msg=close .*app=live stream=batch .*reads=(\d+)`).FindStringSubmatch(ts.logs.String())
-			if m != nil {
-				n, _ = strconv.Atoi(m[1])
-			}
-			return m != nil
-		})
-		return n
-	}
-	at0, at50, long := reads(0, false), reads(50*time.Millisecond, false), reads(50*time.Millisecond, true)
-	t.Logf("reads of a publisher sending 100 frames 5 ms apart: %d at delay 0, %d at 50 ms, %d at 50 ms with long passes", at0, at50, long)
-	if at50*2 > at0 {
-		t.Errorf("%d reads at 50 ms; want under half of the %d at delay 0", at50, at0)
-	}
-	if long*2 < at0 {
-		t.Errorf("%d reads at 50 ms with long flusher passes; want about the %d at delay 0", long, at0)
-	}
 }

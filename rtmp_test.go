@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -272,6 +274,154 @@ func TestSilentPublisherYields(t *testing.T) {
 	fresh.command(fsid, "publish", nil, "stale", "live")
 	if code := fresh.expectStatus(); code != "NetStream.Publish.Start" {
 		t.Fatalf("new publisher got %q", code)
+	}
+}
+
+// TestPauseAndReceive: receiveAudio false stops audio, receiveVideo false
+// stops video, pause stops both, and after unpause video resumes at a
+// keyframe.
+func TestPauseAndReceive(t *testing.T) {
+	ts := startServer(t, nil)
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "pause", "live")
+	pub.expectStatus()
+	pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+	pub.send(csidAudio, msgAudio, sid, 0, testAudioHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 50))
+
+	play := dialRTMP(t, ts.rtmpAddr, false)
+	play.connect("live")
+	psid := play.createStream()
+	play.command(psid, "play", nil, "pause")
+	// frames sends n rounds of one audio and one video frame, the first
+	// video frame a keyframe when key is set, with a marker byte, and
+	// reads until the marker's last frame shows up.
+	round := 0
+	frames := func(key bool, n int) (audio, video []byte) {
+		for i := range n {
+			round++
+			a := []byte{0xAF, 1, byte(round)}
+			v := testVideo(key && i == 0, 10)
+			v[5] = byte(round)
+			pub.send(csidAudio, msgAudio, sid, uint32(round*40), a)
+			pub.send(csidVideo, msgVideo, sid, uint32(round*40), v)
+		}
+		// A marker frame every player gets: onCuePoint data.
+		pub.send(csidData, msgDataAMF0, sid, uint32(round*40), amf0AppendAll(nil, "onCuePoint", float64(round)))
+		for {
+			msg, err := play.read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case msg.Type == msgAudio && len(msg.Payload) == 3:
+				audio = append(audio, msg.Payload[2])
+			case msg.Type == msgVideo && len(msg.Payload) > 5:
+				if h, _ := videoInfo(msg.Payload); !h {
+					video = append(video, msg.Payload[5])
+				}
+			case msg.Type == msgDataAMF0:
+				if v, _ := amf0DecodeAll(msg.Payload); len(v) == 2 && v[0] == "onCuePoint" && v[1] == float64(round) {
+					return audio, video
+				}
+			}
+		}
+	}
+	a, v := frames(false, 2)
+	if len(a) != 2 || len(v) < 2 {
+		t.Fatalf("playing: audio %v video %v", a, v)
+	}
+	// Commands and media travel on different connections: wait until the
+	// server has applied each command before sending frames.
+	viewer := func(cond func(*subscriber) bool) func() bool {
+		return func() bool {
+			ok := false
+			ts.hub.call(func() {
+				for sub := range ts.hub.streams[streamKey{"live", "pause"}].subs {
+					ok = cond(sub)
+				}
+			})
+			return ok
+		}
+	}
+	play.command(psid, "receiveAudio", nil, false)
+	waitFor(t, "receiveAudio false", viewer(func(s *subscriber) bool { return s.noAudio.Load() }))
+	if a, v := frames(false, 3); len(a) != 0 || len(v) != 3 {
+		t.Errorf("receiveAudio false: audio %v video %v; want video only", a, v)
+	}
+	play.command(psid, "receiveAudio", nil, true)
+	play.command(psid, "receiveVideo", nil, false)
+	waitFor(t, "receiveVideo false", viewer(func(s *subscriber) bool { return !s.noAudio.Load() && s.noVideo.Load() }))
+	if a, v := frames(false, 3); len(a) != 3 || len(v) != 0 {
+		t.Errorf("receiveVideo false: audio %v video %v; want audio only", a, v)
+	}
+	play.command(psid, "receiveVideo", nil, true)
+	play.command(psid, "pause", nil, true, 0.0)
+	if code := play.expectStatus(); code != "NetStream.Pause.Notify" {
+		t.Errorf("pause: %s", code)
+	}
+	if a, v := frames(false, 3); len(a) != 0 || len(v) != 0 {
+		t.Errorf("paused: audio %v video %v; want nothing", a, v)
+	}
+	play.command(psid, "pause", nil, false, 0.0)
+	if code := play.expectStatus(); code != "NetStream.Unpause.Notify" {
+		t.Errorf("unpause: %s", code)
+	}
+	if a, v := frames(false, 2); len(a) != 2 || len(v) != 0 {
+		t.Errorf("unpaused before a keyframe: audio %v video %v; want audio only", a, v)
+	}
+	if _, v := frames(true, 2); len(v) != 2 {
+		t.Errorf("unpaused at a keyframe: video %v; want 2 frames", v)
+	}
+}
+
+// TestPublisherReadsBatched: with a write delay, a publisher whose frames
+// come 5 ms apart is read about once per tick, not once per frame (the
+// frames wait for the flushers' tick anyway), and its frames all arrive.
+// The count is compared with a server at delay 0, in the same test, so
+// that a slow machine (which batches by itself) cannot make it pass. While
+// flusher passes are long, publishers are read at once again.
+func TestPublisherReadsBatched(t *testing.T) {
+	reads := func(delay time.Duration, longPasses bool) int {
+		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
+		if longPasses {
+			// No viewers here, so no pass overwrites this.
+			ts.hub.flushers[0].passTime.Store(int64(shortPass))
+		}
+		pub := dialRTMPOwned(t, ts.rtmpAddr, false)
+		pub.connect("live")
+		sid := pub.createStream()
+		pub.command(sid, "publish", nil, "batch", "live")
+		pub.expectStatus()
+		pub.send(csidData, msgDataAMF0, sid, 0, testMeta)
+		pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+		const frames = 100
+		for i := range frames {
+			pub.send(csidVideo, msgVideo, sid, uint32(5*i), testVideo(i%25 == 0, 500))
+			time.Sleep(5 * time.Millisecond)
+		}
+		waitForFramesIn(t, ts, "batch", frames)
+		pub.nc.Close()
+		var n int
+		waitFor(t, "the publisher's close line", func() bool {
+			m := regexp.MustCompile(`msg=close .*app=live stream=batch .*reads=(\d+)`).FindStringSubmatch(ts.logs.String())
+			if m != nil {
+				n, _ = strconv.Atoi(m[1])
+			}
+			return m != nil
+		})
+		return n
+	}
+	at0, at50, long := reads(0, false), reads(50*time.Millisecond, false), reads(50*time.Millisecond, true)
+	t.Logf("reads of a publisher sending 100 frames 5 ms apart: %d at delay 0, %d at 50 ms, %d at 50 ms with long passes", at0, at50, long)
+	if at50*2 > at0 {
+		t.Errorf("%d reads at 50 ms; want under half of the %d at delay 0", at50, at0)
+	}
+	if long*2 < at0 {
+		t.Errorf("%d reads at 50 ms with long flusher passes; want about the %d at delay 0", long, at0)
 	}
 }
 
