@@ -7,6 +7,8 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -192,4 +194,128 @@ func TestAPIBasicAuth(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCheckSign checks the NMS signed-URL scheme, ?sign=EXPIRES-HASH with
+// HASH = lowercase hex md5("/APP/NAME-EXPIRES-SECRET"), case by case. The
+// hashes are computed here from that formula, not by checkSign.
+func TestCheckSign(t *testing.T) {
+	const secret = "s3cret"
+	now := time.Unix(1_700_000_000, 0)
+	key := streamKey{"live", "x"}
+	// hash is the formula itself, over the path and expiry text as given.
+	hash := func(path, expires, secret string) string {
+		sum := md5.Sum([]byte(path + "-" + expires + "-" + secret))
+		return hex.EncodeToString(sum[:])
+	}
+	exp := strconv.FormatInt(now.Unix()+60, 10)
+	good := exp + "-" + hash("/live/x", exp, secret) // valid for another minute
+	offByOne := good[:len(good)-1] + "0"             // good with its last hex digit changed
+	if strings.HasSuffix(good, "0") {
+		offByOne = good[:len(good)-1] + "1"
+	}
+	at := func(unix int64) string { // a valid signature expiring at unix
+		e := strconv.FormatInt(unix, 10)
+		return e + "-" + hash("/live/x", e, secret)
+	}
+	for _, tc := range []struct {
+		name   string
+		key    streamKey
+		query  string
+		secret string
+		now    time.Time
+		want   error // nil: accepted
+	}{
+		{"valid", key, "sign=" + good, secret, now, nil},
+		{"valid, expiring in a second", key, "sign=" + at(now.Unix()+1), secret, now, nil},
+		// The boundary: expired means EXPIRES < now in whole seconds, so a
+		// signature is still good during the second it expires in. NMS
+		// (v2 and v4 verifyAuth: exp < (Date.now()/1000|0)) does the same.
+		{"expiring this very second", key, "sign=" + at(now.Unix()), secret, now, nil},
+		{"expiring this second, late in it", key, "sign=" + at(now.Unix()), secret, now.Add(999 * time.Millisecond), nil},
+		{"expired a second ago", key, "sign=" + at(now.Unix()-1), secret, now, errSignExpired},
+		{"expired long ago", key, "sign=" + at(1), secret, now, errSignExpired},
+		{"valid, now past its expiry", key, "sign=" + good, secret, now.Add(61 * time.Second), errSignExpired},
+		// The hash is checked first: an expired signature with a wrong hash
+		// is invalid, not expired.
+		{"expired and wrong hash", key, "sign=1-" + hash("/live/x", "2", secret), secret, now, errSignInvalid},
+
+		{"wrong secret", key, "sign=" + exp + "-" + hash("/live/x", exp, "other"), secret, now, errSignInvalid},
+		{"hash of another expiry", key, "sign=" + exp + "-" + hash("/live/x", "1", secret), secret, now, errSignInvalid},
+		{"hash for another app", key, "sign=" + exp + "-" + hash("/other/x", exp, secret), secret, now, errSignInvalid},
+		{"hash for another name", key, "sign=" + exp + "-" + hash("/live/y", exp, secret), secret, now, errSignInvalid},
+		{"signed for live/x, used on other/x", streamKey{"other", "x"}, "sign=" + good, secret, now, errSignInvalid},
+		{"signed for live/x, used on live/y", streamKey{"live", "y"}, "sign=" + good, secret, now, errSignInvalid},
+		{"hash of the path without its slash", key, "sign=" + exp + "-" + hash("live/x", exp, secret), secret, now, errSignInvalid},
+		{"hash of the path with .flv", key, "sign=" + exp + "-" + hash("/live/x.flv", exp, secret), secret, now, errSignInvalid},
+		{"hash one digit off", key, "sign=" + offByOne, secret, now, errSignInvalid},
+		{"hash cut short", key, "sign=" + good[:len(good)-1], secret, now, errSignInvalid},
+		{"hash with a byte more", key, "sign=" + good + "0", secret, now, errSignInvalid},
+		// Hex is compared as text: uppercase is refused (NMS compares with
+		// === against Node's lowercase digest, so refuses it too).
+		{"uppercase hex", key, "sign=" + exp + "-" + strings.ToUpper(hash("/live/x", exp, secret)), secret, now, errSignInvalid},
+
+		{"no query", key, "", secret, now, errSignMissing},
+		{"no sign among other params", key, "token=1&k=v", secret, now, errSignMissing},
+		{"empty sign", key, "sign=", secret, now, errSignMissing},
+		{"sign without =", key, "sign", secret, now, errSignMissing},
+		{"other case: Sign", key, "Sign=" + good, secret, now, errSignMissing},
+
+		{"no dash", key, "sign=" + exp + hash("/live/x", exp, secret), secret, now, errSignInvalid},
+		{"expiry only", key, "sign=" + exp, secret, now, errSignInvalid},
+		{"empty hash", key, "sign=" + exp + "-", secret, now, errSignInvalid},
+		{"empty expiry", key, "sign=-" + hash("/live/x", "", secret), secret, now, errSignInvalid},
+		// The hash matches the formula over the text "soon", so only the
+		// expiry's parsing can refuse it.
+		{"non-numeric expiry", key, "sign=soon-" + hash("/live/x", "soon", secret), secret, now, errSignInvalid},
+		{"expiry with trailing junk", key, "sign=" + exp + "s-" + hash("/live/x", exp+"s", secret), secret, now, errSignInvalid},
+		{"expiry past int64", key, "sign=99999999999999999999-" + hash("/live/x", "99999999999999999999", secret), secret, now, errSignInvalid},
+		{"negative expiry", key, "sign=-5-" + hash("/live/x", "-5", secret), secret, now, errSignInvalid},
+		// Everything after the first dash is the hash. (NMS takes only the
+		// part between the first and second dash, so it would accept this.)
+		{"a third dash-separated part", key, "sign=" + good + "-extra", secret, now, errSignInvalid},
+		// The hash covers the expiry as sent: a leading zero is kept in it.
+		// (NMS hashes parseInt(expiry) instead, so it would refuse this and
+		// accept "0"+exp with the hash of exp, which this code refuses.)
+		{"leading zero, hashed as sent", key, "sign=0" + exp + "-" + hash("/live/x", "0"+exp, secret), secret, now, nil},
+		{"leading zero, hashed without it", key, "sign=0" + exp + "-" + hash("/live/x", exp, secret), secret, now, errSignInvalid},
+
+		// The first sign parameter is the one checked.
+		{"duplicate sign, valid first", key, "sign=" + good + "&sign=garbage", secret, now, nil},
+		{"duplicate sign, valid second", key, "sign=garbage&sign=" + good, secret, now, errSignInvalid},
+		{"duplicate sign, empty first", key, "sign=&sign=" + good, secret, now, errSignMissing},
+		{"duplicate sign, expired first", key, "sign=" + at(now.Unix()-1) + "&sign=" + good, secret, now, errSignExpired},
+
+		{"sign first of other params", key, "sign=" + good + "&token=1", secret, now, nil},
+		{"sign last of other params", key, "a=1&b=2&sign=" + good, secret, now, nil},
+		{"sign among other params", key, "a=1&sign=" + good + "&b=2", secret, now, nil},
+		{"sign among empty params", key, "&&sign=" + good + "&", secret, now, nil},
+
+		// The query is URL-decoded before the check.
+		{"escaped dash", key, "sign=" + exp + "%2D" + hash("/live/x", exp, secret), secret, now, nil},
+		{"escaped parameter name", key, "%73ign=" + good, secret, now, nil},
+		{"every byte escaped", key, "sign=" + escapeAll(good), secret, now, nil},
+		{"hash percent-encoded byte by byte", key, "sign=" + exp + "-" + escapeAll(hash("/live/x", exp, secret)), secret, now, nil},
+		{"plus decodes to a space", key, "sign=" + exp + "+-" + hash("/live/x", exp+" ", secret), secret, now, errSignInvalid},
+		// A pair that does not decode is dropped, so the sign is missing.
+		{"bad escape in the sign", key, "sign=" + good + "%zz", secret, now, errSignMissing},
+		{"semicolon in the sign pair", key, "sign=" + good + ";a=1", secret, now, errSignMissing},
+		{"bad escape in another param", key, "a=%zz&sign=" + good, secret, now, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkSign(tc.key, tc.query, tc.secret, tc.now)
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Errorf("checkSign(%v, %q, %q, %d) = %v; want %v", tc.key, tc.query, tc.secret, tc.now.Unix(), err, tc.want)
+			}
+		})
+	}
+}
+
+// escapeAll percent-encodes every byte of s, with uppercase hex digits.
+func escapeAll(s string) string {
+	var b strings.Builder
+	for i := range len(s) {
+		fmt.Fprintf(&b, "%%%02X", s[i])
+	}
+	return b.String()
 }
