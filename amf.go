@@ -200,17 +200,6 @@ func amf0DecodeAll(buf []byte) ([]any, error) {
 	return vs, nil
 }
 
-// amf3Decode decodes one AMF3 value, with fresh reference tables, and returns
-// the input after it. (Inside AMF0, AVM+ values share one set of AMF3 tables
-// per message.)
-func amf3Decode(buf []byte) (v any, rest []byte, err error) {
-	d := newAMFDecoder(buf)
-	if v = d.amf3Value(); d.err != nil {
-		return nil, nil, d.err
-	}
-	return v, buf[d.pos:], nil
-}
-
 // rtmpCommand is a decoded command message (AMF0 command body): name,
 // transaction id, command object, then arguments.
 type rtmpCommand struct {

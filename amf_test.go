@@ -731,3 +731,15 @@ func appendU29(dst []byte, v uint32) []byte {
 	}
 	return append(dst, byte(v>>22)|0x80, byte(v>>15)|0x80, byte(v>>8)|0x80, byte(v))
 }
+
+// amf3Decode decodes one AMF3 value, with fresh reference tables (the
+// server only meets AMF3 inside AMF0, through the AVM+ marker), and returns
+// the input after it. (Inside AMF0, AVM+ values share one set of AMF3 tables
+// per message.)
+func amf3Decode(buf []byte) (v any, rest []byte, err error) {
+	d := newAMFDecoder(buf)
+	if v = d.amf3Value(); d.err != nil {
+		return nil, nil, d.err
+	}
+	return v, buf[d.pos:], nil
+}
