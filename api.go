@@ -28,8 +28,8 @@ func (s *httpServer) apiRoutes(mux *http.ServeMux) {
 	}
 	mux.HandleFunc("GET /api/streams", s.guard(s.apiStreams))
 	mux.HandleFunc("GET /api/streams/{app}/{name}", s.guard(s.apiStream))
-	mux.HandleFunc("DELETE /api/streams/{app}/{name}", s.guard(s.apiKickStream))
-	mux.HandleFunc("DELETE /api/clients/{id}", s.guard(s.apiKickClient))
+	mux.HandleFunc("DELETE /api/streams/{app}/{name}", s.control(s.apiKickStream))
+	mux.HandleFunc("DELETE /api/clients/{id}", s.control(s.apiKickClient))
 	mux.HandleFunc("GET /api/server", s.guard(s.apiServer))
 	mux.HandleFunc("GET /api/events", s.guard(s.apiEvents))
 	mux.HandleFunc("GET /metrics", s.guard(s.metrics))
@@ -68,7 +68,7 @@ func (s *httpServer) apiStreams(w http.ResponseWriter, r *http.Request) {
 			if st.Video == nil {
 				m["video"] = nil
 			}
-			m["query"] = p.Query
+			m["query"] = redactQuery(p.Query)
 			m["uptime"] = math.Round(time.Since(st.Started).Seconds()*10) / 10
 			m["bitrateIn"], m["bitrateIn30"] = st.BitrateIn, st.BitrateIn30
 			m["framesIn"] = st.FramesIn
@@ -105,6 +105,9 @@ func (s *httpServer) apiStream(w http.ResponseWriter, r *http.Request) {
 		q, _ := url.ParseQuery(p.Query)
 		for k := range q {
 			args[k] = q.Get(k)
+			if isCredentialKey(k) {
+				args[k] = redactValue(k, args[k])
+			}
 		}
 		out["isLive"] = true
 		out["duration"] = int(time.Since(st.Started).Seconds())
@@ -218,7 +221,7 @@ func (s *httpServer) apiEvents(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprint(w, ": keepalive\n\n")
 		case ev := <-events:
 			data, _ := json.Marshal(map[string]any{"app": ev.Key.App, "stream": ev.Key.Name, "clientId": ev.Client.ID,
-				"ip": ev.Client.IP, "protocol": ev.Client.Protocol, "query": ev.Client.Query, "reason": ev.Reason,
+				"ip": ev.Client.IP, "protocol": ev.Client.Protocol, "query": redactQuery(ev.Client.Query), "reason": ev.Reason,
 				"time": isoTime(ev.Time)})
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Type, data)
 		}

@@ -92,7 +92,7 @@ func TestAPIStreams(t *testing.T) {
 	})
 	s := got["live"]["api"]
 	p := s.Publisher
-	if p.App != "live" || p.Stream != "api" || len(p.ClientID) != 8 || p.IP != "127.0.0.1" || p.Protocol != "rtmp" || p.Query != "sign=x&k=v" {
+	if p.App != "live" || p.Stream != "api" || len(p.ClientID) != 8 || p.IP != "127.0.0.1" || p.Protocol != "rtmp" || p.Query != "sign=***&k=v" {
 		t.Errorf("publisher = %+v", p)
 	}
 	if v := *p.Video; v.Codec != "H264" || v.Width != 320 || v.Height != 240 || math.Abs(v.FPS-25) > 1 || v.GOPFrames != 25 {
@@ -112,8 +112,8 @@ func TestAPIStreams(t *testing.T) {
 	if one["isLive"] != true || one["viewers"] != 3.0 || one["duration"].(float64) < 3 {
 		t.Errorf("/api/streams/live/api = %v", one)
 	}
-	if args, _ := one["arguments"].(map[string]any); args["k"] != "v" || args["sign"] != "x" {
-		t.Errorf("arguments = %v; want the publish query", one["arguments"])
+	if args, _ := one["arguments"].(map[string]any); args["k"] != "v" || args["sign"] != "***" {
+		t.Errorf("arguments = %v; want the publish query, its sign hidden", one["arguments"])
 	}
 	var srv map[string]any
 	getJSON(t, "GET", base+"/api/server", &srv)

@@ -176,13 +176,18 @@ func newAdmission(cfg *config, hooks *hooks, counters *counters) *admission {
 }
 
 // check admits a publisher (actPublish) or a player (actPlay) of key.
+// Publishers sign with the publish secret when there is one, so that a
+// viewer's sign cannot publish.
 func (a *admission) check(act action, key streamKey, c clientInfo) error {
-	need := a.cfg.PublishAuth
+	need, secret := a.cfg.PublishAuth, a.cfg.Secret
+	if act == actPublish && a.cfg.PublishSecret != "" {
+		secret = a.cfg.PublishSecret
+	}
 	if act == actPlay {
 		need = a.cfg.PlayAuth
 	}
 	if ip := net.ParseIP(c.IP); need && !(a.cfg.TrustLoopback && ip != nil && ip.IsLoopback()) {
-		if err := checkSign(key, c.Query, a.cfg.Secret, time.Now()); err != nil {
+		if err := checkSign(key, c.Query, secret, time.Now()); err != nil {
 			a.counters.authFailures[c.Protocol].Add(1)
 			return fmt.Errorf("%w: %w", errUnauthorized, err)
 		}
@@ -194,4 +199,73 @@ func (a *admission) check(act action, key streamKey, c clientInfo) error {
 		}
 	}
 	return nil
+}
+
+// refusalText is all a refused client is told: why (a bad sign, a hook's
+// answer) goes to the log, which is for the operator.
+const refusalText = "not authorized"
+
+// credentialKeys are query keys whose values are credentials: NMS's sign,
+// and the stream keys and tokens that hooks check.
+var credentialKeys = []string{"sign", "token", "key", "secret", "password", "pass", "passwd", "pwd",
+	"auth", "access_token", "signature", "streamkey", "stream_key"}
+
+func isCredentialKey(k string) bool {
+	for _, c := range credentialKeys {
+		if strings.EqualFold(k, c) {
+			return true
+		}
+	}
+	return false
+}
+
+// redactQuery hides the credentials in a raw query for the API, its
+// events and the logs: a sign keeps its expiry (sign=1796431621-***),
+// other credentials become ***. Keys are matched as checkSign and hooks
+// read them (unescaped, case-insensitively); pairs split at ';' too, as
+// some hook back ends do. Hooks get the query whole: checking a stream
+// key is their job.
+func redactQuery(raw string) string {
+	var b strings.Builder
+	for raw != "" {
+		i := strings.IndexAny(raw, "&;")
+		pair, sep := raw, ""
+		if i >= 0 {
+			pair, sep, raw = raw[:i], raw[i:i+1], raw[i+1:]
+		} else {
+			raw = ""
+		}
+		k, v, hasValue := strings.Cut(pair, "=")
+		if key, err := url.QueryUnescape(k); err == nil && hasValue && isCredentialKey(key) {
+			pair = k + "=" + redactValue(key, v)
+		}
+		b.WriteString(pair + sep)
+	}
+	return b.String()
+}
+
+// redactValue is what the API and logs show of a credential's value.
+func redactValue(key, v string) string {
+	if strings.EqualFold(key, "sign") {
+		if exp, _, ok := strings.Cut(v, "-"); ok && exp != "" && strings.Trim(exp, "0123456789") == "" {
+			return exp + "-***"
+		}
+	}
+	return "***"
+}
+
+// control lets a request that changes things (kicks; later relays and
+// recording) through only with the API's credentials, or, when none are
+// configured, from this machine. Reading stays open, as with NMS.
+func (s *httpServer) control(h http.HandlerFunc) http.HandlerFunc {
+	guarded := s.guard(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.APIUser == "" {
+			if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip == nil || !ip.IsLoopback() {
+				http.Error(w, "Forbidden: changing state needs -api-user and -api-pass, or a request from this machine", http.StatusForbidden)
+				return
+			}
+		}
+		guarded(w, r)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -192,6 +193,268 @@ func TestAPIBasicAuth(t *testing.T) {
 			if tc.want == 401 && resp.Header.Get("WWW-Authenticate") != `Basic realm="Authorization Required"` {
 				t.Errorf("GET %s: WWW-Authenticate = %q", path, resp.Header.Get("WWW-Authenticate"))
 			}
+		}
+	}
+}
+
+// rtmpTryPublish connects, asks to publish name (with its query) and
+// returns the onStatus code and description the server answers.
+func rtmpTryPublish(t *testing.T, addr, name string) (code, desc string, c *rtmpClient) {
+	t.Helper()
+	c = dialRTMP(t, addr, false)
+	c.connect("live")
+	id := c.createStream()
+	c.command(id, "publish", nil, name, "live")
+	cmd := c.expectCommand("onStatus")
+	obj, _ := cmd.Args[0].(amfObject)
+	return obj.String("code"), obj.String("description"), c
+}
+
+// TestNoSignLeaks is the stream hijack through the API: an anonymous
+// client reads the stream list, one stream, the event stream and (as an
+// operator would share it) the log, looking for the publisher's sign, and
+// tries to publish with what it found.
+func TestNoSignLeaks(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.Secret, c.PublishAuth, c.PlayAuth = "S3CRET", true, true })
+	base := "http://" + ts.httpAddr
+	events, err := http.Get(base + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Body.Close()
+	var sse syncBuffer
+	go io.Copy(&sse, events.Body)
+	key := streamKey{"live", "cam"}
+	exp := time.Now().Add(time.Hour).Unix()
+	pubSign := sign(key, exp, "S3CRET")
+	hash := pubSign[strings.LastIndexByte(pubSign, '-')+1:]
+	if code, _, _ := rtmpTryPublish(t, ts.rtmpAddr, "cam?"+pubSign+"&token=T0KEN"); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish with a valid sign: %s", code)
+	}
+	playSign := sign(key, exp, "S3CRET")
+	if resp, _, _ := httpGetFLVFor(base+"/live/cam.flv?"+playSign, 300*time.Millisecond); resp == nil || resp.StatusCode != 200 {
+		t.Fatalf("play with a valid sign: %v", resp)
+	}
+	waitFor(t, "the stream in the API", func() bool { return ts.live(key) })
+
+	var seen strings.Builder
+	for _, path := range []string{"/api/streams", "/api/streams/live/cam"} {
+		r, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(&seen, r.Body)
+		r.Body.Close()
+	}
+	waitFor(t, "the publish and play events", func() bool {
+		return strings.Contains(sse.String(), "event: publish") && strings.Contains(sse.String(), "event: play")
+	})
+	seen.WriteString(sse.String())
+	seen.WriteString(ts.logs.String())
+	for _, secret := range []string{hash, "T0KEN", "S3CRET"} {
+		if strings.Contains(seen.String(), secret) {
+			t.Errorf("the API, events or log reveal %q", secret)
+		}
+	}
+	if !strings.Contains(seen.String(), fmt.Sprintf("sign=%d-***", exp)) {
+		t.Errorf("want the sign's expiry kept and its hash hidden; saw:\n%s", seen.String())
+	}
+	// What the API shows does not publish (on another name, so that the
+	// live publisher does not decide it).
+	if code, _, _ := rtmpTryPublish(t, ts.rtmpAddr, fmt.Sprintf("cam2?sign=%d-***", exp)); code != "NetStream.Publish.Unauthorized" {
+		t.Errorf("publish with the API's sign: %s; want Unauthorized", code)
+	}
+}
+
+// httpGetFLVFor GETs url and reads the body for d, then closes it.
+func httpGetFLVFor(url string, d time.Duration) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return httpGetFLV(ctx, url)
+}
+
+// TestPlaySignCannotPublish: with a publish secret of its own, a viewer's
+// sign (made with the play secret) is refused for publishing, on an idle
+// name and in place of a silent publisher; with one secret for both, the
+// server warns that it can.
+func TestPlaySignCannotPublish(t *testing.T) {
+	ts := startServer(t, func(c *config) {
+		c.Secret, c.PublishSecret, c.PublishAuth, c.PlayAuth = "PLAY", "PUBLISH", true, true
+	})
+	exp := time.Now().Add(time.Hour).Unix()
+	viewerSign := sign(streamKey{"live", "a"}, exp, "PLAY")
+	if code, _, _ := rtmpTryPublish(t, ts.rtmpAddr, "a?"+viewerSign); code != "NetStream.Publish.Unauthorized" {
+		t.Errorf("publish with a viewer's sign = %s; want Unauthorized", code)
+	}
+	if code, _, _ := rtmpTryPublish(t, ts.rtmpAddr, "a?"+sign(streamKey{"live", "a"}, exp, "PUBLISH")); code != "NetStream.Publish.Start" {
+		t.Errorf("publish with a publish sign = %s; want Start", code)
+	}
+	if resp, _, _ := httpGetFLVFor("http://"+ts.httpAddr+"/live/a.flv?"+viewerSign, 200*time.Millisecond); resp == nil || resp.StatusCode != 200 {
+		t.Errorf("play with a viewer's sign: %v; want 200", resp)
+	}
+	if resp, _, _ := httpGetFLVFor("http://"+ts.httpAddr+"/live/a.flv?"+sign(streamKey{"live", "a"}, exp, "PUBLISH"), 200*time.Millisecond); resp == nil || resp.StatusCode != 403 {
+		t.Errorf("play with a publish sign: %v; want 403", resp)
+	}
+
+	var warned strings.Builder
+	_, err := parseFlags([]string{"-auth-secret", "S", "-auth-publish", "-auth-play"}, io.Discard, func(msg string, _ ...any) { warned.WriteString(msg) })
+	if err != nil || !strings.Contains(warned.String(), "-auth-publish-secret") {
+		t.Errorf("one secret for both: err %v, warning %q; want a warning naming -auth-publish-secret", err, warned.String())
+	}
+	cfg, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-publish"}, io.Discard, func(string, ...any) {})
+	if err != nil || cfg.PublishSecret != "P" {
+		t.Errorf("-auth-publish with only -auth-publish-secret: %v", err)
+	}
+	if _, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-play"}, io.Discard, func(string, ...any) {}); err == nil {
+		t.Errorf("-auth-play without -auth-secret: no error")
+	}
+}
+
+// TestRefusalsSayNothing: a refused client learns that it was refused,
+// not why: a hook URL's user, password and token stay out of the RTMP
+// status and the HTTP body.
+func TestRefusalsSayNothing(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer hook.Close()
+	hookURL := strings.Replace(hook.URL, "http://", "http://hookuser:hookpass@", 1) + "/deny?token=HOOKTOKEN"
+	ts := startServer(t, func(c *config) { c.OnPublish, c.OnPlay = hookURL, hookURL })
+	code, desc, _ := rtmpTryPublish(t, ts.rtmpAddr, "x")
+	if code != "NetStream.Publish.Unauthorized" || desc != refusalText {
+		t.Errorf("refused publish: %s %q; want Unauthorized %q", code, desc, refusalText)
+	}
+	resp, body, _ := httpGetFLVFor("http://"+ts.httpAddr+"/live/x.flv", time.Second)
+	if resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("refused play: %v", resp)
+	}
+	for _, secret := range []string{"hookuser", "hookpass", "HOOKTOKEN", "/deny"} {
+		if strings.Contains(desc, secret) || strings.Contains(string(body), secret) {
+			t.Errorf("a refused client is told %q (status %q, body %q)", secret, desc, body)
+		}
+	}
+}
+
+// TestAPIAcrossOrigins is the web page that drives the API: only origins
+// that -api-allow-origin names may read it or kick, a wildcard may read
+// and never kick, and media stays open to every page.
+func TestAPIAcrossOrigins(t *testing.T) {
+	preflight := func(h http.Handler, path, origin, method string) (allowOrigin, allowMethods string) {
+		r := httptest.NewRequest("OPTIONS", path, nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", method)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Header().Get("Access-Control-Allow-Origin"), w.Header().Get("Access-Control-Allow-Methods")
+	}
+	named := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "https://ops.example, https://admin.example" })
+	if o, m := preflight(named, "/api/streams/live/x", "https://admin.example", "DELETE"); o != "https://admin.example" || !strings.Contains(m, "DELETE") {
+		t.Errorf("named origin's DELETE preflight: origin %q, methods %q", o, m)
+	}
+	if o, m := preflight(named, "/api/streams/live/x", "https://evil.example", "DELETE"); o != "" || m != "" {
+		t.Errorf("other origin's DELETE preflight: origin %q, methods %q; want neither", o, m)
+	}
+	wild := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "*" })
+	if o, m := preflight(wild, "/api/clients/ABC", "https://evil.example", "DELETE"); o != "*" || strings.Contains(m, "DELETE") {
+		t.Errorf("wildcard DELETE preflight: origin %q, methods %q; want reads only", o, m)
+	}
+	none := newTestHandler(t, nil)
+	if o, _ := preflight(none, "/live/x.flv", "https://any.example", "GET"); o != "*" {
+		t.Errorf("media preflight: origin %q; want *", o)
+	}
+	if o, _ := preflight(none, "/metrics", "https://any.example", "GET"); o != "" {
+		t.Errorf("/metrics preflight with no -api-allow-origin: origin %q; want none", o)
+	}
+}
+
+// TestKicksNeedControl: with no API credentials, only this machine may
+// kick; from elsewhere a kick is 403 with a clear body while reading stays
+// open. With credentials, a kick needs them, wherever it comes from.
+func TestKicksNeedControl(t *testing.T) {
+	do := func(h http.Handler, method, path, remote, user string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, nil)
+		r.RemoteAddr = remote
+		if user != "" {
+			r.SetBasicAuth(user, "pw")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	open := newTestHandler(t, nil)
+	for _, path := range []string{"/api/streams/live/x", "/api/clients/ABCDEFGH"} {
+		if w := do(open, "DELETE", path, "203.0.113.9:4000", ""); w.Code != 403 || !strings.Contains(w.Body.String(), "-api-user") {
+			t.Errorf("DELETE %s from afar = %d %q; want 403 naming -api-user", path, w.Code, w.Body.String())
+		}
+		if w := do(open, "DELETE", path, "[::1]:4000", ""); w.Code != 404 {
+			t.Errorf("DELETE %s from this machine = %d; want 404 (nothing to kick)", path, w.Code)
+		}
+	}
+	if w := do(open, "GET", "/api/streams", "203.0.113.9:4000", ""); w.Code != 200 {
+		t.Errorf("GET /api/streams from afar = %d; want 200", w.Code)
+	}
+	locked := newTestHandler(t, func(c *config) { c.APIUser, c.APIPass = "admin", "pw" })
+	if w := do(locked, "DELETE", "/api/streams/live/x", "127.0.0.1:4000", ""); w.Code != 401 {
+		t.Errorf("DELETE without credentials from this machine = %d; want 401", w.Code)
+	}
+	if w := do(locked, "DELETE", "/api/streams/live/x", "203.0.113.9:4000", "admin"); w.Code != 404 {
+		t.Errorf("DELETE with credentials from afar = %d; want 404", w.Code)
+	}
+}
+
+// TestAdminPageCannotBeFramed: the admin page forbids framing and runs
+// only its own inline script and style, and a request head over 16 KiB
+// gets 431 as the README says.
+func TestAdminPageCannotBeFramed(t *testing.T) {
+	h := newTestHandler(t, nil)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/admin/", nil))
+	csp := w.Header().Get("Content-Security-Policy")
+	if w.Header().Get("X-Frame-Options") != "DENY" || !strings.Contains(csp, "frame-ancestors 'none'") ||
+		!strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("admin headers: X-Frame-Options %q, CSP %q", w.Header().Get("X-Frame-Options"), csp)
+	}
+	if n := strings.Count(csp, "'sha256-"); n != 2 {
+		t.Errorf("CSP has %d hashes; want one for the page's script and one for its style", n)
+	}
+
+	ts := startServer(t, nil)
+	for _, tc := range []struct {
+		pad  int
+		want int
+	}{{15 << 10, 200}, {16 << 10, 431}} {
+		req, _ := http.NewRequest("GET", "http://"+ts.httpAddr+"/api/server", nil)
+		req.Header.Set("X-Pad", strings.Repeat("a", tc.pad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("a %d-byte header: %d; want %d", tc.pad, resp.StatusCode, tc.want)
+		}
+	}
+}
+
+// TestRedactQuery: credentials are hidden however they are spelt, other
+// parameters are kept as they came.
+func TestRedactQuery(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"", ""},
+		{"a=1&b=2", "a=1&b=2"},
+		{"sign=1796431621-0123456789abcdef0123456789abcdef", "sign=1796431621-***"},
+		{"sign=nodash", "sign=***"},
+		{"sign=-abc", "sign=***"},
+		{"sign=12x-abc", "sign=***"},
+		{"k=v&SIGN=1-abc&token=t&Key=k&pass=p", "k=v&SIGN=1-***&token=***&Key=***&pass=***"},
+		{"%73ign=1-abc", "%73ign=1-***"},
+		{"a=1;token=t", "a=1;token=***"},
+		{"sign", "sign"},
+		{"sign=1-abc&sign=2-def", "sign=1-***&sign=2-***"},
+		{"monkey=1", "monkey=1"},
+	} {
+		if got := redactQuery(tc.in); got != tc.want {
+			t.Errorf("redactQuery(%q) = %q; want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -6,6 +6,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -54,34 +56,112 @@ func (s *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/admin/", http.StatusFound)
 	})
-	mux.HandleFunc("GET /admin/{$}", s.guard(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Write(adminHTML)
-	}))
+	mux.HandleFunc("GET /admin/{$}", s.guard(s.adminPage))
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	return s.cors(mux)
 }
 
-// cors adds the Access-Control-Allow-Origin header NMS users rely on.
+// adminPage serves admin.html. It may not be framed (its kick buttons
+// could be clicked through a frame) and runs only its own inline script
+// and style, by hash (adminCSP).
+func (s *httpServer) adminPage(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", adminCSP)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.Write(adminHTML)
+}
+
+// adminCSP allows the admin page only itself: its inline <script> and
+// <style> by their SHA-256 (CSP Level 3 §8.3), requests to this server,
+// and the blob: URL of its preview's MediaSource.
+var adminCSP = "default-src 'none'; script-src " + inlineHashes(adminHTML, "script") +
+	"; style-src " + inlineHashes(adminHTML, "style") +
+	"; connect-src 'self'; media-src blob:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// inlineHashes lists the CSP hash sources of a page's inline <tag>
+// elements.
+func inlineHashes(page []byte, tag string) string {
+	var srcs []string
+	rest := page
+	for {
+		i := bytes.Index(rest, []byte("<"+tag+">"))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len(tag)+2:]
+		j := bytes.Index(rest, []byte("</"+tag+">"))
+		if j < 0 {
+			break
+		}
+		sum := sha256.Sum256(rest[:j])
+		srcs = append(srcs, "'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'")
+		rest = rest[j:]
+	}
+	if len(srcs) == 0 {
+		return "'none'"
+	}
+	return strings.Join(srcs, " ")
+}
+
+// cors answers cross-origin requests (the Fetch standard's CORS protocol).
+// Media (HTTP-FLV, WS-FLV) is for any page, as with NMS: -allow-origin.
+// The API and the admin page answer only the origins -api-allow-origin
+// names; a wildcard there lets other pages read, never DELETE.
 func (s *httpServer) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AllowOrigin != "" {
+		methods := "GET, HEAD, OPTIONS"
+		if isControlPath(r.URL.Path) {
+			origin, named := s.apiOrigin(r.Header.Get("Origin"))
+			if origin != "" {
+				w.Header().Set("Access-Control-Allow-Origin", origin)
+				w.Header().Add("Vary", "Origin")
+			}
+			if named {
+				methods = "GET, HEAD, DELETE, OPTIONS"
+			}
+		} else if s.cfg.AllowOrigin != "" {
 			w.Header().Set("Access-Control-Allow-Origin", s.cfg.AllowOrigin)
 		}
 		if r.Method == http.MethodOptions {
-			s.preflight(w, r)
+			s.preflight(w, r, methods)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-// preflight answers CORS preflight requests (Fetch standard, CORS protocol).
-func (s *httpServer) preflight(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.AllowOrigin != "" {
-		h := w.Header()
-		h.Set("Access-Control-Allow-Methods", "GET, HEAD, DELETE, OPTIONS")
+// isControlPath tells the API and admin routes from media.
+func isControlPath(p string) bool {
+	return p == "/" || p == "/metrics" || strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/admin/")
+}
+
+// apiOrigin is the Access-Control-Allow-Origin for a request from origin
+// to the API ("" for none), and whether -api-allow-origin names it.
+func (s *httpServer) apiOrigin(origin string) (allow string, named bool) {
+	if origin == "" || s.cfg.APIAllowOrigin == "" {
+		return "", false
+	}
+	for o := range strings.SplitSeq(s.cfg.APIAllowOrigin, ",") {
+		switch o = strings.TrimSpace(o); {
+		case o == "*":
+			allow = "*"
+		case strings.EqualFold(o, origin):
+			return origin, true
+		}
+	}
+	return allow, false
+}
+
+// preflight answers CORS preflight requests, when the route allows the
+// origin at all.
+func (s *httpServer) preflight(w http.ResponseWriter, r *http.Request, methods string) {
+	h := w.Header()
+	if h.Get("Access-Control-Allow-Origin") != "" {
+		h.Set("Access-Control-Allow-Methods", methods)
 		if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
 			h.Set("Access-Control-Allow-Headers", req)
 		}
@@ -129,7 +209,7 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery}
 	if err := s.admit.check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
-		http.Error(w, err.Error(), http.StatusForbidden)
+		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}
 	rc := http.NewResponseController(w)
@@ -248,7 +328,7 @@ type flvPlayer struct {
 }
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
-	p.log.Info("play", "query", info.Query)
+	p.log.Info("play", "query", redactQuery(info.Query))
 	sub := p.srv.hub.subscribe(key, info, flvForm{}, func() { p.nc.Close() })
 	readErr := make(chan error, 1)
 	var reader sync.WaitGroup

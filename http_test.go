@@ -102,19 +102,27 @@ func TestHTTPRoutes(t *testing.T) {
 				"Access-Control-Request-Headers": {"range"}},
 			status: http.StatusNoContent,
 			wantHeader: map[string]string{"Access-Control-Allow-Origin": "*",
-				"Access-Control-Allow-Methods": "GET, HEAD, DELETE, OPTIONS", "Access-Control-Allow-Headers": "range",
+				"Access-Control-Allow-Methods": "GET, HEAD, OPTIONS", "Access-Control-Allow-Headers": "range",
 				"Access-Control-Max-Age": "86400"},
 		},
 		{
-			name: "preflight on the API", method: "OPTIONS", path: "/api/streams",
-			header:     http.Header{"Origin": {"https://example.com"}, "Access-Control-Request-Method": {"DELETE"}},
-			status:     http.StatusNoContent,
-			wantHeader: map[string]string{"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": ""},
+			name: "another origin's preflight for a kick", method: "OPTIONS", path: "/api/streams/live/x",
+			header: http.Header{"Origin": {"https://evil.example"}, "Access-Control-Request-Method": {"DELETE"}},
+			status: http.StatusNoContent,
+			wantHeader: map[string]string{"Access-Control-Allow-Origin": "", "Access-Control-Allow-Methods": "",
+				"Access-Control-Allow-Headers": ""},
+		},
+		{
+			name: "another origin reads the API", method: "GET", path: "/api/streams",
+			header: http.Header{"Origin": {"https://evil.example"}}, status: http.StatusOK,
+			wantHeader: map[string]string{"Access-Control-Allow-Origin": ""},
 		},
 		{
 			name: "admin page", method: "GET", path: "/admin/", status: http.StatusOK,
-			wantHeader: map[string]string{"Content-Type": "text/html; charset=utf-8", "Access-Control-Allow-Origin": "*"},
-			body:       "<",
+			header: http.Header{"Origin": {"https://evil.example"}},
+			wantHeader: map[string]string{"Content-Type": "text/html; charset=utf-8", "Access-Control-Allow-Origin": "",
+				"X-Frame-Options": "DENY"},
+			body: "<",
 		},
 		{
 			name: "root redirects to the admin page", method: "GET", path: "/", status: http.StatusFound,
@@ -170,7 +178,7 @@ func TestHTTPRoutes(t *testing.T) {
 		h := newTestHandler(t, func(c *config) { c.AllowOrigin = "" })
 		for _, method := range []string{"OPTIONS", "GET"} {
 			w := httptest.NewRecorder()
-			h.ServeHTTP(w, httptest.NewRequest(method, "/api/streams", nil))
+			h.ServeHTTP(w, httptest.NewRequest(method, "/live/x.flv", nil))
 			if got := w.Header().Get("Access-Control-Allow-Origin"); got != "" {
 				t.Errorf("%s: Access-Control-Allow-Origin = %q; want none", method, got)
 			}

@@ -43,12 +43,15 @@ type config struct {
 	GOPCache    bool          // keep the last GOP so that joiners start at once
 	Ping        time.Duration // interval of RTMP PingRequest; 0 turns pings off
 	PingTimeout time.Duration // a peer silent this long is dropped
-	AllowOrigin string        // Access-Control-Allow-Origin on HTTP answers
-	QueueBytes  int           // most bytes queued for one viewer before it skips to the next keyframe
-	WriteDelay  time.Duration // a viewer is written to at most once per this (0: every frame at once)
-	MaxConns    int           // open connections, RTMP and HTTP together (0: no limit)
-	MaxConnsIP  int           // open connections from one IP address (0: no limit)
-	LogLevel    slog.Level
+	AllowOrigin string        // Access-Control-Allow-Origin on media answers (HTTP-FLV, WS-FLV)
+	// Origins whose pages may read the API and admin page (comma-separated,
+	// or *); empty: none. DELETE is allowed only to origins named here.
+	APIAllowOrigin string
+	QueueBytes     int           // most bytes queued for one viewer before it skips to the next keyframe
+	WriteDelay     time.Duration // a viewer is written to at most once per this (0: every frame at once)
+	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
+	MaxConnsIP     int           // open connections from one IP address (0: no limit)
+	LogLevel       slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
 	API              bool
@@ -56,9 +59,10 @@ type config struct {
 
 	// Signed URLs, NMS's scheme: ?sign=EXPIRES-md5("/APP/NAME-EXPIRES-SECRET").
 	Secret        string
-	PublishAuth   bool // publishers must sign
-	PlayAuth      bool // players must sign
-	TrustLoopback bool // loopback clients need no signature (NMS v2 did this silently)
+	PublishSecret string // publishers' own secret; empty: Secret (NMS: one for both)
+	PublishAuth   bool   // publishers must sign
+	PlayAuth      bool   // players must sign
+	TrustLoopback bool   // loopback clients need no signature (NMS v2 did this silently)
 
 	// Hooks: URLs that get a JSON POST per event. Publish and play wait
 	// for the answer; a non-2xx answer refuses the client.
@@ -101,7 +105,8 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.BoolVar(&cfg.GOPCache, "gop-cache", cfg.GOPCache, "send late joiners the last GOP so they start at once")
 	fs.DurationVar(&cfg.Ping, "ping", cfg.Ping, "RTMP ping `interval` (0 = off)")
 	fs.DurationVar(&cfg.PingTimeout, "ping-timeout", cfg.PingTimeout, "drop a peer silent this `duration`")
-	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` (empty = no CORS headers)")
+	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` of media (HTTP-FLV, WS-FLV; empty = no CORS headers)")
+	fs.StringVar(&cfg.APIAllowOrigin, "api-allow-origin", "", "`origins` (comma-separated, or *) whose pages may call the API and admin page; DELETE only for named ones")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
@@ -111,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api, /metrics and /admin/ (with -api-pass)")
 	fs.StringVar(&cfg.APIPass, "api-pass", "", "HTTP Basic `password` for /api, /metrics and /admin/")
 	fs.StringVar(&cfg.Secret, "auth-secret", "", "`secret` of signed URLs (?sign=EXPIRES-md5(\"/APP/NAME-EXPIRES-SECRET\"))")
+	fs.StringVar(&cfg.PublishSecret, "auth-publish-secret", "", "publishers' own signing `secret`, so that a viewer's sign cannot publish (default: -auth-secret)")
 	fs.BoolVar(&cfg.PublishAuth, "auth-publish", false, "publishers must present a valid ?sign=")
 	fs.BoolVar(&cfg.PlayAuth, "auth-play", false, "players must present a valid ?sign=")
 	fs.BoolVar(&cfg.TrustLoopback, "auth-trust-loopback", false, "skip signature checks for clients on 127.0.0.1 and ::1")
@@ -157,8 +163,14 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
 	}
-	if (cfg.PublishAuth || cfg.PlayAuth) && cfg.Secret == "" {
-		return cfg, fmt.Errorf("-auth-publish and -auth-play need -auth-secret")
+	if cfg.PlayAuth && cfg.Secret == "" {
+		return cfg, fmt.Errorf("-auth-play needs -auth-secret")
+	}
+	if cfg.PublishAuth && cfg.Secret == "" && cfg.PublishSecret == "" {
+		return cfg, fmt.Errorf("-auth-publish needs -auth-publish-secret or -auth-secret")
+	}
+	if cfg.PublishAuth && cfg.PlayAuth && cfg.PublishSecret == "" {
+		warn("auth: publishers and players sign with one secret, so any viewer's sign can publish; set -auth-publish-secret")
 	}
 	if (cfg.RTMPSAddr != "" || cfg.HTTPSAddr != "") && (cfg.TLSCert == "" || cfg.TLSKey == "") {
 		return cfg, fmt.Errorf("-rtmps and -https need -tls-cert and -tls-key")
@@ -197,6 +209,7 @@ type nmsConfig struct {
 		Play    *bool   `json:"play"`
 		Publish *bool   `json:"publish"`
 		Secret  *string `json:"secret"`
+		PubSec  *string `json:"publish_secret"`
 		API     *bool   `json:"api"`
 		APIUser *string `json:"api_user"`
 		APIPass *string `json:"api_pass"`
@@ -211,7 +224,7 @@ var knownKeys = map[string]bool{
 	"rtmp.ssl": true, "rtmp.ssl.port": true, "rtmp.ssl.cert": true, "rtmp.ssl.key": true,
 	"http": true, "http.port": true, "http.allow_origin": true, "http.api": true,
 	"https": true, "https.port": true, "https.cert": true, "https.key": true,
-	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true,
+	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true, "auth.publish_secret": true,
 	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
 	"logType": true,
 }
@@ -263,6 +276,7 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		setBool(&cfg.PlayAuth, a.Play, set["auth-play"])
 		setBool(&cfg.PublishAuth, a.Publish, set["auth-publish"])
 		setString(&cfg.Secret, a.Secret, set["auth-secret"])
+		setString(&cfg.PublishSecret, a.PubSec, set["auth-publish-secret"])
 		if a.API != nil && *a.API {
 			setString(&cfg.APIUser, a.APIUser, set["api-user"])
 			setString(&cfg.APIPass, a.APIPass, set["api-pass"])
@@ -545,7 +559,7 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		Handler:           s.web.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       cfg.PingTimeout,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    16<<10 - 4096, // net/http reads this plus 4096 bytes: a 16 KiB request head in all
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return s, nil

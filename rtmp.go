@@ -490,7 +490,7 @@ func (c *rtmpConn) admit(act action, cmd rtmpCommand, badName string) (streamKey
 	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: protoRTMP, Created: c.created, Query: query}
 	if err := c.srv.admit.check(act, key, info); err != nil {
 		status := map[action]string{actPublish: "NetStream.Publish.Unauthorized", actPlay: "NetStream.Play.Unauthorized"}[act]
-		c.onStatus("error", status, err.Error())
+		c.onStatus("error", status, refusalText)
 		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s refused: %w", act, err)
 	}
 	return key, info, nil
@@ -507,7 +507,7 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 		return fmt.Errorf("rtmp: publish rejected: %w", err)
 	}
 	c.pub = pub
-	c.log.Info("publish", "query", info.Query)
+	c.log.Info("publish", "query", redactQuery(info.Query))
 	var out []byte
 	out = appendUserControl(out, ucStreamBegin, mediaStreamID)
 	if err := c.writeRaw(out); err != nil {
@@ -540,7 +540,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
 	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, func() { c.nc.Close() })
-	c.log.Info("play", "query", info.Query)
+	c.log.Info("play", "query", redactQuery(info.Query))
 	sub := c.sub
 	c.helpers.Go(func() { c.writeLoop(sub) })
 	return nil
