@@ -262,7 +262,8 @@ func (s *httpServer) control(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.APIUser == "" {
 			if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip == nil || !ip.IsLoopback() {
-				http.Error(w, "Forbidden: changing state needs -api-user and -api-pass, or a request from this machine", http.StatusForbidden)
+				writeJSON(w, http.StatusForbidden, map[string]string{
+					"error": "changing state needs -api-user and -api-pass, or a request from this machine"})
 				return
 			}
 		}
