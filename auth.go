@@ -87,10 +87,33 @@ func newHooks(cfg *config, log *slog.Logger) *hooks {
 	if cfg.OnPublish == "" && cfg.OnPlay == "" && cfg.OnUnpublish == "" && cfg.OnStop == "" {
 		return nil
 	}
-	return &hooks{cfg: cfg, log: log, client: &http.Client{Timeout: cfg.HookTimeout}}
+	client := &http.Client{
+		Timeout: cfg.HookTimeout,
+		// A hook's answer is its own: a redirect is not followed. Go's
+		// client would turn a 302 into a GET to the new target (whose 2xx
+		// would admit the client) and repeat a 307 or 308 POST there, body
+		// and all, with the client's IP and signed query (RFC 9110 §15.4);
+		// post treats the 3xx as the refusal it is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &hooks{cfg: cfg, log: log, client: client}
 }
 
-var errHookRefused = errors.New("refused by hook")
+var (
+	errHookRefused = errors.New("refused by hook")
+	errHookFailed  = errors.New("hook failed")
+)
+
+// redactURL is a hook URL as errors and logs may show it: scheme, host
+// and path. The userinfo and the query, where a hook URL carries its
+// credentials (http://user:pass@host/path?token=T), are left out.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a hook URL that does not parse)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
 
 // hookBody is the JSON each hook gets.
 type hookBody struct {
@@ -108,21 +131,34 @@ type hookBody struct {
 }
 
 // post sends one event; it returns an error unless the answer is 2xx.
+// The error names the hook by its redacted URL only: it reaches logs, and
+// may reach the client that was refused.
 func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error {
+	shown := redactURL(hookURL)
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, "POST", hookURL, bytes.NewReader(data))
 	if err != nil {
-		return err
+		// url.Error would quote the whole URL.
+		return fmt.Errorf("%w: %s: bad URL", errHookFailed, shown)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hk.client.Do(req)
 	if err != nil {
-		return err
+		// The client's url.Error quotes the URL with its query (and the
+		// user name); keep only what went wrong, a timeout or a refused
+		// connection, so that errors.Is still sees it.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return fmt.Errorf("%w: POST %s: %w", errHookFailed, shown, err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%w: %s answered %s", errHookRefused, hookURL, resp.Status)
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused, up to a cap
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode <= 399:
+		return fmt.Errorf("%w: %s answered %s, a redirect, which hooks do not follow", errHookRefused, shown, resp.Status)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return fmt.Errorf("%w: %s answered %s", errHookRefused, shown, resp.Status)
 	}
 	return nil
 }
