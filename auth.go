@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,13 +79,23 @@ func checkSign(key streamKey, query, secret string, now time.Time) error {
 
 // hooks posts lifecycle events to the URLs the config names.
 type hooks struct {
-	cfg    *config
-	log    *slog.Logger
-	client *http.Client
+	cfg     *config
+	log     *slog.Logger
+	client  *http.Client
+	dropped *atomic.Uint64 // counters.hookDropped, for /metrics
+
+	dropMu       sync.Mutex
+	dropLogged   time.Time // when the last line about lost events went out
+	dropUnlogged uint64    // events lost since
 }
 
-// newHooks returns nil when the config names no hook URL.
-func newHooks(cfg *config, log *slog.Logger) *hooks {
+// dropLogEvery spaces the log lines about lost hook events: a hook that
+// stays slow would otherwise log a line per client leaving.
+const dropLogEvery = 10 * time.Second
+
+// newHooks returns nil when the config names no hook URL. dropped counts
+// the unpublish and stop events that never reach their hook.
+func newHooks(cfg *config, log *slog.Logger, dropped *atomic.Uint64) *hooks {
 	if cfg.OnPublish == "" && cfg.OnPlay == "" && cfg.OnUnpublish == "" && cfg.OnStop == "" {
 		return nil
 	}
@@ -96,7 +108,7 @@ func newHooks(cfg *config, log *slog.Logger) *hooks {
 		// post treats the 3xx as the refusal it is.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &hooks{cfg: cfg, log: log, client: client}
+	return &hooks{cfg: cfg, log: log, client: client, dropped: dropped}
 }
 
 var (
@@ -181,10 +193,26 @@ func newHookBody(act action, key streamKey, c clientInfo, at time.Time) hookBody
 		Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(at)}
 }
 
-// notify posts unpublish and stop events as they happen, until events closes.
+// notifyURL is the hook that hears of an event after the fact: the
+// unpublish or stop hook; "" for none.
+func (hk *hooks) notifyURL(act action) string {
+	switch act {
+	case actUnpublish:
+		return hk.cfg.OnUnpublish
+	case actStop:
+		return hk.cfg.OnStop
+	}
+	return ""
+}
+
+// notify posts unpublish and stop events as they happen, until events
+// closes (events from hub.watchLossy(hk.lost)). One post at a time: while
+// a slow hook keeps it waiting, events queue in the channel, and those
+// that find it full are lost, counted and logged by lost.
 func (hk *hooks) notify(events <-chan hubEvent) {
+	defer hk.noteLost(0, true)
 	for ev := range events {
-		hookURL := map[action]string{actUnpublish: hk.cfg.OnUnpublish, actStop: hk.cfg.OnStop}[ev.Type]
+		hookURL := hk.notifyURL(ev.Type)
 		if hookURL == "" {
 			continue
 		}
@@ -194,6 +222,32 @@ func (hk *hooks) notify(events <-chan hubEvent) {
 			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
 		}
 	}
+}
+
+// lost counts an event the notify queue had no room for, if a hook was
+// to get it. The hub goroutine calls it, so it only adds and, at most
+// once per dropLogEvery, logs.
+func (hk *hooks) lost(ev hubEvent) {
+	if hk.notifyURL(ev.Type) == "" {
+		return
+	}
+	hk.dropped.Add(1)
+	hk.noteLost(1, false)
+}
+
+// noteLost adds n lost events to those not logged yet, and logs them when
+// dropLogEvery has passed since the last line, or at the end (final).
+func (hk *hooks) noteLost(n uint64, final bool) {
+	hk.dropMu.Lock()
+	defer hk.dropMu.Unlock()
+	hk.dropUnlogged += n
+	now := time.Now()
+	if hk.dropUnlogged == 0 || !final && now.Sub(hk.dropLogged) < dropLogEvery {
+		return
+	}
+	hk.log.Warn("hook events dropped: the unpublish/stop hook answers slower than clients leave",
+		"dropped", hk.dropUnlogged, "dropped_total", hk.dropped.Load())
+	hk.dropLogged, hk.dropUnlogged = now, 0
 }
 
 var errUnauthorized = errors.New("unauthorized")

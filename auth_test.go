@@ -3,6 +3,7 @@ package main
 // Admission: signed URLs, hooks and HTTP Basic auth, against a live server.
 
 import (
+	"bufio"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -488,4 +489,99 @@ func TestHookErrorsHideSecrets(t *testing.T) {
 	if len(auth) != 3 || auth[0] != want || auth[1] != want || auth[2] != want {
 		t.Errorf("the hook got credentials %q; want %q three times (publish, play, stop)", auth, want)
 	}
+}
+
+// TestHookDropsCounted is the attack of a stop hook that answers slowly
+// while players come and go: the hooks' event queue (256) fills and
+// events are lost. They were lost silently; now each lost stop event is
+// counted in /metrics, the count is logged (one line per 10 s at most),
+// and posted + lost adds up to every player that left.
+func TestHookDropsCounted(t *testing.T) {
+	const cycles = 300
+	gate := make(chan struct{}) // the hook answers once it closes
+	var mu sync.Mutex
+	stops := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		stops++
+		mu.Unlock()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hook.Close) // cleanups run last first: open the gate, stop gms, then this
+	ts := startServer(t, func(c *config) { c.OnStop, c.HookTimeout = hook.URL+"/stop", time.Minute })
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+
+	start := time.Now()
+	for i := range cycles {
+		nc, err := net.Dial("tcp", ts.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(nc, "GET /live/slowstop.flv HTTP/1.1\r\nHost: %s\r\n\r\n", ts.httpAddr)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("play %d: %v %v", i, resp, err)
+		}
+		nc.Close()
+	}
+	c := &ts.hub.counters
+	waitFor(t, "every player to have left", func() bool {
+		return c.accepted[protoHTTP].Load() == cycles && c.active[protoHTTP].Load() == 0
+	})
+	elapsed := time.Since(start)
+
+	lost := metricValue(t, ts, "gms_hook_dropped_total")
+	if lost <= 0 {
+		t.Fatalf("gms_hook_dropped_total = %v after %d players left past a stuck stop hook; want > 0", lost, cycles)
+	}
+	logs := ts.logs.String()
+	lines := strings.Count(logs, `msg="hook events dropped`)
+	if lines == 0 || !strings.Contains(logs, "dropped_total=") {
+		t.Errorf("no log line about the lost hook events:\n%s", logs)
+	}
+	const every = 10 * time.Second // at most one line per 10 s, as dropLogEvery says
+	if limit := 1 + int(elapsed/every); lines > limit {
+		t.Errorf("%d log lines about lost hook events in %v; want at most %d, one per %v", lines, elapsed, limit, every)
+	}
+
+	// Once the hook answers, the queued events reach it: none went
+	// missing without being counted.
+	release()
+	waitFor(t, "the queued stop events to be posted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stops+int(lost) >= cycles
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d players left: %d stop events posted, %v lost", cycles, stops, lost)
+	if stops+int(lost) != cycles {
+		t.Errorf("stop hook got %d posts, %v lost; want %d in all", stops, lost, cycles)
+	}
+}
+
+// metricValue scrapes one unlabelled metric from /metrics; 0 if absent.
+func metricValue(t *testing.T, ts *testServer, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sc.Text(), err)
+			}
+			return f
+		}
+	}
+	return 0
 }
