@@ -285,6 +285,8 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("gms_hook_rejections_total", "counter", "Publishers and players refused by a hook.")
 	fmt.Fprintf(&b, "gms_hook_rejections_total %d\n", c.hookRejects.Load())
+	metric("gms_hook_dropped_total", "counter", "Unpublish and stop events never posted: the hook answered slower than clients left.")
+	fmt.Fprintf(&b, "gms_hook_dropped_total %d\n", c.hookDropped.Load())
 	metric("gms_handshake_failures_total", "counter", "RTMP handshakes that failed.")
 	fmt.Fprintf(&b, "gms_handshake_failures_total %d\n", c.handshakeFailures.Load())
 	metric("gms_goroutines", "gauge", "Goroutines.")

@@ -189,6 +189,10 @@ func TestAPIKick(t *testing.T) {
 // TestMetrics scrapes /metrics during a publish with a viewer and parses
 // every line of the text format.
 func TestMetrics(t *testing.T) {
+	// CPU time counts in ticks of 10 ms: a run of this test alone may not
+	// have used one yet, so spend one.
+	for start := time.Now(); processCPUSeconds() == 0 && time.Since(start) < 5*time.Second; {
+	}
 	ts := startServer(t, nil)
 	longPublish(t, ts.rtmpURL("m"))
 	waitFor(t, "the publisher", func() bool { return ts.live(streamKey{"live", "m"}) })

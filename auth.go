@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -77,20 +79,53 @@ func checkSign(key streamKey, query, secret string, now time.Time) error {
 
 // hooks posts lifecycle events to the URLs the config names.
 type hooks struct {
-	cfg    *config
-	log    *slog.Logger
-	client *http.Client
+	cfg     *config
+	log     *slog.Logger
+	client  *http.Client
+	dropped *atomic.Uint64 // counters.hookDropped, for /metrics
+
+	dropMu       sync.Mutex
+	dropLogged   time.Time // when the last line about lost events went out
+	dropUnlogged uint64    // events lost since
 }
 
-// newHooks returns nil when the config names no hook URL.
-func newHooks(cfg *config, log *slog.Logger) *hooks {
+// dropLogEvery spaces the log lines about lost hook events: a hook that
+// stays slow would otherwise log a line per client leaving.
+const dropLogEvery = 10 * time.Second
+
+// newHooks returns nil when the config names no hook URL. dropped counts
+// the unpublish and stop events that never reach their hook.
+func newHooks(cfg *config, log *slog.Logger, dropped *atomic.Uint64) *hooks {
 	if cfg.OnPublish == "" && cfg.OnPlay == "" && cfg.OnUnpublish == "" && cfg.OnStop == "" {
 		return nil
 	}
-	return &hooks{cfg: cfg, log: log, client: &http.Client{Timeout: cfg.HookTimeout}}
+	client := &http.Client{
+		Timeout: cfg.HookTimeout,
+		// A hook's answer is its own: a redirect is not followed. Go's
+		// client would turn a 302 into a GET to the new target (whose 2xx
+		// would admit the client) and repeat a 307 or 308 POST there, body
+		// and all, with the client's IP and signed query (RFC 9110 §15.4);
+		// post treats the 3xx as the refusal it is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return &hooks{cfg: cfg, log: log, client: client, dropped: dropped}
 }
 
-var errHookRefused = errors.New("refused by hook")
+var (
+	errHookRefused = errors.New("refused by hook")
+	errHookFailed  = errors.New("hook failed")
+)
+
+// redactURL is a hook URL as errors and logs may show it: scheme, host
+// and path. The userinfo and the query, where a hook URL carries its
+// credentials (http://user:pass@host/path?token=T), are left out.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a hook URL that does not parse)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
 
 // hookBody is the JSON each hook gets.
 type hookBody struct {
@@ -108,21 +143,34 @@ type hookBody struct {
 }
 
 // post sends one event; it returns an error unless the answer is 2xx.
+// The error names the hook by its redacted URL only: it reaches logs, and
+// may reach the client that was refused.
 func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error {
+	shown := redactURL(hookURL)
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, "POST", hookURL, bytes.NewReader(data))
 	if err != nil {
-		return err
+		// url.Error would quote the whole URL.
+		return fmt.Errorf("%w: %s: bad URL", errHookFailed, shown)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hk.client.Do(req)
 	if err != nil {
-		return err
+		// The client's url.Error quotes the URL with its query (and the
+		// user name); keep only what went wrong, a timeout or a refused
+		// connection, so that errors.Is still sees it.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return fmt.Errorf("%w: POST %s: %w", errHookFailed, shown, err)
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("%w: %s answered %s", errHookRefused, hookURL, resp.Status)
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection can be reused, up to a cap
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode <= 399:
+		return fmt.Errorf("%w: %s answered %s, a redirect, which hooks do not follow", errHookRefused, shown, resp.Status)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return fmt.Errorf("%w: %s answered %s", errHookRefused, shown, resp.Status)
 	}
 	return nil
 }
@@ -145,10 +193,26 @@ func newHookBody(act action, key streamKey, c clientInfo, at time.Time) hookBody
 		Protocol: c.Protocol, Created: isoTime(c.Created), Time: isoTime(at)}
 }
 
-// notify posts unpublish and stop events as they happen, until events closes.
+// notifyURL is the hook that hears of an event after the fact: the
+// unpublish or stop hook; "" for none.
+func (hk *hooks) notifyURL(act action) string {
+	switch act {
+	case actUnpublish:
+		return hk.cfg.OnUnpublish
+	case actStop:
+		return hk.cfg.OnStop
+	}
+	return ""
+}
+
+// notify posts unpublish and stop events as they happen, until events
+// closes (events from hub.watchLossy(hk.lost)). One post at a time: while
+// a slow hook keeps it waiting, events queue in the channel, and those
+// that find it full are lost, counted and logged by lost.
 func (hk *hooks) notify(events <-chan hubEvent) {
+	defer hk.noteLost(0, true)
 	for ev := range events {
-		hookURL := map[action]string{actUnpublish: hk.cfg.OnUnpublish, actStop: hk.cfg.OnStop}[ev.Type]
+		hookURL := hk.notifyURL(ev.Type)
 		if hookURL == "" {
 			continue
 		}
@@ -158,6 +222,32 @@ func (hk *hooks) notify(events <-chan hubEvent) {
 			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
 		}
 	}
+}
+
+// lost counts an event the notify queue had no room for, if a hook was
+// to get it. The hub goroutine calls it, so it only adds and, at most
+// once per dropLogEvery, logs.
+func (hk *hooks) lost(ev hubEvent) {
+	if hk.notifyURL(ev.Type) == "" {
+		return
+	}
+	hk.dropped.Add(1)
+	hk.noteLost(1, false)
+}
+
+// noteLost adds n lost events to those not logged yet, and logs them when
+// dropLogEvery has passed since the last line, or at the end (final).
+func (hk *hooks) noteLost(n uint64, final bool) {
+	hk.dropMu.Lock()
+	defer hk.dropMu.Unlock()
+	hk.dropUnlogged += n
+	now := time.Now()
+	if hk.dropUnlogged == 0 || !final && now.Sub(hk.dropLogged) < dropLogEvery {
+		return
+	}
+	hk.log.Warn("hook events dropped: the unpublish/stop hook answers slower than clients leave",
+		"dropped", hk.dropUnlogged, "dropped_total", hk.dropped.Load())
+	hk.dropLogged, hk.dropUnlogged = now, 0
 }
 
 var errUnauthorized = errors.New("unauthorized")

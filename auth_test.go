@@ -3,6 +3,7 @@ package main
 // Admission: signed URLs, hooks and HTTP Basic auth, against a live server.
 
 import (
+	"bufio"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -581,4 +583,268 @@ func escapeAll(s string) string {
 		fmt.Fprintf(&b, "%%%02X", s[i])
 	}
 	return b.String()
+}
+
+// TestHookRedirectsNotFollowed is the attack of a publish or play hook
+// that answers with a redirect: to a second server that admits anyone
+// (Go's client turned a 302 into a GET there, whose 200 admitted the
+// client), with a 307 or 308 (which re-POSTed the body, the client's IP
+// and signed query, to the new target), or to itself (followed ten
+// times). A 3xx is a refusal; the hook gets one request, the target none.
+func TestHookRedirectsNotFollowed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		toSelf bool // a redirect loop
+	}{
+		{"301 elsewhere", http.StatusMovedPermanently, false},
+		{"302 elsewhere", http.StatusFound, false},
+		{"303 elsewhere", http.StatusSeeOther, false},
+		{"307 elsewhere", http.StatusTemporaryRedirect, false},
+		{"308 elsewhere", http.StatusPermanentRedirect, false},
+		{"302 loop", http.StatusFound, true},
+		{"307 loop", http.StatusTemporaryRedirect, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var hookGot, targetGot []string // "METHOD /path" of each request
+			target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				targetGot = append(targetGot, r.Method+" "+r.URL.Path)
+				mu.Unlock()
+			}))
+			defer target.Close()
+			var hook *httptest.Server
+			hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				hookGot = append(hookGot, r.Method+" "+r.URL.Path)
+				mu.Unlock()
+				to := target.URL + "/admit"
+				if tc.toSelf {
+					to = hook.URL + r.URL.Path
+				}
+				http.Redirect(w, r, to, tc.status)
+			}))
+			defer hook.Close()
+			ts := startServer(t, func(c *config) { c.OnPublish, c.OnPlay = hook.URL+"/publish", hook.URL+"/play" })
+
+			pub := dialRTMP(t, ts.rtmpAddr, false)
+			pub.connect("live")
+			pub.command(pub.createStream(), "publish", nil, "redir", "live")
+			if code := pub.expectStatus(); code != "NetStream.Publish.Unauthorized" {
+				t.Errorf("publish: %s; want NetStream.Publish.Unauthorized", code)
+			}
+			client := &http.Client{Timeout: 10 * time.Second} // HEAD: an admitted player would wait for media
+			resp, err := client.Head(ts.httpURL("redir"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("HTTP-FLV play: %d; want 403", resp.StatusCode)
+			}
+
+			mu.Lock()
+			defer mu.Unlock()
+			if want := "POST /publish, POST /play"; strings.Join(hookGot, ", ") != want {
+				t.Errorf("hook got %q; want %s, one request each", hookGot, want)
+			}
+			if len(targetGot) != 0 {
+				t.Errorf("redirect target got %q; want no request", targetGot)
+			}
+			if logs := ts.logs.String(); !strings.Contains(logs, "redirect") {
+				t.Errorf("no log line names the redirect:\n%s", logs)
+			}
+		})
+	}
+}
+
+// TestHookErrorsHideSecrets is the attack of reading a hook's credentials
+// from what the server says about it. The hook URLs carry a user, a
+// password and a token; a refusal (403) and a hook that is down (the
+// client's url.Error) must show neither, in the server's log or in what
+// the refused client is told. The hook itself still gets them.
+func TestHookErrorsHideSecrets(t *testing.T) {
+	const user, pass, token = "hookuser", "hunter2pass", "token=T0K3N"
+	var mu sync.Mutex
+	var auth []string // user:pass?query as the hook saw them
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		mu.Lock()
+		auth = append(auth, u+":"+p+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer hook.Close()
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close() // nothing listens there now: connection refused
+
+	for _, tc := range []struct{ name, addr, shown string }{
+		{"hook answers 403", strings.TrimPrefix(hook.URL, "http://"), hook.URL + "/deny"},
+		{"hook is down", downAddr, "http://" + downAddr + "/deny"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hookURL := "http://" + user + ":" + pass + "@" + tc.addr + "/deny?" + token
+			ts := startServer(t, func(c *config) { c.OnPublish, c.OnPlay = hookURL, hookURL })
+			stopTS := startServer(t, func(c *config) { c.OnStop = hookURL })
+			secret := func(what, s string) {
+				t.Helper()
+				var shown []string
+				for _, bad := range []string{user, pass, token} {
+					if strings.Contains(s, bad) {
+						shown = append(shown, bad)
+					}
+				}
+				if shown != nil {
+					t.Errorf("%s shows %q:\n%s", what, shown, s)
+				}
+			}
+			pub := dialRTMP(t, ts.rtmpAddr, false)
+			pub.connect("live")
+			pub.command(pub.createStream(), "publish", nil, "secret", "live")
+			status := pub.expectCommand("onStatus")
+			secret("the RTMP publisher's onStatus", fmt.Sprint(status.Args))
+			resp, body, err := httpGetFLV(context.Background(), ts.httpURL("secret"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("HTTP-FLV play: %d; want 403", resp.StatusCode)
+			}
+			secret("the HTTP-FLV player's 403 body", string(body))
+			waitFor(t, "both refusals in the log", func() bool {
+				logs := ts.logs.String()
+				return strings.Contains(logs, "publish refused") && strings.Contains(logs, "play refused")
+			})
+			secret("the server log", ts.logs.String())
+			if logs := ts.logs.String(); strings.Count(logs, tc.shown) < 2 {
+				t.Errorf("the refusals do not name the hook as %s:\n%s", tc.shown, logs)
+			}
+
+			// The stop hook fails after the player has gone; only the log
+			// hears of it.
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "GET", stopTS.httpURL("secret"), nil)
+			resp, err = http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the player", func() bool { return stopTS.viewers(streamKey{"live", "secret"}) == 1 })
+			cancel()
+			resp.Body.Close()
+			waitFor(t, "the failed stop hook in the log", func() bool {
+				return strings.Contains(stopTS.logs.String(), `msg="hook failed"`)
+			})
+			secret("the server log", stopTS.logs.String())
+			if logs := stopTS.logs.String(); !strings.Contains(logs, tc.shown) {
+				t.Errorf("the failed stop hook is not named as %s:\n%s", tc.shown, logs)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := user + ":" + pass + "?" + token
+	if len(auth) != 3 || auth[0] != want || auth[1] != want || auth[2] != want {
+		t.Errorf("the hook got credentials %q; want %q three times (publish, play, stop)", auth, want)
+	}
+}
+
+// TestHookDropsCounted is the attack of a stop hook that answers slowly
+// while players come and go: the hooks' event queue (256) fills and
+// events are lost. They were lost silently; now each lost stop event is
+// counted in /metrics, the count is logged (one line per 10 s at most),
+// and posted + lost adds up to every player that left.
+func TestHookDropsCounted(t *testing.T) {
+	const cycles = 300
+	gate := make(chan struct{}) // the hook answers once it closes
+	var mu sync.Mutex
+	stops := 0
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		stops++
+		mu.Unlock()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hook.Close) // cleanups run last first: open the gate, stop gms, then this
+	ts := startServer(t, func(c *config) { c.OnStop, c.HookTimeout = hook.URL+"/stop", time.Minute })
+	release := sync.OnceFunc(func() { close(gate) })
+	t.Cleanup(release)
+
+	start := time.Now()
+	for i := range cycles {
+		nc, err := net.Dial("tcp", ts.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(nc, "GET /live/slowstop.flv HTTP/1.1\r\nHost: %s\r\n\r\n", ts.httpAddr)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("play %d: %v %v", i, resp, err)
+		}
+		nc.Close()
+	}
+	c := &ts.hub.counters
+	waitFor(t, "every player to have left", func() bool {
+		return c.accepted[protoHTTP].Load() == cycles && c.active[protoHTTP].Load() == 0
+	})
+	elapsed := time.Since(start)
+
+	lost := metricValue(t, ts, "gms_hook_dropped_total")
+	if lost <= 0 {
+		t.Fatalf("gms_hook_dropped_total = %v after %d players left past a stuck stop hook; want > 0", lost, cycles)
+	}
+	logs := ts.logs.String()
+	lines := strings.Count(logs, `msg="hook events dropped`)
+	if lines == 0 || !strings.Contains(logs, "dropped_total=") {
+		t.Errorf("no log line about the lost hook events:\n%s", logs)
+	}
+	const every = 10 * time.Second // at most one line per 10 s, as dropLogEvery says
+	if limit := 1 + int(elapsed/every); lines > limit {
+		t.Errorf("%d log lines about lost hook events in %v; want at most %d, one per %v", lines, elapsed, limit, every)
+	}
+
+	// Once the hook answers, the queued events reach it: none went
+	// missing without being counted.
+	release()
+	waitFor(t, "the queued stop events to be posted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stops+int(lost) >= cycles
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d players left: %d stop events posted, %v lost", cycles, stops, lost)
+	if stops+int(lost) != cycles {
+		t.Errorf("stop hook got %d posts, %v lost; want %d in all", stops, lost, cycles)
+	}
+}
+
+// metricValue scrapes one unlabelled metric from /metrics; 0 if absent.
+func metricValue(t *testing.T, ts *testServer, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", sc.Text(), err)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ package main
 // websocket.go, the admin page is admin.html.
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -371,12 +373,31 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 
 // wsReadLoop answers pings and a close frame, and ignores data, until the
 // client goes.
+//
+// Between frames the client may be silent for as long as it likes: a
+// player has nothing to say, and RFC 6455 asks for no keepalive. But once
+// a frame has begun, the rest of it must come within the ping timeout, or
+// the client is dropped: a header announcing 64 KiB and then nothing
+// would otherwise hold this goroutine and its buffer for good.
 func (p *flvPlayer) wsReadLoop() error {
+	// Only to wait for a frame's first byte without a deadline; 16 is
+	// the least bufio takes, and longer reads go past it.
+	in := bufio.NewReaderSize(p.in, 16)
 	for {
-		f, err := readWSFrame(p.in, wsMaxClientFrame)
+		p.nc.SetReadDeadline(time.Time{})
+		if _, err := in.Peek(1); err != nil {
+			return err
+		}
+		p.nc.SetReadDeadline(time.Now().Add(p.srv.cfg.PingTimeout))
+		f, err := readWSFrame(in, wsMaxClientFrame)
 		if err != nil {
-			if errors.Is(err, errWSProtocol) {
+			switch {
+			case errors.Is(err, errWSProtocol):
 				p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1002)) // §7.4.1: protocol error
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// §7.4.1: 1008 is the generic code for a policy violation,
+				// a frame that did not finish in time being ours.
+				p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1008))
 			}
 			return err
 		}

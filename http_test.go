@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -346,4 +348,123 @@ func FuzzParsePlayPath(f *testing.F) {
 			t.Fatalf("parsePlayPath(%q, %q) = %v with status %d", app, file, key, status)
 		}
 	})
+}
+
+// TestWSFrameDeadline is the attack of a WS-FLV client that sends the
+// header of a 60000-byte frame and then nothing: the connection had no
+// read deadline, so the header held its goroutine and buffer for good.
+// Once a frame has begun it must end within the ping timeout, or the
+// client gets Close 1008 and is dropped. A client silent between frames,
+// for several timeouts, stays and keeps getting media.
+func TestWSFrameDeadline(t *testing.T) {
+	// Short, but over a second: the players' write deadline moves at most
+	// once a second (egress.go writeDeadline), so a shorter ping timeout
+	// would drop readers that take everything.
+	const timeout = 1200 * time.Millisecond
+	ts := startServer(t, func(c *config) { c.PingTimeout = timeout })
+	key := streamKey{"live", "wsdeadline"}
+
+	// A publisher sends a small frame every 40 ms until the test ends.
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, key.Name, "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 100))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(done)
+	wg.Go(func() {
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				return
+			case <-time.After(40 * time.Millisecond):
+			}
+			msg := appendChunks(nil, csidVideo, msgVideo, sid, uint32(40*i), testVideo(i%25 == 0, 100), pub.chunkSize)
+			if _, err := pub.nc.Write(msg); err != nil {
+				return
+			}
+		}
+	})
+
+	// play connects a WS-FLV player that reads everything the server
+	// sends (so that only its own silence can get it dropped).
+	type player struct {
+		c         *wsClient
+		media     atomic.Int64 // binary payload bytes
+		closeCode atomic.Int32 // status of the server's Close, if any
+		gone      chan error
+	}
+	play := func() *player {
+		c, err := dialWS(context.Background(), ts.httpAddr, "/live/"+key.Name+".flv")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.nc.Close() })
+		c.nc.SetDeadline(time.Now().Add(30 * time.Second)) // a generous wait, not a limit under test
+		p := &player{c: c, gone: make(chan error, 1)}
+		go func() {
+			for {
+				op, payload, err := c.readFrame()
+				if err != nil {
+					p.gone <- err
+					return
+				}
+				switch {
+				case op == wsOpBinary:
+					p.media.Add(int64(len(payload)))
+				case op == wsOpClose && len(payload) >= 2:
+					p.closeCode.Store(int32(binary.BigEndian.Uint16(payload)))
+				}
+			}
+		}()
+		return p
+	}
+	idle, stalled := play(), play()
+	waitFor(t, "both players", func() bool { return ts.viewers(key) == 2 })
+	idleSince := time.Now()
+	// The idle player sends one whole frame, a ping, then nothing at all:
+	// the deadline of a finished frame must not linger.
+	if err := idle.c.writeFrame(wsOpPing, []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	// The stalled player: the header of a masked 60000-byte binary frame
+	// (§5.2: FIN+binary, MASK+126, 16-bit length, masking key), no payload.
+	header := binary.BigEndian.AppendUint16(bs(0x82, 0x80|126), 60000)
+	if _, err := stalled.c.nc.Write(append(header, wsKey[:]...)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-stalled.gone:
+		if code := stalled.closeCode.Load(); code != 1008 {
+			t.Errorf("stalled player: server Close status %d; want 1008, policy violation (§7.4.1)", code)
+		}
+		t.Logf("stalled player dropped: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("a player stalled in a frame header is still connected after 20 s (ping timeout %v)", timeout)
+	}
+
+	// The idle player has been silent for two timeouts and more, and is
+	// still served.
+	time.Sleep(time.Until(idleSince.Add(2*timeout + timeout/2)))
+	stillThere := func() {
+		t.Helper()
+		select {
+		case err := <-idle.gone:
+			t.Fatalf("idle player dropped (server Close status %d): %v", idle.closeCode.Load(), err)
+		default:
+		}
+	}
+	stillThere()
+	before := idle.media.Load()
+	waitFor(t, "more media for the idle player", func() bool { return idle.media.Load() > before })
+	stillThere()
+	if n := ts.viewers(key); n != 1 {
+		t.Errorf("viewers = %d; want 1, the idle player", n)
+	}
 }

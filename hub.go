@@ -52,8 +52,9 @@ type hub struct {
 	ops     chan hubOp
 	done    chan struct{}
 	streams map[streamKey]*stream // owned by the hub goroutine
-	// watchers get lifecycle events (the API's event stream, hooks).
-	watchers map[chan hubEvent]struct{}
+	// watchers get lifecycle events (the API's event stream, hooks); the
+	// value, if not nil, hears of the events a watcher loses.
+	watchers map[chan hubEvent]func(hubEvent)
 	counters counters
 
 	flushers []*flusher // write to players on plain TCP sockets
@@ -83,7 +84,7 @@ func newHub(cfg *config, log *slog.Logger) *hub {
 		ops:      make(chan hubOp, 1024),
 		done:     make(chan struct{}),
 		streams:  map[streamKey]*stream{},
-		watchers: map[chan hubEvent]struct{}{},
+		watchers: map[chan hubEvent]func(hubEvent){},
 	}
 	h.clock = &writeClock{delay: cfg.WriteDelay}
 	for range runtime.GOMAXPROCS(0) {
@@ -578,9 +579,14 @@ type hubEvent struct {
 
 // watch returns a channel of events. A watcher that falls 256 events
 // behind loses events rather than holding up the hub.
-func (h *hub) watch() (events <-chan hubEvent, stop func()) {
+func (h *hub) watch() (events <-chan hubEvent, stop func()) { return h.watchLossy(nil) }
+
+// watchLossy is watch for a watcher that must know what it lost: the hub
+// goroutine calls onDrop with each event that found the channel full, so
+// onDrop must be quick and must not block.
+func (h *hub) watchLossy(onDrop func(hubEvent)) (events <-chan hubEvent, stop func()) {
 	ch := make(chan hubEvent, 256)
-	h.call(func() { h.watchers[ch] = struct{}{} })
+	h.call(func() { h.watchers[ch] = onDrop })
 	var once sync.Once
 	return ch, func() {
 		once.Do(func() {
@@ -598,10 +604,13 @@ func (h *hub) emit(typ action, key streamKey, c clientInfo, reason closeReason) 
 
 func (h *hub) emitBytes(typ action, key streamKey, c clientInfo, reason closeReason, n uint64) {
 	ev := hubEvent{Type: typ, Key: key, Client: c, Reason: reason, Bytes: n, Time: time.Now()}
-	for ch := range h.watchers {
+	for ch, onDrop := range h.watchers {
 		select {
 		case ch <- ev:
 		default:
+			if onDrop != nil {
+				onDrop(ev)
+			}
 		}
 	}
 }

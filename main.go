@@ -537,7 +537,7 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 			return nil, err
 		}
 	}
-	hk := newHooks(cfg, log)
+	hk := newHooks(cfg, log, &h.counters.hookDropped)
 	admit := newAdmission(cfg, hk, &h.counters)
 	s := &server{
 		cfg:     cfg,
@@ -588,7 +588,7 @@ func (s *server) serve(ctx context.Context) error {
 	stopHooks := func() {}
 	if hk := s.hooks; hk != nil {
 		var events <-chan hubEvent
-		events, stopHooks = s.hub.watch()
+		events, stopHooks = s.hub.watchLossy(hk.lost)
 		wg.Go(func() { hk.notify(events) })
 	}
 	errc := make(chan error, 4)

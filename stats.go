@@ -14,6 +14,7 @@ type counters struct {
 	drops, kicks      atomic.Uint64
 	authFailures      [protoCount]atomic.Uint64
 	hookRejects       atomic.Uint64
+	hookDropped       atomic.Uint64 // unpublish and stop events the hooks' queue had no room for
 	handshakeFailures atomic.Uint64
 	tooManyConns      atomic.Uint64
 	socketFull        atomic.Uint64 // flusher writes that a viewer's socket did not take whole

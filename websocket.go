@@ -23,6 +23,9 @@ const (
 	wsOpPing         = 0x9
 	wsOpPong         = 0xA
 	wsMaxClientFrame = 64 << 10 // players send control frames only
+	// wsReadStep is how much of a frame's payload is allocated ahead of
+	// the bytes themselves.
+	wsReadStep = 4 << 10
 )
 
 var (
@@ -131,9 +134,15 @@ func readWSFrame(r io.Reader, max int) (wsFrame, error) {
 	if _, err := io.ReadFull(r, mask[:]); err != nil {
 		return f, err
 	}
-	f.payload = make([]byte, n)
-	if _, err := io.ReadFull(r, f.payload); err != nil {
-		return f, err
+	// The payload grows as it arrives, like readGrowing's RTMP messages,
+	// so that a header announcing 64 KiB and then silence holds 4 KiB,
+	// not 64.
+	for len(f.payload) < int(n) {
+		start := len(f.payload)
+		f.payload = growLen(f.payload, min(int(n)-start, wsReadStep))
+		if _, err := io.ReadFull(r, f.payload[start:]); err != nil {
+			return f, err
+		}
 	}
 	for i := range f.payload {
 		f.payload[i] ^= mask[i%4]

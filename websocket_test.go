@@ -345,3 +345,54 @@ func FuzzWSFrame(f *testing.F) {
 		}
 	})
 }
+
+// stallingReader serves its bytes, then fails as a stalled client's read
+// deadline would; it records the largest read asked of it, which is the
+// buffer readWSFrame has allocated ahead of the bytes.
+type stallingReader struct {
+	data    []byte
+	maxRead int
+}
+
+var errStalled = errors.New("stalled")
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	r.maxRead = max(r.maxRead, len(p))
+	if len(r.data) == 0 {
+		return 0, errStalled
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// TestReadWSFrameGrowsAsBytesArrive is the attack of a client that sends
+// the header of a 60000-byte frame (and maybe a few bytes of it) and then
+// stalls: readWSFrame must not have allocated the 60000 bytes. It may ask
+// for a little ahead of what arrived (budget), not for the whole frame.
+func TestReadWSFrameGrowsAsBytesArrive(t *testing.T) {
+	const announced, budget = 60000, 8 << 10
+	header := binary.BigEndian.AppendUint16(bs(0x82, 0x80|126), announced) // binary, MASK, 16-bit length
+	header = append(header, wsKey[:]...)
+	for _, sent := range []int{0, 100, 5000, 20000} {
+		r := &stallingReader{data: append(bytes.Clone(header), make([]byte, sent)...)}
+		if _, err := readWSFrame(r, wsMaxClientFrame); !errors.Is(err, errStalled) {
+			t.Fatalf("readWSFrame(header of %d bytes, %d sent) = %v; want the reader's error", announced, sent, err)
+		}
+		if r.maxRead > budget {
+			t.Errorf("header of %d bytes, %d sent: readWSFrame asked for a read of %d bytes; want at most %d", announced, sent, r.maxRead, budget)
+		}
+	}
+	// The same in heap bytes, averaged over many stalled headers so that
+	// whatever else the process allocates meanwhile hardly counts.
+	const runs = 100
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		readWSFrame(&stallingReader{data: header}, wsMaxClientFrame)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > budget {
+		t.Errorf("a stalled header of %d bytes allocated %d bytes; want at most %d", announced, per, budget)
+	}
+}
