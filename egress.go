@@ -718,13 +718,14 @@ func (f *flusher) writeQueued(sub *subscriber) error {
 
 // writeDeadline keeps a connection's write deadline about timeout ahead
 // without a syscall-backed SetWriteDeadline on every write: it moves the
-// deadline only when the last move is more than a second old (so a
-// write may get up to a second less than timeout).
+// deadline only when the last move is older than a second, or than half
+// the timeout when that is shorter, so that a write always has at least
+// half the timeout.
 type writeDeadline struct{ set time.Time }
 
 func (d *writeDeadline) refresh(nc net.Conn, timeout time.Duration) {
 	now := time.Now()
-	if now.Sub(d.set) < time.Second {
+	if now.Sub(d.set) < min(time.Second, timeout/2) {
 		return
 	}
 	d.set = now

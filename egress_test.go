@@ -921,3 +921,34 @@ func (ts *testServer) metric(t *testing.T, name string) float64 {
 	t.Fatalf("/metrics has no %s", name)
 	return 0
 }
+
+// deadlineConn records the write deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	deadlines []time.Time
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines = append(c.deadlines, t)
+	return nil
+}
+
+// TestWriteDeadlineShortTimeout: with a ping timeout under a second, the
+// write deadline still moves often enough that a write always has at least
+// half the timeout (it once moved only every second, so a 300 ms timeout
+// failed every write between 300 ms and 1 s after a move).
+func TestWriteDeadlineShortTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, timeout := range []time.Duration{300 * time.Millisecond, 30 * time.Second} {
+			var d writeDeadline
+			nc := &deadlineConn{}
+			for range 100 {
+				d.refresh(nc, timeout)
+				if left := nc.deadlines[len(nc.deadlines)-1].Sub(time.Now()); left < timeout/2 {
+					t.Fatalf("timeout %v: a write has %v left; want at least %v", timeout, left, timeout/2)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	})
+}
