@@ -208,17 +208,23 @@ func (hk *hooks) notifyURL(act action) string {
 // notify posts unpublish and stop events as they happen, until events
 // closes (events from hub.watchLossy(hk.lost)). One post at a time: while
 // a slow hook keeps it waiting, events queue in the channel, and those
-// that find it full are lost, counted and logged by lost.
-func (hk *hooks) notify(events <-chan hubEvent) {
+// that find it full are lost, counted and logged by lost. Once ctx ends
+// (shutdown), what is still queued is lost too.
+func (hk *hooks) notify(ctx context.Context, events <-chan hubEvent) {
 	defer hk.noteLost(0, true)
 	for ev := range events {
 		hookURL := hk.notifyURL(ev.Type)
 		if hookURL == "" {
 			continue
 		}
+		if ctx.Err() != nil {
+			hk.dropped.Add(1)
+			hk.noteLost(1, false)
+			continue
+		}
 		body := newHookBody(ev.Type, ev.Key, ev.Client, ev.Time)
 		body.Bytes, body.Reason = ev.Bytes, ev.Reason
-		if err := hk.post(context.Background(), hookURL, body); err != nil {
+		if err := hk.post(ctx, hookURL, body); err != nil {
 			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
 		}
 	}

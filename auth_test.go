@@ -848,3 +848,34 @@ func metricValue(t *testing.T, ts *testServer, name string) float64 {
 	}
 	return 0
 }
+
+// TestShutdownBoundedBySlowHook: a stop hook that never answers does not
+// hold up shutdown for every queued event (at the hook timeout each, 40
+// events would take 20 s): what is still queued after one hook timeout is
+// lost, counted and logged.
+func TestShutdownBoundedBySlowHook(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then net/http notices the client hang up
+		<-r.Context().Done()
+	}))
+	defer hook.Close()
+	ts := startServer(t, func(c *config) { c.OnStop, c.HookTimeout = hook.URL+"/stop", 500*time.Millisecond })
+	const cycles = 40
+	for i := range cycles {
+		resp, _, _ := httpGetFLVFor("http://"+ts.httpAddr+"/live/gone.flv", 20*time.Millisecond)
+		if resp == nil || resp.StatusCode != 200 {
+			t.Fatalf("play %d: %v", i, resp)
+		}
+	}
+	c := &ts.hub.counters
+	waitFor(t, "every player to have left", func() bool { return c.active[protoHTTP].Load() == 0 })
+	if err := ts.stop(); err != nil {
+		t.Fatalf("shutdown with a stuck stop hook: %v", err)
+	}
+	if lost := c.hookDropped.Load(); lost < cycles/2 {
+		t.Errorf("%d of %d stop events counted lost at shutdown; want most of them", lost, cycles)
+	}
+	if !strings.Contains(ts.logs.String(), `msg="hook events dropped`) {
+		t.Errorf("no log line about the events lost at shutdown")
+	}
+}

@@ -586,10 +586,14 @@ func (s *server) serve(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.hub.run(hubCtx) })
 	stopHooks := func() {}
+	// At shutdown the hooks get one -hook-timeout for what is queued;
+	// what is left then is counted and logged as lost.
+	hooksCtx, cancelHooks := context.WithCancel(context.Background())
+	defer cancelHooks()
 	if hk := s.hooks; hk != nil {
 		var events <-chan hubEvent
 		events, stopHooks = s.hub.watchLossy(hk.lost)
-		wg.Go(func() { hk.notify(events) })
+		wg.Go(func() { hk.notify(hooksCtx, events) })
 	}
 	errc := make(chan error, 4)
 	wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpLn) })
@@ -619,6 +623,7 @@ func (s *server) serve(ctx context.Context) error {
 	s.rtmp.shutdown()
 	s.web.wait()
 	stopHooks()
+	time.AfterFunc(s.cfg.HookTimeout, cancelHooks)
 	stopHub()
 	wg.Wait()
 	if errors.Is(err, errServerClosed) || errors.Is(err, http.ErrServerClosed) {
