@@ -394,6 +394,65 @@ func (c *limitConn) Close() error {
 	return c.TCPConn.Close()
 }
 
+// playerReservePercent is the share of -max-conns that players (RTMP
+// play, HTTP-FLV, WS-FLV) can never take: however many players come,
+// watching or waiting for a publisher, publishers and the API find slots.
+// At least one slot is reserved.
+const playerReservePercent = 10
+
+// errTooManyPlayers refuses a player over the players' share of -max-conns.
+var errTooManyPlayers = errors.New("server busy: too many players")
+
+// playerSlots counts players against their share of -max-conns, across
+// RTMP and HTTP. A nil *playerSlots has no limit (-max-conns 0).
+type playerSlots struct {
+	max     int
+	refused *atomic.Uint64
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	n       int
+	lastLog time.Time
+}
+
+func newPlayerSlots(maxConns int, refused *atomic.Uint64, log *slog.Logger) *playerSlots {
+	if maxConns <= 0 {
+		return nil
+	}
+	return &playerSlots{max: maxConns - max(1, maxConns*playerReservePercent/100), refused: refused, log: log}
+}
+
+// take reserves a player's slot. Over the share it counts the refusal and
+// logs at most one line a second: a flood of players must not flood the log.
+func (p *playerSlots) take(remote string) bool {
+	if p == nil {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n < p.max {
+		p.n++
+		return true
+	}
+	p.refused.Add(1)
+	if time.Since(p.lastLog) > time.Second {
+		p.lastLog = time.Now()
+		p.log.Warn("player refused: over the players' share of max-conns", "remote", remote, "players", p.max,
+			"refused_total", p.refused.Load())
+	}
+	return false
+}
+
+// release gives back a slot that take reserved.
+func (p *playerSlots) release() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n--
+}
+
 // flattenKeys lists the dotted keys of a JSON object, sorted.
 func flattenKeys(prefix string, m map[string]any) []string {
 	var keys []string
@@ -538,6 +597,8 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		httpsLn: httpsLn,
 	}
 	s.web.connLimits = limits
+	players := newPlayerSlots(cfg.MaxConns, &h.counters.playersRefused, log)
+	s.rtmp.players, s.web.players = players, players
 	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
 		s.web.rtmpPort = a.Port
 	}

@@ -667,3 +667,23 @@ func TestRTMPPlayThenCloseStream(t *testing.T) {
 		feedRTMPSession(t, ls, in)
 	}
 }
+
+// TestRTMPPlayerSlot: an RTMP player holds one player slot from play until
+// closeStream or close, and can play again on the same connection.
+func TestRTMPPlayerSlot(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dialRTMP(t, ts.rtmpAddr, false)
+	c.connect("live")
+	sid := c.createStream()
+	for range 2 {
+		c.command(sid, "play", nil, "slot")
+		c.expectStatus()
+		waitFor(t, "one player slot taken", func() bool { return ts.players() == 1 })
+		c.command(sid, "closeStream", nil)
+		waitFor(t, "the slot back", func() bool { return ts.players() == 0 })
+	}
+	c.command(sid, "play", nil, "slot")
+	waitFor(t, "one player slot taken", func() bool { return ts.players() == 1 })
+	c.nc.Close()
+	waitFor(t, "the slot back", func() bool { return ts.players() == 0 })
+}

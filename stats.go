@@ -16,6 +16,7 @@ type counters struct {
 	hookRejects       atomic.Uint64
 	handshakeFailures atomic.Uint64
 	tooManyConns      atomic.Uint64
+	playersRefused    atomic.Uint64 // over the players' share of -max-conns
 	socketFull        atomic.Uint64 // flusher writes that a viewer's socket did not take whole
 }
 
