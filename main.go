@@ -48,6 +48,7 @@ type config struct {
 	WriteDelay  time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	MaxConns    int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP  int           // open connections from one IP address (0: no limit)
+	PlayWait    time.Duration // a player waiting for a publisher gives up after this (0: waits forever)
 	LogLevel    slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
@@ -82,6 +83,7 @@ func defaultConfig() config {
 		QueueBytes:  16 << 20,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
+		PlayWait:    60 * time.Second,
 		LogLevel:    slog.LevelInfo,
 		API:         true,
 		HookTimeout: 3 * time.Second,
@@ -106,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
+	fs.DurationVar(&cfg.PlayWait, "play-wait", cfg.PlayWait, "a player waiting for a publisher gives up after this `duration` (0 = waits forever)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api, /metrics and /admin/ (with -api-pass)")
@@ -153,6 +156,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")
+	}
+	if cfg.PlayWait < 0 {
+		return cfg, fmt.Errorf("-play-wait must not be negative")
 	}
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)

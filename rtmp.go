@@ -577,7 +577,14 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 		}
 	}()
 	err := sub.pump(c.out)
-	if err != nil && !errors.Is(err, errSubscriptionEnded) {
+	switch {
+	case errors.Is(err, errNoPublisher):
+		// Told, then closed: a player left to wait on would hold its
+		// slot, and one that goes on would not know why nothing comes.
+		c.onStatus("error", "NetStream.Play.StreamNotFound", "stream not found")
+		c.log.Info("play stopped", "reason", reasonOf(err))
+		c.nc.Close()
+	case err != nil && !errors.Is(err, errSubscriptionEnded):
 		c.log.Info("play stopped", "reason", reasonOf(err))
 		c.nc.Close() // the read loop then ends too
 	}
