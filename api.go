@@ -254,6 +254,10 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 	for _, p := range protocols {
 		fmt.Fprintf(&b, "gms_connections_active{protocol=%q} %d\n", p, c.active[p].Load())
 	}
+	metric("gms_connections_refused_total", "counter",
+		"Connections refused over a limit: at accept (max-conns, max-conns-per-ip), or players over their share of max-conns.")
+	fmt.Fprintf(&b, "gms_connections_refused_total{limit=\"conns\"} %d\n", c.tooManyConns.Load())
+	fmt.Fprintf(&b, "gms_connections_refused_total{limit=\"players\"} %d\n", c.playersRefused.Load())
 	live, viewers := 0, map[protocol]int{}
 	for _, st := range snaps {
 		if st.Publisher != nil {

@@ -77,6 +77,7 @@ const (
 	reasonTimeout        closeReason = "timeout"
 	reasonStreamEnded    closeReason = "stream ended"
 	reasonByAPI          closeReason = "by API"
+	reasonNoPublisher    closeReason = "no publisher within play-wait"
 )
 
 // reasonOf turns the error that ended a connection into a reason: normal

@@ -92,7 +92,10 @@ type subscriber struct {
 	behindSince time.Time // when it started skipping; zero when in step
 	ended       bool
 	lastDropLog time.Time
-	err         error // why done was closed; written before close(done)
+	// waitingSince is when it began to wait for a publisher, as the hub's
+	// sweep saw it (hub.sweepWaiting); stale while the stream is live.
+	waitingSince time.Time
+	err          error // why done was closed; written before close(done)
 
 	// Owned by its writer: its own goroutine (pump), or a flusher while
 	// it holds out.mu.

@@ -39,6 +39,9 @@ type httpServer struct {
 	rtmpPort int // for the admin page's play URLs
 	// connLimits is shared by all listeners; tests look at it.
 	connLimits *connLimiter
+	// players caps players at their share of -max-conns (nil: no limit);
+	// shared with the RTMP server.
+	players *playerSlots
 
 	cpu cpuSampler // for /api/server
 
@@ -208,6 +211,21 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	if ws {
 		proto = protoWS
 	}
+	// The slot first, so that a server full of players refuses the next
+	// before its signature check or hook costs anything.
+	if !s.players.take(r.RemoteAddr) {
+		// Connection: close, or the refused client could keep its
+		// connection, and so its slot of -max-conns, as an idle keep-alive.
+		w.Header().Set("Connection", "close")
+		http.Error(w, errTooManyPlayers.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	slotHeld := true // until the player's goroutine takes it over
+	defer func() {
+		if slotHeld {
+			s.players.release()
+		}
+	}()
 	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery}
 	if err := s.admit.check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
@@ -249,7 +267,9 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	// The player gets a goroutine of its own, so that this handler returns
 	// and net/http frees what it holds per request (buffers, a deep stack)
 	// for the viewer's whole life.
+	slotHeld = false
 	go func() {
+		defer s.players.release()
 		defer s.untrack(nc)
 		counters := &s.hub.counters
 		counters.accepted[proto].Add(1)

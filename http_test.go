@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -467,4 +468,44 @@ func TestWSFrameDeadline(t *testing.T) {
 	if n := ts.viewers(key); n != 1 {
 		t.Errorf("viewers = %d; want 1, the idle player", n)
 	}
+}
+
+// TestPlayWaitEndsHTTPPlayers: with -play-wait, an HTTP-FLV player of a
+// name nobody publishes gets its response ended (empty: it never got a
+// byte of FLV) and a WS-FLV player a Close frame, with a log line saying
+// why, instead of holding their connections forever.
+func TestPlayWaitEndsHTTPPlayers(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PlayWait = 500 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	wsDone := make(chan error, 1)
+	go func() {
+		ws, err := dialWS(ctx, ts.httpAddr, "/live/nobody.flv")
+		if err != nil {
+			wsDone <- err
+			return
+		}
+		defer ws.nc.Close()
+		ws.nc.SetDeadline(time.Now().Add(20 * time.Second))
+		data, err := ws.readFLV() // nil error: it ended with a Close frame
+		if err == nil && len(data) > 0 {
+			err = fmt.Errorf("got %d bytes of FLV from a stream nobody publishes", len(data))
+		}
+		wsDone <- err
+	}()
+	resp, data, err := httpGetFLV(ctx, ts.httpURL("nobody"))
+	if err != nil {
+		t.Fatalf("HTTP-FLV player still waiting: %v; want its response ended", err)
+	}
+	if resp.StatusCode != http.StatusOK || len(data) != 0 {
+		t.Errorf("HTTP-FLV player got %s and %d bytes; want 200 and an empty body", resp.Status, len(data))
+	}
+	if err := <-wsDone; err != nil {
+		t.Errorf("WS-FLV player: %v; want a Close frame", err)
+	}
+	waitFor(t, "the players to leave", func() bool { return ts.viewers(streamKey{"live", "nobody"}) == 0 })
+	// A player's close line comes after its connection has closed.
+	waitFor(t, "a log line per player naming "+string(reasonNoPublisher), func() bool {
+		return strings.Count(ts.logs.String(), string(reasonNoPublisher)) >= 2
+	})
 }

@@ -113,6 +113,7 @@ func (h *hub) run(ctx context.Context) {
 			for _, s := range h.streams {
 				s.stats.sample(now, s)
 			}
+			h.sweepWaiting(time.Now())
 		case <-ctx.Done():
 			for _, s := range h.streams {
 				for sub := range s.subs {
@@ -128,6 +129,40 @@ func (h *hub) run(ctx context.Context) {
 			}
 			h.handOver()
 		}
+	}
+}
+
+// errNoPublisher ends a player that waited -play-wait for a publisher.
+var errNoPublisher = errors.New(string(reasonNoPublisher))
+
+// sweepWaiting ends the players that have waited config.PlayWait for a
+// publisher: a player that waits forever holds a connection slot forever.
+// A wait is timed from the first sweep that sees it (sweeps come once a
+// second, so a player gives up between PlayWait and PlayWait + 2 s after
+// its wait began), and restarts when a publisher has come since: an RTMP
+// player stays through an unpublish and waits for the next publisher.
+// Streams with a publisher cost nothing here.
+func (h *hub) sweepWaiting(now time.Time) {
+	if h.cfg.PlayWait <= 0 {
+		return
+	}
+	for _, s := range h.streams {
+		if s.pub != nil {
+			continue
+		}
+		for sub := range s.subs {
+			switch {
+			case sub.waitingSince.IsZero() || s.started.After(sub.waitingSince):
+				sub.waitingSince = now
+			case now.Sub(sub.waitingSince) >= h.cfg.PlayWait:
+				// Its front end tells it and closes it: RTMP
+				// StreamNotFound (rtmp.go writeLoop), HTTP and WS the
+				// end of the response (http.go flvPlayer.play).
+				h.removeSub(s, sub, reasonNoPublisher)
+				sub.end(errNoPublisher)
+			}
+		}
+		h.dropIfIdle(s)
 	}
 }
 

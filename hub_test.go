@@ -450,3 +450,93 @@ func TestGOPCacheOff(t *testing.T) {
 		t.Errorf("first keyframe at %d ms; want one after %d ms, where the stream was at the join", kt, current)
 	}
 }
+
+// TestPlayWaitSweep: in fake time, players of a name nobody publishes
+// give up -play-wait after they began to wait (the sweep runs once a
+// second, so between play-wait and play-wait + 2 s), with errNoPublisher
+// and a stop event naming the reason; with -play-wait 0 they wait on.
+func TestPlayWaitSweep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.PlayWait = 5 * time.Second })
+		events, stop := h.watch()
+		defer stop()
+		key := streamKey{"live", "nobody"}
+		httpSub := h.subscribe(key, clientInfo{ID: "H"}, flvForm{}, nil)
+		rtmpSub := h.subscribe(key, clientInfo{ID: "R"}, rtmpForm{h.cfg.ChunkSize}, nil)
+		time.Sleep(4500 * time.Millisecond)
+		synctest.Wait()
+		for _, sub := range []*subscriber{httpSub, rtmpSub} {
+			if sub.isDone() {
+				t.Fatalf("%s gave up after 4.5 s; want it to wait 5 s", sub.info.ID)
+			}
+		}
+		time.Sleep(2 * time.Second) // 6.5 s
+		synctest.Wait()
+		for _, sub := range []*subscriber{httpSub, rtmpSub} {
+			if !gaveUp(sub) {
+				t.Errorf("%s after 6.5 s: still waiting; want it ended with %v", sub.info.ID, errNoPublisher)
+			}
+		}
+		stops := 0
+		for len(events) > 0 {
+			if ev := <-events; ev.Type == actStop && ev.Reason == reasonNoPublisher {
+				stops++
+			}
+		}
+		if stops != 2 {
+			t.Errorf("%d stop events with reason %q; want 2", stops, reasonNoPublisher)
+		}
+		var streams int
+		h.call(func() { streams = len(h.streams) })
+		if streams != 0 {
+			t.Errorf("%d streams left; want the idle one dropped", streams)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.PlayWait = 0 })
+		sub := h.subscribe(streamKey{"live", "nobody"}, clientInfo{ID: "H"}, flvForm{}, nil)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if sub.isDone() {
+			t.Errorf("with -play-wait 0 a player gave up: %v", sub.err)
+		}
+	})
+}
+
+// gaveUp reports whether sub's subscription ended for want of a publisher.
+func gaveUp(sub *subscriber) bool {
+	return sub.isDone() && errors.Is(sub.err, errNoPublisher) // err is written before done closes
+}
+
+// TestPlayWaitRestarts: an RTMP player that stays through an unpublish
+// waits play-wait again from the leave, even when the publisher came and
+// went between two sweeps; time with a publisher never counts.
+func TestPlayWaitRestarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.PlayWait = 5 * time.Second })
+		key := streamKey{"live", "comeback"}
+		sub := h.subscribe(key, clientInfo{ID: "R"}, rtmpForm{h.cfg.ChunkSize}, nil)
+		time.Sleep(3500 * time.Millisecond)
+		p := startTestPublish(t, h, key) // live from 3.5 s to 20.5 s
+		time.Sleep(17 * time.Second)
+		h.unpublish(p)
+		synctest.Wait()
+		if sub.isDone() {
+			t.Fatalf("player ended by the time its publisher left: %v", sub.err)
+		}
+		time.Sleep(2 * time.Second) // 22.5 s: a publish and unpublish between two sweeps
+		p = startTestPublish(t, h, key)
+		h.unpublish(p)
+		leave := time.Now()
+		time.Sleep(4500 * time.Millisecond) // 27 s: 6.5 s after the first leave
+		synctest.Wait()
+		if sub.isDone() {
+			t.Fatalf("player gave up %v after the last leave; want at least 5 s", time.Since(leave))
+		}
+		time.Sleep(3 * time.Second) // 7.5 s after the last leave
+		synctest.Wait()
+		if !gaveUp(sub) {
+			t.Errorf("player still waiting 7.5 s after the last leave; want it ended with %v", errNoPublisher)
+		}
+	})
+}

@@ -51,6 +51,7 @@ type config struct {
 	WriteDelay     time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
+	PlayWait       time.Duration // a player waiting for a publisher gives up after this (0: waits forever)
 	LogLevel       slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
@@ -86,6 +87,7 @@ func defaultConfig() config {
 		QueueBytes:  16 << 20,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
+		PlayWait:    60 * time.Second,
 		LogLevel:    slog.LevelInfo,
 		API:         true,
 		HookTimeout: 3 * time.Second,
@@ -111,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
+	fs.DurationVar(&cfg.PlayWait, "play-wait", cfg.PlayWait, "a player waiting for a publisher gives up after this `duration` (0 = waits forever)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api, /metrics and /admin/ (with -api-pass)")
@@ -159,6 +162,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")
+	}
+	if cfg.PlayWait < 0 {
+		return cfg, fmt.Errorf("-play-wait must not be negative")
 	}
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
@@ -408,6 +414,65 @@ func (c *limitConn) Close() error {
 	return c.TCPConn.Close()
 }
 
+// playerReservePercent is the share of -max-conns that players (RTMP
+// play, HTTP-FLV, WS-FLV) can never take: however many players come,
+// watching or waiting for a publisher, publishers and the API find slots.
+// At least one slot is reserved.
+const playerReservePercent = 10
+
+// errTooManyPlayers refuses a player over the players' share of -max-conns.
+var errTooManyPlayers = errors.New("server busy: too many players")
+
+// playerSlots counts players against their share of -max-conns, across
+// RTMP and HTTP. A nil *playerSlots has no limit (-max-conns 0).
+type playerSlots struct {
+	max     int
+	refused *atomic.Uint64
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	n       int
+	lastLog time.Time
+}
+
+func newPlayerSlots(maxConns int, refused *atomic.Uint64, log *slog.Logger) *playerSlots {
+	if maxConns <= 0 {
+		return nil
+	}
+	return &playerSlots{max: maxConns - max(1, maxConns*playerReservePercent/100), refused: refused, log: log}
+}
+
+// take reserves a player's slot. Over the share it counts the refusal and
+// logs at most one line a second: a flood of players must not flood the log.
+func (p *playerSlots) take(remote string) bool {
+	if p == nil {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n < p.max {
+		p.n++
+		return true
+	}
+	p.refused.Add(1)
+	if time.Since(p.lastLog) > time.Second {
+		p.lastLog = time.Now()
+		p.log.Warn("player refused: over the players' share of max-conns", "remote", remote, "players", p.max,
+			"refused_total", p.refused.Load())
+	}
+	return false
+}
+
+// release gives back a slot that take reserved.
+func (p *playerSlots) release() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.n--
+}
+
 // flattenKeys lists the dotted keys of a JSON object, sorted.
 func flattenKeys(prefix string, m map[string]any) []string {
 	var keys []string
@@ -552,6 +617,8 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		httpsLn: httpsLn,
 	}
 	s.web.connLimits = limits
+	players := newPlayerSlots(cfg.MaxConns, &h.counters.playersRefused, log)
+	s.rtmp.players, s.web.players = players, players
 	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
 		s.web.rtmpPort = a.Port
 	}

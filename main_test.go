@@ -31,6 +31,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -389,6 +390,14 @@ func (ts *testServer) viewers(key streamKey) int {
 	return 0
 }
 
+// players returns how many player slots are taken (see playerSlots).
+func (ts *testServer) players() int {
+	p := ts.web.players
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
+}
+
 func (ts *testServer) live(key streamKey) bool {
 	for _, s := range ts.hub.snapshot() {
 		if s.Key == key && s.Publisher != nil {
@@ -656,7 +665,8 @@ func TestDefaults(t *testing.T) {
 	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
-		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, LogLevel: slog.LevelInfo, API: true, HookTimeout: 3 * time.Second}
+		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, API: true,
+		HookTimeout: 3 * time.Second}
 	if cfg != want {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -698,7 +708,7 @@ func TestConfigFile(t *testing.T) {
 }
 
 func TestFlagErrors(t *testing.T) {
-	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
+	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"-play-wait", "-1s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
 		if _, err := parseFlags(args, io.Discard, func(string, ...any) {}); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
@@ -1291,6 +1301,174 @@ func TestConnectionLimits(t *testing.T) {
 	})
 	c := dialRTMP(t, ts.rtmpAddr, false)
 	c.connect("live")
+}
+
+// waitingPlayer asks for an HTTP-FLV stream nobody publishes and returns
+// the connection and the answer's status (0: closed without one, as a
+// connection over the limits is at accept).
+func waitingPlayer(t *testing.T, addr string) (net.Conn, int) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(nc, "GET /live/nobody.flv HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		return nc, 0
+	}
+	return nc, resp.StatusCode
+}
+
+// TestWaitingPlayersLeaveSlots is the attack of finding 8: with
+// -max-conns 20, one host opens more waiting HTTP-FLV players than that.
+// Players get at most their share of the slots, the rest a 503 (RTMP:
+// Play.Failed), and a real publisher still publishes and the API still
+// answers.
+func TestWaitingPlayersLeaveSlots(t *testing.T) {
+	const maxConns = 20
+	ts := startServer(t, func(c *config) { c.MaxConns = maxConns })
+	var waiting []net.Conn
+	refused := 0
+	for i := range maxConns + 5 {
+		nc, status := waitingPlayer(t, ts.httpAddr)
+		switch status {
+		case http.StatusOK:
+			waiting = append(waiting, nc)
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Errorf("player %d: status %d; want 200 or 503", i+1, status)
+		}
+	}
+	// The refused players' connections close; the waiting ones stay.
+	waitFor(t, "the refused players to go", func() bool {
+		ts.web.connLimits.mu.Lock()
+		defer ts.web.connLimits.mu.Unlock()
+		return ts.web.connLimits.total == len(waiting)
+	})
+
+	api := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer api.CloseIdleConnections()
+	if resp, err := api.Get("http://" + ts.httpAddr + "/api/streams"); err != nil {
+		t.Errorf("API with %d waiting players: %v", len(waiting), err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusOK {
+		t.Errorf("API with %d waiting players: %s", len(waiting), resp.Status)
+	}
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "real", "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publisher with %d waiting players: %q", len(waiting), code)
+	}
+	waitFor(t, "the publisher", func() bool { return ts.live(streamKey{"live", "real"}) })
+
+	if want := maxConns - max(1, maxConns*playerReservePercent/100); len(waiting) != want {
+		t.Errorf("%d players waiting; want %d (max-conns less the reserve)", len(waiting), want)
+	}
+	if got := ts.hub.counters.playersRefused.Load(); got != uint64(refused) || refused == 0 {
+		t.Errorf("players refused: counter %d, 503s %d; want them equal and not 0", got, refused)
+	}
+	// An RTMP player over the share is refused too (once the API's
+	// connection has gone: it needs a free connection slot to be told).
+	api.CloseIdleConnections()
+	waitFor(t, "the API's connection to go", func() bool {
+		ts.web.connLimits.mu.Lock()
+		defer ts.web.connLimits.mu.Unlock()
+		return ts.web.connLimits.total == len(waiting)+1
+	})
+	rp := dialRTMP(t, ts.rtmpAddr, false)
+	rp.connect("live")
+	rp.command(rp.createStream(), "play", nil, "real")
+	if code := rp.expectStatus(); code != "NetStream.Play.Failed" {
+		t.Errorf("RTMP player over the share: %q; want NetStream.Play.Failed", code)
+	}
+	if _, err := rp.read(); err == nil {
+		t.Errorf("refused RTMP player still connected")
+	}
+	// Players that leave give their slots back.
+	for _, nc := range waiting {
+		nc.Close()
+	}
+	waitFor(t, "the player slots to free", func() bool { return ts.players() == 0 })
+}
+
+// TestWaitingPlayersPerIP: waiting players count against
+// -max-conns-per-ip like any connection: past it, a player from the same
+// host (HTTP-FLV or RTMP) is closed at accept.
+func TestWaitingPlayersPerIP(t *testing.T) {
+	const perIP = 3
+	ts := startServer(t, func(c *config) { c.MaxConnsIP = perIP })
+	var waiting []net.Conn
+	for i := range perIP {
+		nc, status := waitingPlayer(t, ts.httpAddr)
+		if status != http.StatusOK {
+			t.Fatalf("player %d: status %d; want 200", i+1, status)
+		}
+		waiting = append(waiting, nc)
+	}
+	waitFor(t, "the players to wait", func() bool { return ts.viewers(streamKey{"live", "nobody"}) == perIP })
+	if _, status := waitingPlayer(t, ts.httpAddr); status != 0 {
+		t.Errorf("HTTP-FLV player past -max-conns-per-ip: status %d; want the connection closed", status)
+	}
+	nc, err := net.Dial("tcp", ts.rtmpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	if err := clientHandshake(nc, false); err == nil {
+		t.Errorf("RTMP player past -max-conns-per-ip: handshake done; want the connection closed")
+	}
+	if got := ts.hub.counters.tooManyConns.Load(); got != 2 {
+		t.Errorf("refused at accept: %d; want 2", got)
+	}
+	if got := ts.viewers(streamKey{"live", "nobody"}); got != perIP {
+		t.Errorf("%d players waiting; want %d", got, perIP)
+	}
+	// One leaves: another can wait in its place.
+	waiting[0].Close()
+	waitFor(t, "the slot to free", func() bool { return ts.viewers(streamKey{"live", "nobody"}) == perIP-1 })
+	waitFor(t, "the connection slot to free", func() bool {
+		ts.web.connLimits.mu.Lock()
+		defer ts.web.connLimits.mu.Unlock()
+		return ts.web.connLimits.total == perIP-1
+	})
+	if _, status := waitingPlayer(t, ts.httpAddr); status != http.StatusOK {
+		t.Errorf("player in a freed slot: status %d; want 200", status)
+	}
+}
+
+// TestPlayerSlots: players get -max-conns less a reserve of 10% (at
+// least one slot); -max-conns 0 means no limit.
+func TestPlayerSlots(t *testing.T) {
+	var refused atomic.Uint64
+	log := slog.New(slog.DiscardHandler)
+	if p := newPlayerSlots(0, &refused, log); p != nil || !p.take("x") {
+		t.Errorf("-max-conns 0: %+v; want no limit", p)
+	}
+	for _, tc := range []struct{ maxConns, players int }{{1, 0}, {2, 1}, {20, 18}, {25, 23}, {20000, 18000}} {
+		p := newPlayerSlots(tc.maxConns, &refused, log)
+		n := 0
+		for p.take("x") {
+			n++
+		}
+		if n != tc.players {
+			t.Errorf("-max-conns %d: %d players; want %d", tc.maxConns, n, tc.players)
+		}
+		if tc.players > 0 {
+			p.release()
+			if !p.take("x") {
+				t.Errorf("-max-conns %d: a released slot is not taken again", tc.maxConns)
+			}
+		}
+	}
+	if refused.Load() != 5 {
+		t.Errorf("refused = %d; want 5 (one per limit)", refused.Load())
+	}
 }
 
 func (s *syncBuffer) capacity() int {

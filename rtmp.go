@@ -38,6 +38,9 @@ type rtmpServer struct {
 	hub   *hub
 	admit *admission
 	log   *slog.Logger
+	// players caps players at their share of -max-conns (nil: no limit);
+	// shared with the HTTP server.
+	players *playerSlots
 
 	mu     sync.Mutex
 	closed bool           // shutting down: no new connections
@@ -140,6 +143,10 @@ type rtmpConn struct {
 	pub     *publisher     // while publishing
 	sub     *subscriber    // while playing
 	helpers sync.WaitGroup // the pinger and the player's writer; serve waits for them
+
+	// playerSlot: it holds a slot of rtmpServer.players, from play until
+	// closeStream or close.
+	playerSlot bool
 }
 
 // writeRaw writes already encoded chunks.
@@ -206,6 +213,9 @@ func (c *rtmpConn) cleanup() {
 	}
 	if c.sub != nil {
 		c.srv.hub.unsubscribe(c.sub)
+	}
+	if c.playerSlot {
+		c.srv.players.release()
 	}
 	c.nc.Close()
 	c.helpers.Wait()
@@ -517,6 +527,16 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 }
 
 func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
+	// The slot first, so that a server full of players refuses the next
+	// before its signature check or hook costs anything. Every error here
+	// ends the connection, and cleanup gives the slot back.
+	if !c.playerSlot {
+		if !c.srv.players.take(c.nc.RemoteAddr().String()) {
+			c.onStatus("error", "NetStream.Play.Failed", "server busy")
+			return fmt.Errorf("rtmp: play refused: %w", errTooManyPlayers)
+		}
+		c.playerSlot = true
+	}
 	key, info, err := c.admit(actPlay, cmd, "NetStream.Play.StreamNotFound")
 	if err != nil {
 		return err
@@ -557,7 +577,14 @@ func (c *rtmpConn) writeLoop(sub *subscriber) {
 		}
 	}()
 	err := sub.pump(c.out)
-	if err != nil && !errors.Is(err, errSubscriptionEnded) {
+	switch {
+	case errors.Is(err, errNoPublisher):
+		// Told, then closed: a player left to wait on would hold its
+		// slot, and one that goes on would not know why nothing comes.
+		c.onStatus("error", "NetStream.Play.StreamNotFound", "stream not found")
+		c.log.Info("play stopped", "reason", reasonOf(err))
+		c.nc.Close()
+	case err != nil && !errors.Is(err, errSubscriptionEnded):
 		c.log.Info("play stopped", "reason", reasonOf(err))
 		c.nc.Close() // the read loop then ends too
 	}
@@ -572,6 +599,8 @@ func (c *rtmpConn) onDeleteStream() error {
 	if c.sub != nil {
 		c.srv.hub.unsubscribe(c.sub)
 		c.sub = nil
+		c.srv.players.release()
+		c.playerSlot = false
 		c.log.Info("stop")
 	}
 	return nil

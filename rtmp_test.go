@@ -667,3 +667,117 @@ func TestRTMPPlayThenCloseStream(t *testing.T) {
 		feedRTMPSession(t, ls, in)
 	}
 }
+
+// playWaiting has a new RTMP client play name and returns it once it has
+// Play.Reset and Play.Start.
+func playWaiting(t *testing.T, ts *testServer, name string) *rtmpClient {
+	t.Helper()
+	c := dialRTMP(t, ts.rtmpAddr, false)
+	c.nc.SetDeadline(time.Now().Add(20 * time.Second))
+	c.connect("live")
+	c.command(c.createStream(), "play", nil, name)
+	for _, want := range []string{"NetStream.Play.Reset", "NetStream.Play.Start"} {
+		if code := c.expectStatus(); code != want {
+			t.Fatalf("play %s: status %q; want %q", name, code, want)
+		}
+	}
+	return c
+}
+
+// TestPlayWaitRTMP: with -play-wait, an RTMP player of a name nobody
+// publishes gets NetStream.Play.StreamNotFound and is closed.
+func TestPlayWaitRTMP(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PlayWait = 500 * time.Millisecond })
+	c := playWaiting(t, ts, "nobody")
+	if code := c.expectStatus(); code != "NetStream.Play.StreamNotFound" {
+		t.Errorf("status %q; want StreamNotFound", code)
+	}
+	if _, err := c.read(); err == nil {
+		t.Errorf("player still connected after StreamNotFound")
+	}
+	waitFor(t, "the player slot to free", func() bool { return ts.players() == 0 })
+	waitFor(t, "a log line naming "+string(reasonNoPublisher), func() bool {
+		return strings.Contains(ts.logs.String(), string(reasonNoPublisher))
+	})
+}
+
+// TestPlayWaitAfterUnpublish: an RTMP player that stays through its
+// publisher's leave waits play-wait again from the leave, then gets
+// StreamNotFound and is closed. Neither the time it waited before the
+// publisher came (long enough for a sweep to see it) nor the time the
+// stream was live counts.
+func TestPlayWaitAfterUnpublish(t *testing.T) {
+	const playWait = 2 * time.Second
+	ts := startServer(t, func(c *config) { c.PlayWait = playWait })
+	play := playWaiting(t, ts, "comeback")
+	time.Sleep(1200 * time.Millisecond) // past a sweep (once a second), short of play-wait
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "comeback", "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish status %q", code)
+	}
+	pub.send(csidVideo, msgVideo, sid, 0, testVideoHeader)
+	pub.send(csidVideo, msgVideo, sid, 0, testVideo(true, 50))
+	for {
+		msg, err := play.read()
+		if err != nil {
+			t.Fatalf("player: %v; want the publisher's video", err)
+		}
+		if msg.Type == msgVideo {
+			break
+		}
+	}
+	// Live for longer than play-wait, then leave.
+	time.Sleep(playWait + time.Second)
+	left := time.Now()
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	var codes []string
+	var gaveUpAfter time.Duration
+	for {
+		msg, err := play.read()
+		if err != nil {
+			break // closed, or the read deadline: codes tell
+		}
+		if msg.Type != msgCommandAMF0 {
+			continue
+		}
+		cmd, err := decodeCommand(msg.Payload)
+		if err != nil || cmd.Name != "onStatus" || len(cmd.Args) == 0 {
+			continue
+		}
+		obj, _ := cmd.Args[0].(amfObject)
+		codes = append(codes, obj.String("code"))
+		if obj.String("code") == "NetStream.Play.StreamNotFound" {
+			gaveUpAfter = time.Since(left)
+		}
+	}
+	if want := []string{"NetStream.Play.UnpublishNotify", "NetStream.Play.StreamNotFound"}; !equalStrings(codes, want) {
+		t.Fatalf("player after the leave: statuses %v; want %v, then the close", codes, want)
+	}
+	if gaveUpAfter < playWait {
+		t.Errorf("player gave up %v after the leave; want at least play-wait (%v)", gaveUpAfter, playWait)
+	}
+	waitFor(t, "the player slot to free", func() bool { return ts.players() == 0 })
+}
+
+// TestRTMPPlayerSlot: an RTMP player holds one player slot from play until
+// closeStream or close, and can play again on the same connection.
+func TestRTMPPlayerSlot(t *testing.T) {
+	ts := startServer(t, nil)
+	c := dialRTMP(t, ts.rtmpAddr, false)
+	c.connect("live")
+	sid := c.createStream()
+	for range 2 {
+		c.command(sid, "play", nil, "slot")
+		c.expectStatus()
+		waitFor(t, "one player slot taken", func() bool { return ts.players() == 1 })
+		c.command(sid, "closeStream", nil)
+		waitFor(t, "the slot back", func() bool { return ts.players() == 0 })
+	}
+	c.command(sid, "play", nil, "slot")
+	waitFor(t, "one player slot taken", func() bool { return ts.players() == 1 })
+	c.nc.Close()
+	waitFor(t, "the slot back", func() bool { return ts.players() == 0 })
+}

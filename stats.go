@@ -17,6 +17,7 @@ type counters struct {
 	hookDropped       atomic.Uint64 // unpublish and stop events the hooks' queue had no room for
 	handshakeFailures atomic.Uint64
 	tooManyConns      atomic.Uint64
+	playersRefused    atomic.Uint64 // over the players' share of -max-conns
 	socketFull        atomic.Uint64 // flusher writes that a viewer's socket did not take whole
 }
 
