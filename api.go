@@ -35,6 +35,17 @@ func (s *httpServer) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /metrics", s.guard(s.metrics))
 }
 
+// health answers load balancers and orchestrators: 200 while gms takes
+// new clients, 503 while it drains. It needs no credentials and tells
+// nothing but that.
+func (s *httpServer) health(w http.ResponseWriter, r *http.Request) {
+	if s.admit.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
 func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 // apiClient is one publisher or subscriber in NMS's shape, plus

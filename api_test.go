@@ -260,7 +260,7 @@ func TestEvents(t *testing.T) {
 	waitFor(t, "the event watcher", func() bool {
 		var n int
 		ts.hub.call(func() { n = len(ts.hub.watchers) })
-		return n == 1
+		return n == 2 // the hooks' notifier and this stream
 	})
 	pub := dialRTMP(t, ts.rtmpAddr, false)
 	pub.connect("live")

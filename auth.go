@@ -77,11 +77,12 @@ func checkSign(key streamKey, query, secret string, now time.Time) error {
 	return nil
 }
 
-// hooks posts lifecycle events to the URLs the config names.
+// hooks posts lifecycle events to the URLs the config names. A reload
+// (SIGHUP) swaps its settings; a post in flight keeps the ones it began
+// with.
 type hooks struct {
-	cfg     *config
+	cur     atomic.Pointer[hookSettings]
 	log     *slog.Logger
-	client  *http.Client
 	dropped *atomic.Uint64 // counters.hookDropped, for /metrics
 
 	dropMu       sync.Mutex
@@ -93,12 +94,22 @@ type hooks struct {
 // stays slow would otherwise log a line per client leaving.
 const dropLogEvery = 10 * time.Second
 
-// newHooks returns nil when the config names no hook URL. dropped counts
-// the unpublish and stop events that never reach their hook.
+// hookSettings are a config's hook URLs and the client that posts to them.
+type hookSettings struct {
+	onPublish, onPlay, onUnpublish, onStop string
+	client                                 *http.Client
+}
+
+// newHooks makes the hooks of cfg (which may name none yet). dropped
+// counts the unpublish and stop events that never reach their hook.
 func newHooks(cfg *config, log *slog.Logger, dropped *atomic.Uint64) *hooks {
-	if cfg.OnPublish == "" && cfg.OnPlay == "" && cfg.OnUnpublish == "" && cfg.OnStop == "" {
-		return nil
-	}
+	hk := &hooks{log: log, dropped: dropped}
+	hk.set(cfg)
+	return hk
+}
+
+// set makes cfg's hooks the current ones.
+func (hk *hooks) set(cfg *config) {
 	client := &http.Client{
 		Timeout: cfg.HookTimeout,
 		// A hook's answer is its own: a redirect is not followed. Go's
@@ -108,7 +119,8 @@ func newHooks(cfg *config, log *slog.Logger, dropped *atomic.Uint64) *hooks {
 		// post treats the 3xx as the refusal it is.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &hooks{cfg: cfg, log: log, client: client, dropped: dropped}
+	hk.cur.Store(&hookSettings{onPublish: cfg.OnPublish, onPlay: cfg.OnPlay, onUnpublish: cfg.OnUnpublish,
+		onStop: cfg.OnStop, client: client})
 }
 
 var (
@@ -145,7 +157,7 @@ type hookBody struct {
 // post sends one event; it returns an error unless the answer is 2xx.
 // The error names the hook by its redacted URL only: it reaches logs, and
 // may reach the client that was refused.
-func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error {
+func (hk *hooks) post(ctx context.Context, client *http.Client, hookURL string, body hookBody) error {
 	shown := redactURL(hookURL)
 	data, _ := json.Marshal(body)
 	req, err := http.NewRequestWithContext(ctx, "POST", hookURL, bytes.NewReader(data))
@@ -154,7 +166,7 @@ func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error 
 		return fmt.Errorf("%w: %s: bad URL", errHookFailed, shown)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := hk.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		// The client's url.Error quotes the URL with its query (and the
 		// user name); keep only what went wrong, a timeout or a refused
@@ -178,14 +190,15 @@ func (hk *hooks) post(ctx context.Context, hookURL string, body hookBody) error 
 // allow asks the publish or play hook, if there is one, whether a client
 // may go on. No answer in time counts as a refusal: a hook exists to check.
 func (hk *hooks) allow(act action, key streamKey, c clientInfo) error {
-	hookURL := hk.cfg.OnPublish
+	hs := hk.cur.Load()
+	hookURL := hs.onPublish
 	if act == actPlay {
-		hookURL = hk.cfg.OnPlay
+		hookURL = hs.onPlay
 	}
 	if hookURL == "" {
 		return nil
 	}
-	return hk.post(context.Background(), hookURL, newHookBody(act, key, c, time.Now()))
+	return hk.post(context.Background(), hs.client, hookURL, newHookBody(act, key, c, time.Now()))
 }
 
 func newHookBody(act action, key streamKey, c clientInfo, at time.Time) hookBody {
@@ -195,12 +208,12 @@ func newHookBody(act action, key streamKey, c clientInfo, at time.Time) hookBody
 
 // notifyURL is the hook that hears of an event after the fact: the
 // unpublish or stop hook; "" for none.
-func (hk *hooks) notifyURL(act action) string {
+func (hs *hookSettings) notifyURL(act action) string {
 	switch act {
 	case actUnpublish:
-		return hk.cfg.OnUnpublish
+		return hs.onUnpublish
 	case actStop:
-		return hk.cfg.OnStop
+		return hs.onStop
 	}
 	return ""
 }
@@ -213,7 +226,8 @@ func (hk *hooks) notifyURL(act action) string {
 func (hk *hooks) notify(ctx context.Context, events <-chan hubEvent) {
 	defer hk.noteLost(0, true)
 	for ev := range events {
-		hookURL := hk.notifyURL(ev.Type)
+		hs := hk.cur.Load()
+		hookURL := hs.notifyURL(ev.Type)
 		if hookURL == "" {
 			continue
 		}
@@ -224,7 +238,7 @@ func (hk *hooks) notify(ctx context.Context, events <-chan hubEvent) {
 		}
 		body := newHookBody(ev.Type, ev.Key, ev.Client, ev.Time)
 		body.Bytes, body.Reason = ev.Bytes, ev.Reason
-		if err := hk.post(ctx, hookURL, body); err != nil {
+		if err := hk.post(ctx, hs.client, hookURL, body); err != nil {
 			hk.log.Warn("hook failed", "action", ev.Type, "err", err)
 		}
 	}
@@ -234,7 +248,7 @@ func (hk *hooks) notify(ctx context.Context, events <-chan hubEvent) {
 // to get it. The hub goroutine calls it, so it only adds and, at most
 // once per dropLogEvery, logs.
 func (hk *hooks) lost(ev hubEvent) {
-	if hk.notifyURL(ev.Type) == "" {
+	if hk.cur.Load().notifyURL(ev.Type) == "" {
 		return
 	}
 	hk.dropped.Add(1)
@@ -256,33 +270,59 @@ func (hk *hooks) noteLost(n uint64, final bool) {
 	hk.dropLogged, hk.dropUnlogged = now, 0
 }
 
-var errUnauthorized = errors.New("unauthorized")
+var (
+	errUnauthorized = errors.New("unauthorized")
+	errDraining     = errors.New("server is shutting down")
+)
 
 // admission decides whether a publisher or player may go on: a signed URL
 // when the config asks for one, then the publish or play hook. The
 // protocol front ends (rtmp.go, http.go) ask it before they reach the hub.
 type admission struct {
-	cfg      *config
-	hooks    *hooks // nil without hook URLs
+	rules    atomic.Pointer[authRules] // swapped by a reload
+	draining atomic.Bool               // shutting down: nobody new
+	hooks    *hooks                    // nil in tests without hooks
 	counters *counters
 }
 
+// authRules are the signed-URL settings of a config.
+type authRules struct {
+	publishAuth, playAuth, trustLoopback bool
+	secret, publishSecret                string
+}
+
 func newAdmission(cfg *config, hooks *hooks, counters *counters) *admission {
-	return &admission{cfg: cfg, hooks: hooks, counters: counters}
+	a := &admission{hooks: hooks, counters: counters}
+	a.set(cfg)
+	return a
+}
+
+// set makes cfg's signed-URL settings and hooks the ones new clients
+// meet (at start and on SIGHUP); clients admitted before stay.
+func (a *admission) set(cfg *config) {
+	a.rules.Store(&authRules{publishAuth: cfg.PublishAuth, playAuth: cfg.PlayAuth, trustLoopback: cfg.TrustLoopback,
+		secret: cfg.Secret, publishSecret: cfg.PublishSecret})
+	if a.hooks != nil {
+		a.hooks.set(cfg)
+	}
 }
 
 // check admits a publisher (actPublish) or a player (actPlay) of key.
 // Publishers sign with the publish secret when there is one, so that a
 // viewer's sign cannot publish.
 func (a *admission) check(act action, key streamKey, c clientInfo) error {
-	need, secret := a.cfg.PublishAuth, a.cfg.Secret
-	if act == actPublish && a.cfg.PublishSecret != "" {
-		secret = a.cfg.PublishSecret
+	if a.draining.Load() {
+		return errDraining
+	}
+	r := a.rules.Load()
+	need, secret := r.publishAuth, r.secret
+	if act == actPublish && r.publishSecret != "" {
+		secret = r.publishSecret
 	}
 	if act == actPlay {
-		need = a.cfg.PlayAuth
+		need = r.playAuth
 	}
-	if ip := net.ParseIP(c.IP); need && !(a.cfg.TrustLoopback && ip != nil && ip.IsLoopback()) {
+	if ip := net.ParseIP(c.IP); need && !(r.trustLoopback && ip != nil && ip.IsLoopback()) {
 		if err := checkSign(key, c.Query, secret, time.Now()); err != nil {
 			a.counters.authFailures[c.Protocol].Add(1)
 			return fmt.Errorf("%w: %w", errUnauthorized, err)

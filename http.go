@@ -62,6 +62,7 @@ func (s *httpServer) handler() http.Handler {
 		http.Redirect(w, r, "/admin/", http.StatusFound)
 	})
 	mux.HandleFunc("GET /admin/{$}", s.guard(s.adminPage))
+	mux.HandleFunc("GET /api/health", s.health)
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	return s.cors(mux)
@@ -229,6 +230,10 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery}
 	if err := s.admit.check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
+		if errors.Is(err, errDraining) {
+			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}

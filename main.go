@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -52,6 +50,7 @@ type config struct {
 	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
 	PlayWait       time.Duration // a player waiting for a publisher gives up after this (0: waits forever)
+	Drain          time.Duration // at SIGTERM, how long clients may stay before they are closed (0: close at once)
 	LogLevel       slog.Level
 
 	// API and its HTTP Basic credentials (both empty: no auth).
@@ -113,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
+	fs.DurationVar(&cfg.Drain, "drain", 0, "at SIGTERM or SIGINT, let clients finish for up to this `duration` before closing them (health answers 503 meanwhile)")
 	fs.DurationVar(&cfg.PlayWait, "play-wait", cfg.PlayWait, "a player waiting for a publisher gives up after this `duration` (0 = waits forever)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
@@ -165,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if cfg.PlayWait < 0 {
 		return cfg, fmt.Errorf("-play-wait must not be negative")
+	}
+	if cfg.Drain < 0 {
+		return cfg, fmt.Errorf("-drain must not be negative")
 	}
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
@@ -530,171 +533,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("push with: ffmpeg -re -i input.mp4 -c copy -f flv rtmp://localhost:" + rtmpPort + "/live/NAME")
 	log.Info("play with: ffplay rtmp://localhost:" + rtmpPort + "/live/NAME, http://localhost:" + httpPort +
 		"/live/NAME.flv or ws://localhost:" + httpPort + "/live/NAME.flv; admin page: http://localhost:" + httpPort + "/admin/")
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	srv.args, srv.hup = args, hup
 	return srv.serve(ctx)
-}
-
-func portOf(a net.Addr) string {
-	_, port, _ := net.SplitHostPort(a.String())
-	return port
-}
-
-// server is a running gms: listeners, hub and the connections they serve.
-type server struct {
-	cfg     *config
-	log     *slog.Logger
-	hub     *hub
-	hooks   *hooks // nil without hook URLs
-	rtmp    *rtmpServer
-	web     *httpServer
-	rtmpLn  net.Listener
-	httpLn  net.Listener
-	rtmpsLn net.Listener // nil without -rtmps
-	httpsLn net.Listener // nil without -https
-	httpSrv *http.Server
-}
-
-// listen opens every listener, so that a port in use fails before
-// anything runs.
-func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
-	var lns []net.Listener
-	defer func() {
-		if err != nil {
-			for _, ln := range lns {
-				ln.Close()
-			}
-		}
-	}()
-	h := newHub(cfg, log)
-	limits := &connLimiter{maxTotal: cfg.MaxConns, maxPerIP: cfg.MaxConnsIP, perIP: map[string]int{},
-		refused: &h.counters.tooManyConns, log: log}
-	open := func(addr string, tlsCfg *tls.Config) (net.Listener, error) {
-		raw, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, raw)
-		var ln net.Listener = &limitListener{Listener: raw, limits: limits}
-		if tlsCfg != nil {
-			ln = tls.NewListener(ln, tlsCfg)
-		}
-		return ln, nil
-	}
-	tlsCfg, err := loadTLS(cfg)
-	if err != nil {
-		return nil, err
-	}
-	rtmpLn, err := open(cfg.RTMPAddr, nil)
-	if err != nil {
-		return nil, err
-	}
-	httpLn, err := open(cfg.HTTPAddr, nil)
-	if err != nil {
-		return nil, err
-	}
-	var rtmpsLn, httpsLn net.Listener
-	if cfg.RTMPSAddr != "" {
-		if rtmpsLn, err = open(cfg.RTMPSAddr, tlsCfg); err != nil {
-			return nil, err
-		}
-	}
-	if cfg.HTTPSAddr != "" {
-		if httpsLn, err = open(cfg.HTTPSAddr, tlsCfg); err != nil {
-			return nil, err
-		}
-	}
-	hk := newHooks(cfg, log, &h.counters.hookDropped)
-	admit := newAdmission(cfg, hk, &h.counters)
-	s := &server{
-		cfg:     cfg,
-		log:     log,
-		hub:     h,
-		hooks:   hk,
-		rtmp:    newRTMPServer(cfg, h, admit, log),
-		web:     newHTTPServer(cfg, h, admit, log),
-		rtmpLn:  rtmpLn,
-		httpLn:  httpLn,
-		rtmpsLn: rtmpsLn,
-		httpsLn: httpsLn,
-	}
-	s.web.connLimits = limits
-	players := newPlayerSlots(cfg.MaxConns, &h.counters.playersRefused, log)
-	s.rtmp.players, s.web.players = players, players
-	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
-		s.web.rtmpPort = a.Port
-	}
-	s.httpSrv = &http.Server{
-		Handler:           s.web.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       cfg.PingTimeout,
-		MaxHeaderBytes:    16<<10 - 4096, // net/http reads this plus 4096 bytes: a 16 KiB request head in all
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	return s, nil
-}
-
-// loadTLS reads the certificate for -rtmps and -https; nil without one.
-func loadTLS(cfg *config) (*tls.Config, error) {
-	if cfg.TLSCert == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
-}
-
-// serve runs until ctx ends, then shuts down in order: stop accepting,
-// let HTTP handlers finish, close the RTMP and hijacked connections that
-// Shutdown does not know about, and wait for every goroutine.
-func (s *server) serve(ctx context.Context) error {
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	connCtx, closeConns := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { s.hub.run(hubCtx) })
-	stopHooks := func() {}
-	// At shutdown the hooks get one -hook-timeout for what is queued;
-	// what is left then is counted and logged as lost.
-	hooksCtx, cancelHooks := context.WithCancel(context.Background())
-	defer cancelHooks()
-	if hk := s.hooks; hk != nil {
-		var events <-chan hubEvent
-		events, stopHooks = s.hub.watchLossy(hk.lost)
-		wg.Go(func() { hk.notify(hooksCtx, events) })
-	}
-	errc := make(chan error, 4)
-	wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpLn) })
-	wg.Go(func() { errc <- s.httpSrv.Serve(s.httpLn) })
-	if s.rtmpsLn != nil {
-		wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpsLn) })
-	}
-	if s.httpsLn != nil {
-		wg.Go(func() { errc <- s.httpSrv.Serve(s.httpsLn) })
-	}
-
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	s.log.Info("shutting down")
-	s.rtmpLn.Close()
-	if s.rtmpsLn != nil {
-		s.rtmpsLn.Close()
-	}
-	closeConns() // ends every RTMP connection
-	s.web.closeAll()
-	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	s.httpSrv.Shutdown(shutCtx)
-	s.rtmp.shutdown()
-	s.web.wait()
-	stopHooks()
-	time.AfterFunc(s.cfg.HookTimeout, cancelHooks)
-	stopHub()
-	wg.Wait()
-	if errors.Is(err, errServerClosed) || errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
 }

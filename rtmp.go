@@ -500,7 +500,12 @@ func (c *rtmpConn) admit(act action, cmd rtmpCommand, badName string) (streamKey
 	info := clientInfo{ID: c.id, IP: remoteIP(c.nc), Protocol: protoRTMP, Created: c.created, Query: query}
 	if err := c.srv.admit.check(act, key, info); err != nil {
 		status := map[action]string{actPublish: "NetStream.Publish.Unauthorized", actPlay: "NetStream.Play.Unauthorized"}[act]
-		c.onStatus("error", status, refusalText)
+		text := refusalText
+		if errors.Is(err, errDraining) {
+			status = map[action]string{actPublish: "NetStream.Publish.Failed", actPlay: "NetStream.Play.Failed"}[act]
+			text = errDraining.Error()
+		}
+		c.onStatus("error", status, text)
 		return streamKey{}, clientInfo{}, fmt.Errorf("rtmp: %s refused: %w", act, err)
 	}
 	return key, info, nil
