@@ -53,6 +53,7 @@ type config struct {
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
 	PlayWait       time.Duration // a player waiting for a publisher gives up after this (0: waits forever)
 	LogLevel       slog.Level
+	LogFormat      logFormat // text or json
 
 	// API and its HTTP Basic credentials (both empty: no auth).
 	API              bool
@@ -89,6 +90,7 @@ func defaultConfig() config {
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,
 		LogLevel:    slog.LevelInfo,
+		LogFormat:   "text",
 		API:         true,
 		HookTimeout: 3 * time.Second,
 	}
@@ -115,6 +117,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
 	fs.DurationVar(&cfg.PlayWait, "play-wait", cfg.PlayWait, "a player waiting for a publisher gives up after this `duration` (0 = waits forever)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
+	fs.TextVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api, /metrics and /admin/ (with -api-pass)")
 	fs.StringVar(&cfg.APIPass, "api-pass", "", "HTTP Basic `password` for /api, /metrics and /admin/")
@@ -516,7 +519,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := newLogger(stderr, &cfg)
 	for _, w := range pending {
 		w(log)
 	}
@@ -531,6 +534,29 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("play with: ffplay rtmp://localhost:" + rtmpPort + "/live/NAME, http://localhost:" + httpPort +
 		"/live/NAME.flv or ws://localhost:" + httpPort + "/live/NAME.flv; admin page: http://localhost:" + httpPort + "/admin/")
 	return srv.serve(ctx)
+}
+
+// logFormat is -log-format: slog's text (key=value) or JSON handler.
+type logFormat string
+
+func (f logFormat) MarshalText() ([]byte, error) { return []byte(f), nil }
+
+func (f *logFormat) UnmarshalText(b []byte) error {
+	switch v := logFormat(b); v {
+	case "text", "json":
+		*f = v
+		return nil
+	}
+	return errors.New("want text or json")
+}
+
+// newLogger builds the server's logger: -log-format's handler at -log-level.
+func newLogger(w io.Writer, cfg *config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func portOf(a net.Addr) string {
