@@ -101,7 +101,7 @@ func startServer(t testing.TB, edit func(*config)) *testServer {
 		edit(&cfg)
 	}
 	logs := &syncBuffer{}
-	srv, err := listen(&cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel})))
+	srv, err := listen(&cfg, newLogger(logs, &cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
