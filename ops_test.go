@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,16 +30,18 @@ func jsonLogLines(t *testing.T, log string) []map[string]any {
 	return lines
 }
 
-// TestLogFormatJSON runs the server as main does, with -log-format json:
-// every line is one JSON object with time, level and msg, and an RTMP
+// TestLogFormatJSON runs the server as main does, with GMS_LOG_FORMAT=json
+// (-log-format json from the environment, so run's is used too): every
+// line is one JSON object with time, level and msg, and an RTMP
 // publisher's connect and publish lines carry their attributes as keys.
 func TestLogFormatJSON(t *testing.T) {
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	env := envMap(map[string]string{"GMS_LOG_FORMAT": "json"})
 	go func() {
-		done <- run(ctx, []string{"-log-format", "json", "-rtmp", "127.0.0.1:0", "-http", "127.0.0.1:0"}, logs)
+		done <- run(ctx, []string{"-rtmp", "127.0.0.1:0", "-http", "127.0.0.1:0"}, env, logs)
 	}()
 	var rtmpAddr string
 	waitFor(t, "the listening line", func() bool {
@@ -116,13 +120,13 @@ func TestLogFormatFlag(t *testing.T) {
 		{[]string{"-log-format", "text"}, "text"},
 		{[]string{"-log-format", "json"}, "json"},
 	} {
-		cfg, err := parseFlags(tc.args, io.Discard, func(string, ...any) {})
+		cfg, err := parseFlags(tc.args, nil, io.Discard, func(string, ...any) {})
 		if err != nil || cfg.LogFormat != tc.want {
 			t.Errorf("parseFlags(%q) = %q, %v; want %q", tc.args, cfg.LogFormat, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"xml", "JSON", ""} {
-		_, err := parseFlags([]string{"-log-format", bad}, io.Discard, func(string, ...any) {})
+		_, err := parseFlags([]string{"-log-format", bad}, nil, io.Discard, func(string, ...any) {})
 		if err == nil || !strings.Contains(err.Error(), "-log-format") {
 			t.Errorf("-log-format %q: error %v; want one naming -log-format", bad, err)
 		}
@@ -218,5 +222,84 @@ func TestAccessLog(t *testing.T) {
 	quiet.stop()
 	if strings.Contains(quiet.logs.String(), "http request") {
 		t.Errorf("access line at info level:\n%s", quiet.logs.String())
+	}
+}
+
+// envMap is a lookupEnv over a map.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+// TestEnvConfig: every flag can come from GMS_ + its name; the command
+// line wins over the environment, the environment over -config's file,
+// the file over the defaults. GMS_CONFIG names the file.
+func TestEnvConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "nms.json")
+	os.WriteFile(file, []byte(`{"rtmp":{"port":1936,"chunk_size":4096},"auth":{"secret":"file-secret"}}`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*config) // applied to defaultConfig
+	}{
+		{"no environment", nil, nil, func(*config) {}},
+		{"int", nil, map[string]string{"GMS_MAX_CONNS": "100", "GMS_MAX_CONNS_PER_IP": "5"},
+			func(c *config) { c.MaxConns, c.MaxConnsIP = 100, 5 }},
+		{"strings and bools", nil, map[string]string{"GMS_AUTH_SECRET": "x", "GMS_AUTH_PLAY": "true", "GMS_GOP_CACHE": "false",
+			"GMS_API_USER": "admin", "GMS_API_PASS": "pw", "GMS_RTMP": ":1937"},
+			func(c *config) {
+				c.Secret, c.PlayAuth, c.GOPCache, c.APIUser, c.APIPass, c.RTMPAddr = "x", true, false, "admin", "pw", ":1937"
+			}},
+		{"durations, level, format", nil, map[string]string{"GMS_PING": "10s", "GMS_LOG_LEVEL": "debug", "GMS_LOG_FORMAT": "json"},
+			func(c *config) { c.Ping, c.LogLevel, c.LogFormat = 10*time.Second, slog.LevelDebug, "json" }},
+		{"set but empty", nil, map[string]string{"GMS_ALLOW_ORIGIN": ""}, func(c *config) { c.AllowOrigin = "" }},
+		{"other names ignored", nil, map[string]string{"MAX_CONNS": "1", "gms_max_conns": "2", "GMS_MAXCONNS": "3", "GMS_MAX-CONNS": "4"},
+			func(*config) {}},
+		{"flag beats env", []string{"-max-conns", "50"}, map[string]string{"GMS_MAX_CONNS": "100"},
+			func(c *config) { c.MaxConns = 50 }},
+		{"flag beats a bad env value", []string{"-max-conns", "50"}, map[string]string{"GMS_MAX_CONNS": "lots"},
+			func(c *config) { c.MaxConns = 50 }},
+		{"env beats file, file beats default", []string{"-config", file}, map[string]string{"GMS_RTMP": ":1937"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1937", 4096, "file-secret" }},
+		{"flag beats env beats file", []string{"-config", file, "-chunk-size", "16384"},
+			map[string]string{"GMS_CHUNK_SIZE": "8192", "GMS_AUTH_SECRET": "env-secret"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 16384, "env-secret" }},
+		{"GMS_CONFIG", nil, map[string]string{"GMS_CONFIG": file},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 4096, "file-secret" }},
+		{"-config beats GMS_CONFIG", []string{"-config", file}, map[string]string{"GMS_CONFIG": "/does/not/exist"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 4096, "file-secret" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags(tc.args, envMap(tc.env), io.Discard, func(string, ...any) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaultConfig()
+			tc.want(&want)
+			if cfg != want {
+				t.Errorf("parseFlags(%q) with %v =\n%+v; want\n%+v", tc.args, tc.env, cfg, want)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // in the error
+	}{
+		{map[string]string{"GMS_MAX_CONNS": "lots"}, `GMS_MAX_CONNS: invalid value "lots" for -max-conns`},
+		{map[string]string{"GMS_GOP_CACHE": "maybe"}, "GMS_GOP_CACHE"},
+		{map[string]string{"GMS_PING": "10"}, "GMS_PING"},
+		{map[string]string{"GMS_LOG_FORMAT": "xml"}, "GMS_LOG_FORMAT"},
+		{map[string]string{"GMS_CONFIG": "/does/not/exist"}, "/does/not/exist"},
+		{map[string]string{"GMS_CHUNK_SIZE": "10"}, "-chunk-size 10"}, // checked after, as flags are
+	} {
+		_, err := parseFlags(nil, envMap(tc.env), io.Discard, func(string, ...any) {})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags with %v: error %v; want one containing %q", tc.env, err, tc.want)
+		}
 	}
 }
