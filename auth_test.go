@@ -299,15 +299,15 @@ func TestPlaySignCannotPublish(t *testing.T) {
 	}
 
 	var warned strings.Builder
-	_, err := parseFlags([]string{"-auth-secret", "S", "-auth-publish", "-auth-play"}, io.Discard, func(msg string, _ ...any) { warned.WriteString(msg) })
+	_, err := parseFlags([]string{"-auth-secret", "S", "-auth-publish", "-auth-play"}, nil, io.Discard, func(msg string, _ ...any) { warned.WriteString(msg) })
 	if err != nil || !strings.Contains(warned.String(), "-auth-publish-secret") {
 		t.Errorf("one secret for both: err %v, warning %q; want a warning naming -auth-publish-secret", err, warned.String())
 	}
-	cfg, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-publish"}, io.Discard, func(string, ...any) {})
+	cfg, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-publish"}, nil, io.Discard, func(string, ...any) {})
 	if err != nil || cfg.PublishSecret != "P" {
 		t.Errorf("-auth-publish with only -auth-publish-secret: %v", err)
 	}
-	if _, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-play"}, io.Discard, func(string, ...any) {}); err == nil {
+	if _, err := parseFlags([]string{"-auth-publish-secret", "P", "-auth-play"}, nil, io.Discard, func(string, ...any) {}); err == nil {
 		t.Errorf("-auth-play without -auth-secret: no error")
 	}
 }

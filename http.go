@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -65,8 +66,67 @@ func (s *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /api/health", s.health)
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
-	return s.cors(mux)
+	return s.accessLog(s.cors(mux))
 }
+
+// accessLog writes one debug line per request when the handler returns:
+// method, path, status, body bytes, duration and remote address. It logs
+// the path without the query, which can carry credentials (sign=, hook
+// tokens). A play request (HTTP-FLV, WS-FLV) takes over its connection:
+// its line says hijacked, with the status of the head serveFLV sent (200
+// or 101) and no bytes; the player's own lines tell the rest.
+func (s *httpServer) accessLog(next http.Handler) http.Handler {
+	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		aw := &accessWriter{ResponseWriter: w}
+		next.ServeHTTP(aw, r)
+		status := aw.status
+		switch {
+		case aw.hijacked && isWebSocketUpgrade(r):
+			status = http.StatusSwitchingProtocols
+		case status == 0 || aw.hijacked:
+			status = http.StatusOK
+		}
+		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", status, "bytes", aw.bytes,
+			"duration", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr, "hijacked", aw.hijacked)
+	})
+}
+
+// accessWriter notes what a handler answered, for accessLog.
+// http.ResponseController finds the other methods through Unwrap.
+type accessWriter struct {
+	http.ResponseWriter
+	status   int // the final status written; 0 until then
+	bytes    int64
+	hijacked bool
+}
+
+func (w *accessWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *accessWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *accessWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	w.hijacked = err == nil
+	return nc, brw, err
+}
+
+func (w *accessWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // adminPage serves admin.html. It may not be framed (its kick buttons
 // could be clicked through a frame) and runs only its own inline script
@@ -199,7 +259,7 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	ws := headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+	ws := isWebSocketUpgrade(r)
 	var accept string
 	if ws {
 		var err error
@@ -282,6 +342,12 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		defer counters.active[proto].Add(-1)
 		p.play(key, info)
 	}()
+}
+
+// isWebSocketUpgrade tells a WebSocket opening handshake (RFC 6455 §4.1)
+// from a plain request.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
 }
 
 // playResponseHead is the status line and headers of a play response: a

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,7 +25,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "gms:", err)
 		}
@@ -52,6 +53,7 @@ type config struct {
 	PlayWait       time.Duration // a player waiting for a publisher gives up after this (0: waits forever)
 	Drain          time.Duration // at SIGTERM, how long clients may stay before they are closed (0: close at once)
 	LogLevel       slog.Level
+	LogFormat      logFormat // text or json
 
 	// API and its HTTP Basic credentials (both empty: no auth).
 	API              bool
@@ -88,15 +90,17 @@ func defaultConfig() config {
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,
 		LogLevel:    slog.LevelInfo,
+		LogFormat:   "text",
 		API:         true,
 		HookTimeout: 3 * time.Second,
 	}
 }
 
-// parseFlags fills a config from the command line and, with -config, a
-// JSON file in NMS's shape. Flags given on the command line win over the
-// file. Warnings about the file go to log.
-func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (config, error) {
+// parseFlags fills a config from the command line, the environment
+// (lookupEnv, as os.LookupEnv; nil: none) and, with -config, a JSON file
+// in NMS's shape. The command line wins over the environment, which wins
+// over the file (applyEnv). Warnings about the file go to warn.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer, warn func(string, ...any)) (config, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("gms", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -115,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.DurationVar(&cfg.Drain, "drain", 0, "at SIGTERM or SIGINT, let clients finish for up to this `duration` before closing them (health answers 503 meanwhile)")
 	fs.DurationVar(&cfg.PlayWait, "play-wait", cfg.PlayWait, "a player waiting for a publisher gives up after this `duration` (0 = waits forever)")
 	fs.TextVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "log `level`: debug, info, warn or error")
+	fs.TextVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&cfg.API, "api", cfg.API, "serve the JSON API under /api and /metrics")
 	fs.StringVar(&cfg.APIUser, "api-user", "", "HTTP Basic `user` for /api, /metrics and /admin/ (with -api-pass)")
 	fs.StringVar(&cfg.APIPass, "api-pass", "", "HTTP Basic `password` for /api, /metrics and /admin/")
@@ -132,9 +137,10 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "HTTPS/WSS listen `address` (needs -tls-cert and -tls-key)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
-	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags win over it")
+	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
+		fmt.Fprintf(stderr, "Each flag can also come from the environment: %s=100 is -max-conns 100.\n\n", envName("max-conns"))
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -143,9 +149,12 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := applyEnv(fs, set, lookupEnv); err != nil {
+		return cfg, err
+	}
 	if *configFile != "" {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		data, err := os.ReadFile(*configFile)
 		if err != nil {
 			return cfg, err
@@ -188,6 +197,38 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 		return cfg, fmt.Errorf("-api-user and -api-pass go together")
 	}
 	return cfg, nil
+}
+
+// envName is the environment variable of a flag: GMS_ and the flag's
+// name upper-cased, with - as _ (-max-conns: GMS_MAX_CONNS).
+func envName(flagName string) string {
+	return "GMS_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets each flag that is not in set (given on the command line)
+// from its environment variable, when that exists, and adds it to set, so
+// that the config file leaves it alone.
+func applyEnv(fs *flag.FlagSet, set map[string]bool, lookupEnv func(string) (string, bool)) error {
+	if lookupEnv == nil {
+		return nil
+	}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || set[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("%s: invalid value %q for -%s: %w", name, v, f.Name, e)
+			return
+		}
+		set[f.Name] = true
+	})
+	return err
 }
 
 // nmsConfig mirrors the keys of an NMS v2 config that gms understands.
@@ -510,16 +551,17 @@ func jsonErrorAt(data []byte, err error) error {
 	return fmt.Errorf("line %d, column %d: %w", line, col, err)
 }
 
-// run starts the server and serves until ctx ends.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+// run starts the server and serves until ctx ends. lookupEnv is
+// os.LookupEnv, or nil for no environment.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
 	var pending []func(*slog.Logger) // warnings from before the logger exists
-	cfg, err := parseFlags(args, stderr, func(msg string, kv ...any) {
+	cfg, err := parseFlags(args, lookupEnv, stderr, func(msg string, kv ...any) {
 		pending = append(pending, func(l *slog.Logger) { l.Warn(msg, kv...) })
 	})
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := newLogger(stderr, &cfg)
 	for _, w := range pending {
 		w(log)
 	}
@@ -536,6 +578,29 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	srv.args, srv.hup = args, hup
+	srv.args, srv.lookupEnv, srv.hup = args, lookupEnv, hup
 	return srv.serve(ctx)
+}
+
+// logFormat is -log-format: slog's text (key=value) or JSON handler.
+type logFormat string
+
+func (f logFormat) MarshalText() ([]byte, error) { return []byte(f), nil }
+
+func (f *logFormat) UnmarshalText(b []byte) error {
+	switch v := logFormat(b); v {
+	case "text", "json":
+		*f = v
+		return nil
+	}
+	return errors.New("want text or json")
+}
+
+// newLogger builds the server's logger: -log-format's handler at -log-level.
+func newLogger(w io.Writer, cfg *config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -101,7 +101,7 @@ func startServer(t testing.TB, edit func(*config)) *testServer {
 		edit(&cfg)
 	}
 	logs := &syncBuffer{}
-	srv, err := listen(&cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel})))
+	srv, err := listen(&cfg, newLogger(logs, &cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -657,7 +657,7 @@ func TestDuplicatePublish(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	cfg, err := parseFlags(nil, io.Discard, func(string, ...any) {})
+	cfg, err := parseFlags(nil, nil, io.Discard, func(string, ...any) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,8 +665,8 @@ func TestDefaults(t *testing.T) {
 	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
-		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, API: true,
-		HookTimeout: 3 * time.Second}
+		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
+		API: true, HookTimeout: 3 * time.Second}
 	if cfg != want {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -679,7 +679,7 @@ func TestConfigFile(t *testing.T) {
 "http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{}}`), 0o644)
 	var warnings []string
 	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
-	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, io.Discard, warn)
+	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, nil, io.Discard, warn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -697,24 +697,24 @@ func TestConfigFile(t *testing.T) {
 	}
 
 	os.WriteFile(path, []byte("{\n  \"rtmp\": {\n    \"port\": 1935,\n  }\n}\n"), 0o644)
-	_, err = parseFlags([]string{"-config", path}, io.Discard, warn)
+	_, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn)
 	if err == nil || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("malformed config error = %v; want it to name line 4", err)
 	}
 	os.WriteFile(path, []byte("{\"rtmp\": {\"port\": \"x\"}}"), 0o644)
-	if _, err = parseFlags([]string{"-config", path}, io.Discard, warn); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("wrong-type config error = %v; want it to name line 1", err)
 	}
 }
 
 func TestFlagErrors(t *testing.T) {
 	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"-play-wait", "-1s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
-		if _, err := parseFlags(args, io.Discard, func(string, ...any) {}); err == nil {
+		if _, err := parseFlags(args, nil, io.Discard, func(string, ...any) {}); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
 	}
 	var help bytes.Buffer
-	parseFlags([]string{"-h"}, &help, func(string, ...any) {})
+	parseFlags([]string{"-h"}, nil, &help, func(string, ...any) {})
 	for _, f := range []string{"-rtmp", "-http", "-chunk-size", "-gop-cache", "-ping", "-ping-timeout", "-allow-origin", "-log-level", "-config"} {
 		if !strings.Contains(help.String(), f) {
 			t.Errorf("-h does not document %s", f)
@@ -729,7 +729,7 @@ func TestPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = run(context.Background(), []string{"-rtmp", ln.Addr().String(), "-http", "127.0.0.1:0"}, io.Discard)
+	err = run(context.Background(), []string{"-rtmp", ln.Addr().String(), "-http", "127.0.0.1:0"}, nil, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("run = %v; want address already in use", err)
 	}

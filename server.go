@@ -39,8 +39,9 @@ type server struct {
 	httpsLn net.Listener // nil without -https
 	httpSrv *http.Server
 
-	args []string         // the command line, read again on reload
-	hup  <-chan os.Signal // SIGHUP: reload; nil: no reloads
+	args      []string                    // the command line, read again on reload
+	lookupEnv func(string) (string, bool) // the environment, likewise; nil: none
+	hup       <-chan os.Signal            // SIGHUP: reload; nil: no reloads
 }
 
 // listen opens every listener, so that a port in use fails before
@@ -209,7 +210,7 @@ func (s *server) waitForEnd(ctx context.Context, errc <-chan error) error {
 // are logged as taking a restart.
 func (s *server) reload() {
 	var warnings []string
-	cfg, err := parseFlags(s.args, io.Discard, func(msg string, kv ...any) {
+	cfg, err := parseFlags(s.args, s.lookupEnv, io.Discard, func(msg string, kv ...any) {
 		warnings = append(warnings, fmt.Sprint(append([]any{msg}, kv...)...))
 	})
 	if err != nil {

@@ -102,7 +102,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	}
 	writeConfig(`{"auth": {"publish": true, "play": true, "secret": "OLD"}}`)
 	args := []string{"-config", file, "-rtmp", "127.0.0.1:0", "-http", "127.0.0.1:0"}
-	cfg, err := parseFlags(args, io.Discard, func(string, ...any) {})
+	cfg, err := parseFlags(args, nil, io.Discard, func(string, ...any) {})
 	if err != nil {
 		t.Fatal(err)
 	}

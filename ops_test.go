@@ -1,0 +1,305 @@
+package main
+
+// Running gms for real: the JSON log format, the HTTP access log and
+// configuration from the environment.
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// jsonLogLines parses a JSON log, one object a line.
+func jsonLogLines(t *testing.T, log string) []map[string]any {
+	t.Helper()
+	var lines []map[string]any
+	for line := range strings.Lines(log) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line is not a JSON object: %v\n%s", err, line)
+		}
+		lines = append(lines, m)
+	}
+	return lines
+}
+
+// TestLogFormatJSON runs the server as main does, with GMS_LOG_FORMAT=json
+// (-log-format json from the environment, so run's is used too): every
+// line is one JSON object with time, level and msg, and an RTMP
+// publisher's connect and publish lines carry their attributes as keys.
+func TestLogFormatJSON(t *testing.T) {
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	env := envMap(map[string]string{"GMS_LOG_FORMAT": "json"})
+	go func() {
+		done <- run(ctx, []string{"-rtmp", "127.0.0.1:0", "-http", "127.0.0.1:0"}, env, logs)
+	}()
+	var rtmpAddr string
+	waitFor(t, "the listening line", func() bool {
+		for _, m := range jsonLogLines(t, logs.String()) {
+			if m["msg"] == "gms listening" {
+				rtmpAddr, _ = m["rtmp"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	pub := dialRTMP(t, rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, "s1?sign=SECRET", "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish status %q", code)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return in 10 s")
+	}
+
+	want := map[string][]string{
+		"connect": {"conn", "proto", "remote"},
+		"publish": {"conn", "proto", "remote", "app", "stream", "query"},
+		"close":   {"conn", "proto", "remote", "reason", "bytes_in", "duration"},
+	}
+	lines := jsonLogLines(t, logs.String())
+	for _, m := range lines {
+		for _, k := range []string{"time", "level", "msg"} {
+			if _, ok := m[k].(string); !ok {
+				t.Errorf("line without string %q: %v", k, m)
+			}
+		}
+		if ts, _ := m["time"].(string); ts != "" {
+			if _, err := time.Parse(time.RFC3339Nano, ts); err != nil {
+				t.Errorf("time %q: %v", ts, err)
+			}
+		}
+		msg, _ := m["msg"].(string)
+		keys, ok := want[msg]
+		if !ok {
+			continue
+		}
+		delete(want, msg)
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				t.Errorf("%q line without %q: %v", msg, k, m)
+			}
+		}
+		if msg == "publish" && (m["app"] != "live" || m["stream"] != "s1" || m["query"] != "sign=***") {
+			t.Errorf("publish line = %v; want app live, stream s1, query sign=***", m)
+		}
+	}
+	for msg := range want {
+		t.Errorf("no %q line in the log:\n%s", msg, logs.String())
+	}
+	if len(lines) < 5 {
+		t.Errorf("%d log lines; want the start-up, connect, publish, shutdown and close lines", len(lines))
+	}
+}
+
+// TestLogFormatFlag: -log-format takes text or json and nothing else.
+func TestLogFormatFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want logFormat
+	}{
+		{nil, "text"},
+		{[]string{"-log-format", "text"}, "text"},
+		{[]string{"-log-format", "json"}, "json"},
+	} {
+		cfg, err := parseFlags(tc.args, nil, io.Discard, func(string, ...any) {})
+		if err != nil || cfg.LogFormat != tc.want {
+			t.Errorf("parseFlags(%q) = %q, %v; want %q", tc.args, cfg.LogFormat, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"xml", "JSON", ""} {
+		_, err := parseFlags([]string{"-log-format", bad}, nil, io.Discard, func(string, ...any) {})
+		if err == nil || !strings.Contains(err.Error(), "-log-format") {
+			t.Errorf("-log-format %q: error %v; want one naming -log-format", bad, err)
+		}
+	}
+}
+
+// TestAccessLog: at debug level every HTTP request gets one access line
+// with its path but not its query, which can carry a signature; the play
+// requests, which take over their connection, say so with the status of
+// their head. At info level there are none.
+func TestAccessLog(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.LogFormat = "json" })
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	base := "http://" + ts.httpAddr
+	resp, err := client.Get(base + "/api/streams?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/streams: %s", resp.Status)
+	}
+	// An HTTP-FLV player waiting for a publisher: head sent, then nothing.
+	resp, err = client.Get(base + "/live/s1.flv?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := dialWS(ctx, ts.httpAddr, "/live/s2.flv?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.nc.Close()
+	resp, err = client.Get(base + "/nope/x.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := ts.stop(); err != nil { // every handler has returned: every line is written
+		t.Fatal(err)
+	}
+
+	type access struct {
+		status   int
+		bytes    int
+		hijacked bool
+	}
+	want := map[string]access{
+		"/api/streams": {200, len(body), false},
+		"/live/s1.flv": {200, 0, true},
+		"/live/s2.flv": {101, 0, true},
+		"/nope/x.mp4":  {404, len("Not Found\n"), false},
+	}
+	seen := map[string]int{}
+	for _, m := range jsonLogLines(t, ts.logs.String()) {
+		if m["msg"] != "http request" {
+			continue
+		}
+		path, _ := m["path"].(string)
+		seen[path]++
+		w, ok := want[path]
+		if !ok {
+			t.Errorf("access line for a path never requested: %v", m)
+			continue
+		}
+		got := access{status: int(m["status"].(float64)), bytes: int(m["bytes"].(float64)), hijacked: m["hijacked"] == true}
+		if got != w {
+			t.Errorf("access line %v: got %+v; want %+v", m, got, w)
+		}
+		if m["level"] != "DEBUG" || m["method"] != "GET" || m["remote"] == "" || m["duration"] == nil {
+			t.Errorf("access line %v: want level DEBUG, method GET, remote and duration", m)
+		}
+	}
+	for path := range want {
+		if seen[path] != 1 {
+			t.Errorf("%d access lines for %s; want 1", seen[path], path)
+		}
+	}
+	if strings.Contains(ts.logs.String(), "SECRET") {
+		t.Errorf("the log shows a signature:\n%s", ts.logs.String())
+	}
+
+	quiet := startServer(t, func(c *config) { c.LogLevel = slog.LevelInfo })
+	resp, err = client.Get("http://" + quiet.httpAddr + "/api/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	quiet.stop()
+	if strings.Contains(quiet.logs.String(), "http request") {
+		t.Errorf("access line at info level:\n%s", quiet.logs.String())
+	}
+}
+
+// envMap is a lookupEnv over a map.
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+// TestEnvConfig: every flag can come from GMS_ + its name; the command
+// line wins over the environment, the environment over -config's file,
+// the file over the defaults. GMS_CONFIG names the file.
+func TestEnvConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "nms.json")
+	os.WriteFile(file, []byte(`{"rtmp":{"port":1936,"chunk_size":4096},"auth":{"secret":"file-secret"}}`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want func(*config) // applied to defaultConfig
+	}{
+		{"no environment", nil, nil, func(*config) {}},
+		{"int", nil, map[string]string{"GMS_MAX_CONNS": "100", "GMS_MAX_CONNS_PER_IP": "5"},
+			func(c *config) { c.MaxConns, c.MaxConnsIP = 100, 5 }},
+		{"strings and bools", nil, map[string]string{"GMS_AUTH_SECRET": "x", "GMS_AUTH_PLAY": "true", "GMS_GOP_CACHE": "false",
+			"GMS_API_USER": "admin", "GMS_API_PASS": "pw", "GMS_RTMP": ":1937"},
+			func(c *config) {
+				c.Secret, c.PlayAuth, c.GOPCache, c.APIUser, c.APIPass, c.RTMPAddr = "x", true, false, "admin", "pw", ":1937"
+			}},
+		{"durations, level, format", nil, map[string]string{"GMS_PING": "10s", "GMS_LOG_LEVEL": "debug", "GMS_LOG_FORMAT": "json"},
+			func(c *config) { c.Ping, c.LogLevel, c.LogFormat = 10*time.Second, slog.LevelDebug, "json" }},
+		{"set but empty", nil, map[string]string{"GMS_ALLOW_ORIGIN": ""}, func(c *config) { c.AllowOrigin = "" }},
+		{"other names ignored", nil, map[string]string{"MAX_CONNS": "1", "gms_max_conns": "2", "GMS_MAXCONNS": "3", "GMS_MAX-CONNS": "4"},
+			func(*config) {}},
+		{"flag beats env", []string{"-max-conns", "50"}, map[string]string{"GMS_MAX_CONNS": "100"},
+			func(c *config) { c.MaxConns = 50 }},
+		{"flag beats a bad env value", []string{"-max-conns", "50"}, map[string]string{"GMS_MAX_CONNS": "lots"},
+			func(c *config) { c.MaxConns = 50 }},
+		{"env beats file, file beats default", []string{"-config", file}, map[string]string{"GMS_RTMP": ":1937"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1937", 4096, "file-secret" }},
+		{"flag beats env beats file", []string{"-config", file, "-chunk-size", "16384"},
+			map[string]string{"GMS_CHUNK_SIZE": "8192", "GMS_AUTH_SECRET": "env-secret"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 16384, "env-secret" }},
+		{"GMS_CONFIG", nil, map[string]string{"GMS_CONFIG": file},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 4096, "file-secret" }},
+		{"-config beats GMS_CONFIG", []string{"-config", file}, map[string]string{"GMS_CONFIG": "/does/not/exist"},
+			func(c *config) { c.RTMPAddr, c.ChunkSize, c.Secret = ":1936", 4096, "file-secret" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags(tc.args, envMap(tc.env), io.Discard, func(string, ...any) {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaultConfig()
+			tc.want(&want)
+			if cfg != want {
+				t.Errorf("parseFlags(%q) with %v =\n%+v; want\n%+v", tc.args, tc.env, cfg, want)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // in the error
+	}{
+		{map[string]string{"GMS_MAX_CONNS": "lots"}, `GMS_MAX_CONNS: invalid value "lots" for -max-conns`},
+		{map[string]string{"GMS_GOP_CACHE": "maybe"}, "GMS_GOP_CACHE"},
+		{map[string]string{"GMS_PING": "10"}, "GMS_PING"},
+		{map[string]string{"GMS_LOG_FORMAT": "xml"}, "GMS_LOG_FORMAT"},
+		{map[string]string{"GMS_CONFIG": "/does/not/exist"}, "/does/not/exist"},
+		{map[string]string{"GMS_CHUNK_SIZE": "10"}, "-chunk-size 10"}, // checked after, as flags are
+	} {
+		_, err := parseFlags(nil, envMap(tc.env), io.Discard, func(string, ...any) {})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseFlags with %v: error %v; want one containing %q", tc.env, err, tc.want)
+		}
+	}
+}
