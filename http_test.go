@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -508,4 +509,96 @@ func TestPlayWaitEndsHTTPPlayers(t *testing.T) {
 	waitFor(t, "a log line per player naming "+string(reasonNoPublisher), func() bool {
 		return strings.Count(ts.logs.String(), string(reasonNoPublisher)) >= 2
 	})
+}
+
+// TestAccessLog: at debug level every HTTP request gets one access line
+// with its path but not its query, which can carry a signature; the play
+// requests, which take over their connection, say so with the status of
+// their head. At info level there are none.
+func TestAccessLog(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.LogFormat = "json" })
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	base := "http://" + ts.httpAddr
+	resp, err := client.Get(base + "/api/streams?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/streams: %s", resp.Status)
+	}
+	// An HTTP-FLV player waiting for a publisher: head sent, then nothing.
+	resp, err = client.Get(base + "/live/s1.flv?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := dialWS(ctx, ts.httpAddr, "/live/s2.flv?sign=SECRET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.nc.Close()
+	resp, err = client.Get(base + "/nope/x.mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := ts.stop(); err != nil { // every handler has returned: every line is written
+		t.Fatal(err)
+	}
+
+	type access struct {
+		status   int
+		bytes    int
+		hijacked bool
+	}
+	want := map[string]access{
+		"/api/streams": {200, len(body), false},
+		"/live/s1.flv": {200, 0, true},
+		"/live/s2.flv": {101, 0, true},
+		"/nope/x.mp4":  {404, len("Not Found\n"), false},
+	}
+	seen := map[string]int{}
+	for _, m := range jsonLogLines(t, ts.logs.String()) {
+		if m["msg"] != "http request" {
+			continue
+		}
+		path, _ := m["path"].(string)
+		seen[path]++
+		w, ok := want[path]
+		if !ok {
+			t.Errorf("access line for a path never requested: %v", m)
+			continue
+		}
+		got := access{status: int(m["status"].(float64)), bytes: int(m["bytes"].(float64)), hijacked: m["hijacked"] == true}
+		if got != w {
+			t.Errorf("access line %v: got %+v; want %+v", m, got, w)
+		}
+		if m["level"] != "DEBUG" || m["method"] != "GET" || m["remote"] == "" || m["duration"] == nil {
+			t.Errorf("access line %v: want level DEBUG, method GET, remote and duration", m)
+		}
+	}
+	for path := range want {
+		if seen[path] != 1 {
+			t.Errorf("%d access lines for %s; want 1", seen[path], path)
+		}
+	}
+	if strings.Contains(ts.logs.String(), "SECRET") {
+		t.Errorf("the log shows a signature:\n%s", ts.logs.String())
+	}
+
+	quiet := startServer(t, func(c *config) { c.LogLevel = slog.LevelInfo })
+	resp, err = client.Get("http://" + quiet.httpAddr + "/api/streams")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	quiet.stop()
+	if strings.Contains(quiet.logs.String(), "http request") {
+		t.Errorf("access line at info level:\n%s", quiet.logs.String())
+	}
 }

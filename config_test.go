@@ -1,14 +1,15 @@
 package main
 
-// Running gms for real: the JSON log format, the HTTP access log and
-// configuration from the environment.
+// The configuration: flags, the NMS config file, GMS_ environment
+// variables and their precedence, and the log format.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,98 +134,6 @@ func TestLogFormatFlag(t *testing.T) {
 	}
 }
 
-// TestAccessLog: at debug level every HTTP request gets one access line
-// with its path but not its query, which can carry a signature; the play
-// requests, which take over their connection, say so with the status of
-// their head. At info level there are none.
-func TestAccessLog(t *testing.T) {
-	ts := startServer(t, func(c *config) { c.LogFormat = "json" })
-	client := &http.Client{Transport: &http.Transport{}}
-	defer client.CloseIdleConnections()
-	base := "http://" + ts.httpAddr
-	resp, err := client.Get(base + "/api/streams?sign=SECRET")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /api/streams: %s", resp.Status)
-	}
-	// An HTTP-FLV player waiting for a publisher: head sent, then nothing.
-	resp, err = client.Get(base + "/live/s1.flv?sign=SECRET")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, err := dialWS(ctx, ts.httpAddr, "/live/s2.flv?sign=SECRET")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws.nc.Close()
-	resp, err = client.Get(base + "/nope/x.mp4")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if err := ts.stop(); err != nil { // every handler has returned: every line is written
-		t.Fatal(err)
-	}
-
-	type access struct {
-		status   int
-		bytes    int
-		hijacked bool
-	}
-	want := map[string]access{
-		"/api/streams": {200, len(body), false},
-		"/live/s1.flv": {200, 0, true},
-		"/live/s2.flv": {101, 0, true},
-		"/nope/x.mp4":  {404, len("Not Found\n"), false},
-	}
-	seen := map[string]int{}
-	for _, m := range jsonLogLines(t, ts.logs.String()) {
-		if m["msg"] != "http request" {
-			continue
-		}
-		path, _ := m["path"].(string)
-		seen[path]++
-		w, ok := want[path]
-		if !ok {
-			t.Errorf("access line for a path never requested: %v", m)
-			continue
-		}
-		got := access{status: int(m["status"].(float64)), bytes: int(m["bytes"].(float64)), hijacked: m["hijacked"] == true}
-		if got != w {
-			t.Errorf("access line %v: got %+v; want %+v", m, got, w)
-		}
-		if m["level"] != "DEBUG" || m["method"] != "GET" || m["remote"] == "" || m["duration"] == nil {
-			t.Errorf("access line %v: want level DEBUG, method GET, remote and duration", m)
-		}
-	}
-	for path := range want {
-		if seen[path] != 1 {
-			t.Errorf("%d access lines for %s; want 1", seen[path], path)
-		}
-	}
-	if strings.Contains(ts.logs.String(), "SECRET") {
-		t.Errorf("the log shows a signature:\n%s", ts.logs.String())
-	}
-
-	quiet := startServer(t, func(c *config) { c.LogLevel = slog.LevelInfo })
-	resp, err = client.Get("http://" + quiet.httpAddr + "/api/streams")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	quiet.stop()
-	if strings.Contains(quiet.logs.String(), "http request") {
-		t.Errorf("access line at info level:\n%s", quiet.logs.String())
-	}
-}
-
 // envMap is a lookupEnv over a map.
 func envMap(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) {
@@ -300,6 +209,72 @@ func TestEnvConfig(t *testing.T) {
 		_, err := parseFlags(nil, envMap(tc.env), io.Discard, func(string, ...any) {})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("parseFlags with %v: error %v; want one containing %q", tc.env, err, tc.want)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := parseFlags(nil, nil, io.Discard, func(string, ...any) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NMS's set-up: port 1935, chunk size 60000, GOP cache, ping 60 s,
+	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
+	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
+		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
+		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
+		API: true, HookTimeout: 3 * time.Second}
+	if cfg != want {
+		t.Errorf("defaults = %+v; want %+v", cfg, want)
+	}
+}
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nms.json")
+	os.WriteFile(path, []byte(`{"rtmp":{"port":1936,"chunk_size":4096,"gop_cache":false,"ping":10,"ping_timeout":5,"bogus":1},
+"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{}}`), 0o644)
+	var warnings []string
+	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
+	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, nil, io.Discard, warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	want.RTMPAddr, want.HTTPAddr, want.ChunkSize, want.GOPCache = ":1936", ":8001", 8192, false
+	want.Ping, want.PingTimeout, want.AllowOrigin, want.LogLevel = 10*time.Second, 5*time.Second, "https://example.com", slog.LevelDebug
+	if cfg != want {
+		t.Errorf("config = %+v; want %+v", cfg, want)
+	}
+	joined := strings.Join(warnings, "\n")
+	for _, key := range []string{"rtmp.bogus", "http.mediaroot", "trans"} {
+		if !strings.Contains(joined, key) {
+			t.Errorf("no warning for unknown key %s in %q", key, joined)
+		}
+	}
+
+	os.WriteFile(path, []byte("{\n  \"rtmp\": {\n    \"port\": 1935,\n  }\n}\n"), 0o644)
+	_, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn)
+	if err == nil || !strings.Contains(err.Error(), "line 4") {
+		t.Errorf("malformed config error = %v; want it to name line 4", err)
+	}
+	os.WriteFile(path, []byte("{\"rtmp\": {\"port\": \"x\"}}"), 0o644)
+	if _, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("wrong-type config error = %v; want it to name line 1", err)
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"-play-wait", "-1s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
+		if _, err := parseFlags(args, nil, io.Discard, func(string, ...any) {}); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+	var help bytes.Buffer
+	parseFlags([]string{"-h"}, nil, &help, func(string, ...any) {})
+	for _, f := range []string{"-rtmp", "-http", "-chunk-size", "-gop-cache", "-ping", "-ping-timeout", "-allow-origin", "-log-level", "-config"} {
+		if !strings.Contains(help.String(), f) {
+			t.Errorf("-h does not document %s", f)
 		}
 	}
 }
