@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -101,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("gms", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&cfg.RTMPAddr, "rtmp", cfg.RTMPAddr, "RTMP listen `address`")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen `address` (HTTP-FLV, WS-FLV, /api, /admin/)")
 	fs.IntVar(&cfg.ChunkSize, "chunk-size", cfg.ChunkSize, "outgoing RTMP chunk `size` (128 to 16777215)")
@@ -139,6 +142,9 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *showVersion {
+		return cfg, errShowVersion // before the config file: -version works without one
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))
@@ -185,6 +191,41 @@ func parseFlags(args []string, stderr io.Writer, warn func(string, ...any)) (con
 		return cfg, fmt.Errorf("-api-user and -api-pass go together")
 	}
 	return cfg, nil
+}
+
+// errShowVersion is parseFlags' answer to -version: run prints
+// versionString and exits 0.
+var errShowVersion = errors.New("-version")
+
+// versionString is gms's version in one line, from the build info the go
+// command writes into the binary: the module version, the commit and its
+// time, whether the tree had uncommitted changes, and the Go release.
+// The time is the commit's: builds are reproducible, so none records its
+// own. A binary built without version control information (go run, go
+// test, -buildvcs=false, or in a git worktree, which the go command does
+// not recognise) says "devel" and "unknown commit".
+func versionString() string {
+	ver, commit, goVer := "devel", "unknown commit", runtime.Version()
+	var when, modified string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			ver = v
+		}
+		goVer = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = "commit " + s.Value[:min(12, len(s.Value))]
+			case "vcs.time":
+				when = " of " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = ", modified"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("gms %s (%s%s%s, %s %s/%s)", ver, commit, when, modified, goVer, runtime.GOOS, runtime.GOARCH)
 }
 
 // nmsConfig mirrors the keys of an NMS v2 config that gms understands.
@@ -513,6 +554,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr, func(msg string, kv ...any) {
 		pending = append(pending, func(l *slog.Logger) { l.Warn(msg, kv...) })
 	})
+	if errors.Is(err, errShowVersion) {
+		fmt.Println(versionString())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
