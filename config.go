@@ -89,6 +89,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("gms", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&cfg.RTMPAddr, "rtmp", cfg.RTMPAddr, "RTMP listen `address`")
 	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "HTTP listen `address` (HTTP-FLV, WS-FLV, /api, /admin/)")
 	fs.IntVar(&cfg.ChunkSize, "chunk-size", cfg.ChunkSize, "outgoing RTMP chunk `size` (128 to 16777215)")
@@ -130,6 +131,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
+	}
+	if *showVersion {
+		return cfg, errShowVersion // before the config file: -version works without one
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (see -h)", fs.Arg(0))

@@ -28,8 +28,8 @@ import (
 //go:embed admin.html
 var adminHTML []byte
 
-// version is reported by /api/server.
-const version = "gms 0.1"
+// version is reported by /api/server: what gms -version prints.
+var version = versionString()
 
 type httpServer struct {
 	cfg      *config

@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,6 +184,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	cfg, err := parseFlags(args, lookupEnv, stderr, func(msg string, kv ...any) {
 		pending = append(pending, func(l *slog.Logger) { l.Warn(msg, kv...) })
 	})
+	if errors.Is(err, errShowVersion) {
+		fmt.Println(versionString())
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -213,4 +219,39 @@ func newLogger(w io.Writer, cfg *config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// errShowVersion is parseFlags' answer to -version: run prints
+// versionString and exits 0.
+var errShowVersion = errors.New("-version")
+
+// versionString is gms's version in one line, from the build info the go
+// command writes into the binary: the module version, the commit and its
+// time, whether the tree had uncommitted changes, and the Go release.
+// The time is the commit's: builds are reproducible, so none records its
+// own. A binary built without version control information (go run, go
+// test, -buildvcs=false, or in a git worktree, which the go command does
+// not recognise) says "devel" and "unknown commit".
+func versionString() string {
+	ver, commit, goVer := "devel", "unknown commit", runtime.Version()
+	var when, modified string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			ver = v
+		}
+		goVer = bi.GoVersion
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = "commit " + s.Value[:min(12, len(s.Value))]
+			case "vcs.time":
+				when = " of " + s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = ", modified"
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("gms %s (%s%s%s, %s %s/%s)", ver, commit, when, modified, goVer, runtime.GOOS, runtime.GOARCH)
 }

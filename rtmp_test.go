@@ -385,6 +385,9 @@ func TestPauseAndReceive(t *testing.T) {
 // that a slow machine (which batches by itself) cannot make it pass. While
 // flusher passes are long, publishers are read at once again.
 func TestPublisherReadsBatched(t *testing.T) {
+	if blockingWrites {
+		t.Skip("blocking writes: publishers are read on the write grid only with non-blocking writes")
+	}
 	reads := func(delay time.Duration, longPasses bool) int {
 		ts := startServer(t, func(c *config) { c.WriteDelay = delay })
 		if longPasses {

@@ -16,6 +16,12 @@ import (
 
 const iovMax = 1024 // IOV_MAX on Linux
 
+// blockingWrites turns the non-blocking writer off: every player then gets
+// blocking writes from its own goroutine, as on other systems. Tests only:
+// GMS_BLOCKING_WRITES=1 sets it in a test binary (writev_test.go), so that
+// Linux runs the write path of the other systems too.
+var blockingWrites bool
+
 // nonblockWriter is one socket's non-blocking writev. It keeps what a call
 // needs from one call to the next, so that a write allocates nothing.
 type nonblockWriter struct {
@@ -30,6 +36,9 @@ type nonblockWriter struct {
 // a plain TCP connection (TLS, or a test's pipe): those viewers get
 // blocking writes.
 func newNonblockWriter(nc net.Conn) func(net.Buffers) (int, error) {
+	if blockingWrites {
+		return nil
+	}
 	sc, ok := nc.(syscall.Conn) // *net.TCPConn and limitConn; not *tls.Conn
 	if !ok {
 		return nil

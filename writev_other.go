@@ -7,4 +7,7 @@ package main
 
 import "net"
 
+// blockingWrites is always on here; on Linux tests can turn it on.
+var blockingWrites = true
+
 func newNonblockWriter(net.Conn) func(net.Buffers) (int, error) { return nil }
