@@ -226,6 +226,11 @@ func TestNoSignLeaks(t *testing.T) {
 	defer events.Body.Close()
 	var sse syncBuffer
 	go io.Copy(&sse, events.Body)
+	waitFor(t, "the event stream's watcher", func() bool {
+		var n int
+		ts.hub.call(func() { n = len(ts.hub.watchers) })
+		return n == 2 // the hooks' notifier and this stream
+	})
 	key := streamKey{"live", "cam"}
 	exp := time.Now().Add(time.Hour).Unix()
 	pubSign := sign(key, exp, "S3CRET")
