@@ -209,6 +209,14 @@ type stream struct {
 	gopBytes                       int
 	hasAudio, hasVideo             bool
 
+	// joinCache holds the join headers last stamped, for the next joiner
+	// at the same frame (see joinHeaders).
+	joinCache struct {
+		from   [3]*frame
+		ts     uint32
+		frames []*frame
+	}
+
 	stats     streamStats
 	bytesGone uint64 // bytes sent to players that have left
 }
@@ -318,6 +326,7 @@ func (h *hub) endPublish(s *stream) {
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
 	s.gop, s.gopBytes = nil, 0
 	s.hasAudio, s.hasVideo = false, false
+	s.joinCache.frames = nil
 	notices := noticeCache{}
 	for sub := range s.subs {
 		n := notices.get(sub, playerForm.unpublishNotice, s.key)
@@ -416,7 +425,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 		}
 		burst := make([]*frame, 0, 4+len(s.gop))
 		burst = append(burst, h.flvHeader(s))
-		burst = append(burst, h.joinHeaders(s)...)
+		burst = append(burst, h.joinHeaders(s, s.gop[0].time)...)
 		sub.burst = append(burst, s.gop...)
 		sub.waitKey, sub.started = false, true
 	})
@@ -437,19 +446,27 @@ func (h *hub) flvHeader(s *stream) *frame {
 	return &frame{flv: appendFLVHeader(nil, hasAudio, hasVideo)}
 }
 
-// joinHeaders is what a player needs before its first keyframe:
-// metadata and sequence headers, as far as the stream has them.
-func (h *hub) joinHeaders(s *stream) []*frame {
-	var out []*frame
-	headers := []*frame{s.meta, s.audioHeader, s.videoHeader}
+// joinHeaders is what a player needs before its first frame, stamped
+// with that frame's time ts (see frame.at): metadata and sequence headers,
+// as far as the stream has them. The stamped copies are kept for the next
+// joiner at the same frame.
+func (h *hub) joinHeaders(s *stream, ts uint32) []*frame {
+	from := [3]*frame{s.meta, s.audioHeader, s.videoHeader}
+	c := &s.joinCache
+	if c.from == from && c.ts == ts && c.frames != nil {
+		return c.frames
+	}
+	headers := from
 	if s.videoFirst {
 		headers[1], headers[2] = headers[2], headers[1] // keep the publisher's order
 	}
+	out := make([]*frame, 0, len(headers))
 	for _, f := range headers {
 		if f != nil {
-			out = append(out, f)
+			out = append(out, f.at(ts, h.cfg.ChunkSize))
 		}
 	}
+	c.from, c.ts, c.frames = from, ts, out
 	return out
 }
 
@@ -492,7 +509,7 @@ func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
 			return
 		}
 		h.push(s, sub, h.flvHeader(s))
-		for _, jf := range h.joinHeaders(s) {
+		for _, jf := range h.joinHeaders(s, f.time) {
 			h.push(s, sub, jf)
 		}
 		sub.started = true
@@ -520,7 +537,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 		join = append(join, h.flvHeader(s))
 		defer h.startNow()
 	}
-	join = append(join, h.joinHeaders(s)...)
+	join = append(join, h.joinHeaders(s, f.time)...)
 	join = append(join, f)
 	if !sub.fits(join) {
 		sub.drops.Add(1)

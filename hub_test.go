@@ -540,3 +540,47 @@ func TestPlayWaitRestarts(t *testing.T) {
 		}
 	})
 }
+
+// TestJoinHeadersStamped: a joiner's metadata and sequence headers carry
+// its first frame's time, in the frame and in both encodings (readers that
+// probe a stream's first seconds for its tracks drop a track whose header
+// came seconds before its media); the headers as published are untouched,
+// and joiners at the same frame share one stamped copy.
+func TestJoinHeadersStamped(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "late"}
+	p := startTestPublish(t, h, key) // headers at 0
+	p.ingest(msgVideo, 0, testVideo(true, 100))
+	p.ingest(msgVideo, 1000, testVideo(false, 100))
+	p.ingest(msgVideo, 2000, testVideo(true, 100))
+	p.ingest(msgVideo, 2040, testVideo(false, 100))
+	h.sync()
+	a := h.subscribe(key, clientInfo{ID: "A"}, flvForm{}, nil)
+	b := h.subscribe(key, clientInfo{ID: "B"}, rtmpForm{h.cfg.ChunkSize}, nil)
+	h.sync()
+	for _, sub := range []*subscriber{a, b} {
+		burst := sub.burst
+		if len(burst) != 6 { // FLV header, metadata, two sequence headers, the GOP's two frames
+			t.Fatalf("%s: burst of %d frames; want 6", sub.info.ID, len(burst))
+		}
+		for _, f := range burst[1:4] {
+			if f.time != 2000 {
+				t.Errorf("%s: header of type %d at %d; want 2000, the GOP's first frame", sub.info.ID, f.typ, f.time)
+			}
+			if ts := be24(f.flv[4:7]) | uint32(f.flv[7])<<24; ts != 2000 {
+				t.Errorf("%s: FLV tag of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
+			}
+			if ts := be24(f.rtmp[1:4]); ts != 2000 { // type 0 chunk header: timestamp after the basic header
+				t.Errorf("%s: RTMP chunk of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
+			}
+		}
+	}
+	if a.burst[2] != b.burst[2] {
+		t.Errorf("two joiners at the same frame got two stamped copies; want one shared")
+	}
+	var published *frame
+	h.call(func() { published = h.streams[key].videoHeader })
+	if published.time != 0 || be24(published.flv[4:7]) != 0 {
+		t.Errorf("the cached video header was changed: time %d", published.time)
+	}
+}

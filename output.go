@@ -121,8 +121,31 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 	default:
 		return nil, 0
 	}
-	f.rtmp = appendChunks(make([]byte, 0, chunksLen(csid, ts, len(payload), chunkSize)),
-		csid, typ, mediaStreamID, ts, payload, chunkSize)
-	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), typ, ts, payload)
+	f.encode(csid, payload, chunkSize)
 	return f, kind
+}
+
+// encode fills f's output forms with payload at f's type and time.
+func (f *frame) encode(csid uint32, payload []byte, chunkSize int) {
+	f.rtmp = appendChunks(make([]byte, 0, chunksLen(csid, f.time, len(payload), chunkSize)),
+		csid, f.typ, mediaStreamID, f.time, payload, chunkSize)
+	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), f.typ, f.time, payload)
+}
+
+// at is a copy of the media or data frame f stamped ts, in every output
+// form. A joiner gets its metadata and sequence headers stamped with its
+// first frame's time, as nginx-rtmp sends them: readers that probe the
+// first seconds of a stream for its tracks would otherwise see the
+// headers at 0 and the media seconds later, and may drop a track.
+func (f *frame) at(ts uint32, chunkSize int) *frame {
+	if f.time == ts || f.flv == nil {
+		return f
+	}
+	csid := map[uint8]uint32{msgAudio: csidAudio, msgVideo: csidVideo}[f.typ]
+	if csid == 0 {
+		csid = csidData
+	}
+	g := &frame{typ: f.typ, time: ts, key: f.key, meta: f.meta}
+	g.encode(csid, f.flv[flvTagHeaderLen:len(f.flv)-4], chunkSize)
+	return g
 }
