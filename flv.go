@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -452,4 +453,69 @@ func parseAudioHeader(p []byte) audioParams {
 	}
 	a.Channels = int(asc[1] >> 3 & 0x0F)
 	return a
+}
+
+// flvTag is one parsed tag. Data is valid until the next read.
+type flvTag struct {
+	Type uint8
+	Time uint32
+	Data []byte
+}
+
+// flvReader reads an FLV stream: header, then tags.
+type flvReader struct {
+	r    io.Reader
+	hdr  [flvTagHeaderLen]byte
+	data []byte
+	// Flags of the header: TypeFlagsAudio and TypeFlagsVideo.
+	HasAudio, HasVideo bool
+}
+
+// newFLVReader reads and checks the FLV header.
+func newFLVReader(r io.Reader) (*flvReader, error) {
+	fr := &flvReader{r: r}
+	var h [flvHeaderLen + 4]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, fmt.Errorf("flv: header: %w", err)
+	}
+	if h[0] != 'F' || h[1] != 'L' || h[2] != 'V' {
+		return nil, errFLVSignature
+	}
+	off := binary.BigEndian.Uint32(h[5:9])
+	if off < flvHeaderLen || off > 1024 {
+		return nil, fmt.Errorf("%w: DataOffset %d", errFLVSignature, off)
+	}
+	if _, err := io.CopyN(io.Discard, r, int64(off-flvHeaderLen)); err != nil {
+		return nil, fmt.Errorf("flv: header: %w", err)
+	}
+	fr.HasAudio, fr.HasVideo = h[4]&0x04 != 0, h[4]&0x01 != 0
+	return fr, nil
+}
+
+// next reads one tag and its PreviousTagSize.
+func (fr *flvReader) next() (flvTag, error) {
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		return flvTag{}, err
+	}
+	h := fr.hdr[:]
+	n := be24(h[1:4])
+	if n > maxFLVTagData {
+		return flvTag{}, fmt.Errorf("%w: DataSize %d", errFLVTag, n)
+	}
+	ts := be24(h[4:7]) | uint32(h[7])<<24
+	var err error
+	if fr.data, err = readGrowing(fr.r, fr.data[:0], int(n)+4); err != nil {
+		return flvTag{}, fmt.Errorf("flv: tag data: %w", io.ErrUnexpectedEOF)
+	}
+	if prev := binary.BigEndian.Uint32(fr.data[n:]); prev != 11+n {
+		return flvTag{}, fmt.Errorf("%w: PreviousTagSize %d, want %d", errFLVTag, prev, 11+n)
+	}
+	return flvTag{Type: h[0] & 0x1F, Time: ts, Data: fr.data[:n]}, nil
+}
+
+// tagSource yields FLV tags in decode order: an FLV file, an MP4 or
+// MPEG-TS demuxer, a pulled stream. Data is valid until the next call;
+// io.EOF ends the source.
+type tagSource interface {
+	next() (flvTag, error)
 }

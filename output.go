@@ -59,6 +59,9 @@ func (f *frame) bytes(form outputFormat) []byte {
 	return f.flv
 }
 
+// body is the message payload: the FLV tag's data.
+func (f *frame) body() []byte { return f.flv[flvTagHeaderLen : len(f.flv)-4] }
+
 func (f *frame) size() int { return len(f.rtmp) + len(f.flv) }
 
 // frameKind says how the hub treats a frame.
@@ -146,6 +149,6 @@ func (f *frame) at(ts uint32, chunkSize int) *frame {
 		csid = csidData
 	}
 	g := &frame{typ: f.typ, time: ts, key: f.key, meta: f.meta}
-	g.encode(csid, f.flv[flvTagHeaderLen:len(f.flv)-4], chunkSize)
+	g.encode(csid, f.body(), chunkSize)
 	return g
 }
