@@ -160,6 +160,7 @@ func parseMetadata(p []byte) (payload []byte, meta *metaInfo, ok bool) {
 // videoParams is what the API shows about a video track.
 type videoParams struct {
 	Codec         string  `json:"codec"`
+	CodecString   string  `json:"codecString,omitempty"` // RFC 6381, for MSE and manifests
 	Width         int     `json:"width,omitempty"`
 	Height        int     `json:"height,omitempty"`
 	Profile       string  `json:"profile,omitempty"`
@@ -173,29 +174,40 @@ type videoParams struct {
 
 // audioParams is what the API shows about an audio track.
 type audioParams struct {
-	Codec      string `json:"codec"`
-	Profile    string `json:"profile,omitempty"`
-	SampleRate int    `json:"samplerate,omitempty"`
-	Channels   int    `json:"channels,omitempty"`
+	Codec       string `json:"codec"`
+	CodecString string `json:"codecString,omitempty"` // RFC 6381, for MSE and manifests
+	Profile     string `json:"profile,omitempty"`
+	SampleRate  int    `json:"samplerate,omitempty"`
+	Channels    int    `json:"channels,omitempty"`
 }
 
 // parseVideoHeader reads codec, profile, level and size from a video
 // sequence header: an AVCDecoderConfigurationRecord (ISO/IEC 14496-15
-// §5.3.3.1) for AVC; for other codecs only the codec's name.
+// §5.3.3.1) for AVC; for HEVC (legacy id 12 or hvc1), AV1 and VP9 their
+// configuration records (codec.go); for other codecs only the name.
 func parseVideoHeader(p []byte) videoParams {
 	if len(p) == 0 {
 		return videoParams{}
 	}
 	if p[0]&videoExHeader != 0 {
-		if len(p) < 5 {
+		var t exTag
+		if _, err := parseExVideo(p, &t); err != nil || t.n == 0 {
 			return videoParams{Codec: "unknown"}
 		}
-		return videoParams{Codec: fourCCName(string(p[1:5]))}
+		if t.packetType != exSequenceStart {
+			return videoParams{Codec: fourCCName(t.tracks[0].fourCC)}
+		}
+		return exVideoParams(&t.tracks[0])
 	}
 	switch p[0] & 0x0F {
 	case codecAVC:
-	case 12:
-		return videoParams{Codec: "H265"}
+	case codecHEVCLegacy:
+		v := videoParams{Codec: "H265"}
+		if len(p) > 5 && p[1] == 0 {
+			v = parseHVCC(p[5:])
+		}
+		v.Codec = "H265" // NMS v2's name for codec id 12
+		return v
 	case 13:
 		return videoParams{Codec: "AV1"}
 	default:
@@ -210,6 +222,7 @@ func parseVideoHeader(p []byte) videoParams {
 	}
 	v.Profile = avcProfileName(rec[1])
 	v.Level = float64(rec[3]) / 10
+	v.CodecString = avcCodecString(rec)
 	spsLen := int(binary.BigEndian.Uint16(rec[6:8]))
 	if rec[5]&0x1F == 0 || len(rec) < 8+spsLen {
 		return v
@@ -223,7 +236,7 @@ func fourCCName(cc string) string {
 	case "avc1":
 		return "H264"
 	case "hvc1":
-		return "H265"
+		return "HEVC"
 	case "av01":
 		return "AV1"
 	case "vp09":
@@ -235,9 +248,9 @@ func fourCCName(cc string) string {
 	case "fLaC":
 		return "FLAC"
 	case "ac-3":
-		return "AC3"
+		return "AC-3"
 	case "ec-3":
-		return "EAC3"
+		return "E-AC-3"
 	case "mp4a":
 		return "AAC"
 	case ".mp3":
@@ -322,13 +335,7 @@ func (r *bitReader) se() int {
 // (H.264 §7.3.2.1.1), after removing emulation prevention bytes. It
 // returns zeros for an SPS it cannot read.
 func avcSPSSize(nal []byte) (width, height int) {
-	rbsp := make([]byte, 0, len(nal))
-	for i := 0; i < len(nal); i++ {
-		if i >= 2 && nal[i] == 3 && nal[i-1] == 0 && nal[i-2] == 0 {
-			continue // emulation_prevention_three_byte
-		}
-		rbsp = append(rbsp, nal[i])
-	}
+	rbsp := unescapeRBSP(nal)
 	if len(rbsp) < 4 {
 		return 0, 0
 	}
@@ -427,10 +434,14 @@ func parseAudioHeader(p []byte) audioParams {
 	}
 	format := p[0] >> 4
 	if format == soundExHeader {
-		if len(p) < 5 {
+		var t exTag
+		if _, err := parseExAudio(p, &t); err != nil || t.n == 0 {
 			return audioParams{Codec: "unknown"}
 		}
-		return audioParams{Codec: fourCCName(string(p[1:5]))}
+		if t.packetType != exSequenceStart {
+			return audioParams{Codec: fourCCName(t.tracks[0].fourCC)}
+		}
+		return exAudioParams(&t.tracks[0])
 	}
 	a := audioParams{
 		Codec:      map[byte]string{0: "PCM", 1: "ADPCM", 2: "MP3", 3: "PCM", 4: "Nellymoser", 5: "Nellymoser", 6: "Nellymoser", 7: "G711A", 8: "G711U", 10: "AAC", 11: "Speex", 14: "MP3"}[format],
@@ -440,6 +451,7 @@ func parseAudioHeader(p []byte) audioParams {
 	if a.Codec == "" {
 		a.Codec = fmt.Sprint(format)
 	}
+	a.CodecString = audioCodecString(a, 0)
 	if format != soundAAC || len(p) < 4 || p[1] != 0 {
 		return a
 	}
@@ -452,6 +464,7 @@ func parseAudioHeader(p []byte) audioParams {
 		a.SampleRate = rates[freqIndex]
 	}
 	a.Channels = int(asc[1] >> 3 & 0x0F)
+	a.CodecString = audioCodecString(a, objectType)
 	return a
 }
 

@@ -204,15 +204,23 @@ type stream struct {
 
 	meta, audioHeader, videoHeader *frame
 	metaInfo                       *metaInfo
-	videoFirst                     bool     // the video sequence header came before the audio one
-	gop                            []*frame // from the last keyframe; nil when not caching
-	gopBytes                       int
-	hasAudio, hasVideo             bool
+	videoFirst                     bool // the video sequence header came before the audio one
+	// trackHeaders are the other headers a joiner needs, in the order
+	// they first came: Enhanced RTMP multitrack SequenceStarts of other
+	// tracks, MultichannelConfig, video Metadata (colorInfo); a new one
+	// replaces the one of its slot (codec.go headerSlotOf).
+	trackHeaders       []*frame
+	trackSlots         []headerSlot
+	gop                []*frame // from the last keyframe; nil when not caching
+	gopBytes           int
+	hasAudio, hasVideo bool
 
 	// joinCache holds the join headers last stamped, for the next joiner
-	// at the same frame (see joinHeaders).
-	joinCache struct {
-		from   [3]*frame
+	// at the same frame (see joinHeaders); headersGen counts the changes
+	// of the headers it was made from.
+	headersGen uint64
+	joinCache  struct {
+		gen    uint64
 		ts     uint32
 		frames []*frame
 	}
@@ -257,6 +265,7 @@ type publisher struct {
 // out yet), in which case the old one is kicked and the new one takes over.
 func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kick func()) (*publisher, error) {
 	p := &publisher{hub: h, key: key, info: info, bytesIn: bytesIn, kick: kick}
+	p.enc.codecs.log = h.log.With("conn", info.ID, "stream", key.String())
 	p.lastMedia.Store(time.Now().UnixNano())
 	var err error
 	callErr := h.call(func() {
@@ -324,6 +333,8 @@ func (h *hub) endPublish(s *stream) {
 	h.emitBytes(actUnpublish, s.key, s.pub.info, reasonNone, s.pub.bytesIn())
 	s.pub = nil
 	s.meta, s.audioHeader, s.videoHeader, s.metaInfo = nil, nil, nil, nil
+	s.trackHeaders, s.trackSlots = nil, nil
+	s.headersGen++
 	s.gop, s.gopBytes = nil, 0
 	s.hasAudio, s.hasVideo = false, false
 	s.joinCache.frames = nil
@@ -346,7 +357,16 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	if s == nil || s.pub != p {
 		return // a kicked or replaced publisher's last frames
 	}
+	if kind == kindAudioHeader || kind == kindVideoHeader {
+		if slot := headerSlotOf(f.typ, f.body()); slot != (headerSlot{typ: f.typ}) {
+			s.setTrackHeader(slot, f)
+			kind = kindTrackHeader
+		}
+	}
 	s.stats.onFrame(f, kind)
+	if kind != kindMedia {
+		s.headersGen++
+	}
 	switch kind {
 	case kindMeta:
 		s.meta, s.metaInfo = f, f.meta
@@ -373,6 +393,20 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	}
 	for sub := range s.subs {
 		h.deliver(s, sub, f, kind)
+	}
+}
+
+// setTrackHeader keeps f as the header of its slot.
+func (s *stream) setTrackHeader(slot headerSlot, f *frame) {
+	for i, sl := range s.trackSlots {
+		if sl == slot {
+			s.trackHeaders[i] = f
+			return
+		}
+	}
+	if len(s.trackSlots) < 2*maxExTracks { // a publisher cycling track ids keeps a bounded set
+		s.trackSlots = append(s.trackSlots, slot)
+		s.trackHeaders = append(s.trackHeaders, f)
 	}
 }
 
@@ -451,22 +485,21 @@ func (h *hub) flvHeader(s *stream) *frame {
 // as far as the stream has them. The stamped copies are kept for the next
 // joiner at the same frame.
 func (h *hub) joinHeaders(s *stream, ts uint32) []*frame {
-	from := [3]*frame{s.meta, s.audioHeader, s.videoHeader}
 	c := &s.joinCache
-	if c.from == from && c.ts == ts && c.frames != nil {
+	if c.gen == s.headersGen && c.ts == ts && c.frames != nil {
 		return c.frames
 	}
-	headers := from
+	headers := [3]*frame{s.meta, s.audioHeader, s.videoHeader}
 	if s.videoFirst {
 		headers[1], headers[2] = headers[2], headers[1] // keep the publisher's order
 	}
-	out := make([]*frame, 0, len(headers))
-	for _, f := range headers {
+	out := make([]*frame, 0, len(headers)+len(s.trackHeaders))
+	for _, f := range append(headers[:], s.trackHeaders...) {
 		if f != nil {
 			out = append(out, f.at(ts, h.cfg.ChunkSize))
 		}
 	}
-	c.from, c.ts, c.frames = from, ts, out
+	c.gen, c.ts, c.frames = s.headersGen, ts, out
 	return out
 }
 

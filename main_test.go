@@ -1992,7 +1992,7 @@ func TestEnhancedRTMP(t *testing.T) {
 	waitFor(t, "the late viewer", func() bool { return ts.viewers(streamKey{"live", "ertmp"}) == 2 })
 	var api apiStreamsReply
 	getJSON(t, "GET", "http://"+ts.httpAddr+"/api/streams", &api)
-	if p := api["live"]["ertmp"].Publisher; p == nil || p.Video == nil || p.Video.Codec != "H265" || p.Audio == nil || p.Audio.Codec != "Opus" {
+	if p := api["live"]["ertmp"].Publisher; p == nil || p.Video == nil || p.Video.Codec != "HEVC" || p.Audio == nil || p.Audio.Codec != "Opus" {
 		t.Errorf("API codecs: %+v", p)
 	}
 	pub.command(sid, "deleteStream", nil, float64(sid))

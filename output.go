@@ -72,6 +72,7 @@ const (
 	kindMeta
 	kindAudioHeader
 	kindVideoHeader
+	kindTrackHeader // another header a joiner needs (hub.go trackHeaders)
 )
 
 // publishState classifies and encodes one publisher's messages. It is
@@ -79,6 +80,7 @@ const (
 type publishState struct {
 	sawVideo      bool
 	declaredVideo bool
+	codecs        codecState // codec.go: headers, keyframes in the bitstream
 }
 
 // encode turns one publisher message into a frame in both output forms.
@@ -105,7 +107,7 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 			return nil, 0
 		}
 		csid = csidAudio
-		if audioIsHeader(payload) {
+		if ps.codecs.classifyAudio(payload).header {
 			kind = kindAudioHeader
 		} else {
 			f.key = !ps.sawVideo && !ps.declaredVideo
@@ -116,11 +118,11 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 		}
 		csid = csidVideo
 		ps.sawVideo = true
-		header, key := videoInfo(payload)
-		if header {
+		c := ps.codecs.classifyVideo(payload)
+		if c.header {
 			kind = kindVideoHeader
 		}
-		f.key = key
+		f.key = c.key
 	default:
 		return nil, 0
 	}

@@ -112,6 +112,8 @@ func (st *streamStats) onFrame(f *frame, kind frameKind) {
 	case kindAudioHeader:
 		st.audio = parseAudioHeader(payload)
 		return
+	case kindTrackHeader:
+		return
 	case kindMeta:
 		if fr, ok := f.meta.values.Number("framerate"); ok {
 			st.video.DeclaredFPS = fr

@@ -1,0 +1,966 @@
+package main
+
+// What gms reads inside video and audio messages: Enhanced RTMP v2 tag
+// headers (ModEx, Multitrack), keyframes found in the bitstream when the
+// tag's frame type does not say, codec configuration records for stats,
+// and RFC 6381 codec strings ("avc1.64001f", "hvc1.1.6.L93.B0") for
+// players and manifests. Everything here parses byte slices, bounded by
+// their length, and never panics on bad input.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+)
+
+// Enhanced RTMP v2 packet types beyond those in flv.go (enhanced-rtmp-v2,
+// "Enhanced Video" and "Enhanced Audio" tables).
+const (
+	exSequenceEnd       = 2
+	exMetadata          = 4 // video: AMF-encoded metadata (colorInfo)
+	exVideoMultitrack   = 6
+	exAudioMultitrack   = 5
+	exModEx             = 7
+	exMultichannelCfg   = 4 // audio: MultichannelConfig
+	videoFrameKey       = 1
+	videoFrameCommand   = 5
+	codecHEVCLegacy     = 12 // FLV CodecID 12: HEVC by CDN convention (flv.js forks, SRS, NMS v2)
+	multitrackOneTrack  = 0
+	multitrackManyCodec = 2
+	maxExTracks         = 16 // tracks read from one message; more are passed through unread
+	maxModEx            = 8  // ModEx prefixes on one message
+)
+
+var errExTag = errors.New("e-rtmp: bad tag")
+
+// exTrack is one track's part of an Enhanced RTMP message.
+type exTrack struct {
+	fourCC string
+	id     uint8
+	body   []byte // the codec's data: a configuration record, coded frames (with a CTS for avc1/hvc1/vvc1 CodedFrames), metadata
+}
+
+// exTag is an Enhanced RTMP audio or video message, or a legacy AVC/HEVC
+// video message put in the same shape.
+type exTag struct {
+	frameType  byte // video only: 1 key, 2 inter, 5 command
+	packetType byte // after ModEx and Multitrack: SequenceStart, CodedFrames, ...
+	multitrack bool
+	tracks     [maxExTracks]exTrack
+	n          int // tracks read
+}
+
+// parseExVideo reads a video message: an ExVideoTagHeader (IsExHeader set)
+// or a legacy AVC (7) or HEVC (12) header. ok is false for other legacy
+// codecs, which gms does not look into.
+func parseExVideo(p []byte, t *exTag) (ok bool, err error) {
+	*t = exTag{}
+	if len(p) == 0 {
+		return false, nil
+	}
+	t.frameType = p[0] >> 4 & 0x07
+	if p[0]&videoExHeader == 0 {
+		// FLV 10.1 §E.4.3.1 VideoTagHeader: AVCPacketType (0 sequence
+		// header, 1 NALU, 2 end of sequence), CompositionTime, data. The
+		// same layout serves legacy HEVC (codec id 12).
+		var cc string
+		switch p[0] & 0x0F {
+		case codecAVC:
+			cc = "avc1"
+		case codecHEVCLegacy:
+			cc = "hvc1"
+		default:
+			return false, nil
+		}
+		if t.frameType == videoFrameCommand {
+			return true, nil
+		}
+		if len(p) < 2 {
+			return true, fmt.Errorf("%w: legacy %s header of %d bytes", errExTag, cc, len(p))
+		}
+		t.packetType = map[byte]byte{0: exSequenceStart, 1: exCodedFrames, 2: exSequenceEnd}[p[1]]
+		if p[1] > 2 {
+			t.packetType = 0x0F // not a type gms knows
+		}
+		t.tracks[0], t.n = exTrack{fourCC: cc, body: p[2:]}, 1
+		return true, nil
+	}
+	return true, parseExBody(p, t, true)
+}
+
+// parseExAudio reads an ExAudioTagHeader (SoundFormat 9); ok is false for
+// legacy audio.
+func parseExAudio(p []byte, t *exTag) (ok bool, err error) {
+	*t = exTag{}
+	if len(p) == 0 || p[0]>>4 != soundExHeader {
+		return false, nil
+	}
+	return true, parseExBody(p, t, false)
+}
+
+// parseExBody reads what follows the first byte's packet type, as in
+// enhanced-rtmp-v2's ExVideoTagHeader/ExAudioTagHeader and their
+// ExVideoTagBody/ExAudioTagBody pseudocode: ModEx prefixes, then either
+// one FourCC and its body, or a Multitrack header and one entry per track.
+func parseExBody(p []byte, t *exTag, video bool) error {
+	t.packetType = p[0] & 0x0F
+	i := 1
+	for mods := 0; t.packetType == exModEx; mods++ {
+		if mods == maxModEx {
+			return fmt.Errorf("%w: more than %d ModEx", errExTag, maxModEx)
+		}
+		// modExDataSize = UI8 + 1; 256 means a UI16 + 1 follows.
+		if i >= len(p) {
+			return fmt.Errorf("%w: ModEx size at %d", errExTag, i)
+		}
+		size := int(p[i]) + 1
+		i++
+		if size == 256 {
+			if i+2 > len(p) {
+				return fmt.Errorf("%w: ModEx size at %d", errExTag, i)
+			}
+			size = int(binary.BigEndian.Uint16(p[i:])) + 1
+			i += 2
+		}
+		i += size // modExData: TimestampOffsetNano and future types, none needed to relay
+		if i >= len(p) {
+			return fmt.Errorf("%w: ModEx data of %d bytes at %d", errExTag, size, i)
+		}
+		t.packetType = p[i] & 0x0F // the high nibble is the ModEx type
+		i++
+	}
+	multitrackType := byte(exVideoMultitrack)
+	if !video {
+		multitrackType = exAudioMultitrack
+	}
+	if video && t.frameType == videoFrameCommand && t.packetType != exMetadata {
+		return nil // a command frame: one UI8 command, no body
+	}
+	if t.packetType != multitrackType {
+		if i+4 > len(p) {
+			return fmt.Errorf("%w: FourCC at %d", errExTag, i)
+		}
+		t.tracks[0], t.n = exTrack{fourCC: string(p[i : i+4]), body: p[i+4:]}, 1
+		return nil
+	}
+	// Multitrack: AvMultitrackType (4 bits), the tracks' packet type (4
+	// bits), a FourCC shared by all tracks unless ManyTracksManyCodecs.
+	t.multitrack = true
+	if i >= len(p) {
+		return fmt.Errorf("%w: multitrack type at %d", errExTag, i)
+	}
+	mtType := p[i] >> 4
+	t.packetType = p[i] & 0x0F
+	i++
+	if t.packetType == multitrackType || t.packetType == exModEx || mtType > multitrackManyCodec {
+		return fmt.Errorf("%w: multitrack type %d, packet type %d", errExTag, mtType, t.packetType)
+	}
+	var shared string
+	if mtType != multitrackManyCodec {
+		if i+4 > len(p) {
+			return fmt.Errorf("%w: FourCC at %d", errExTag, i)
+		}
+		shared = string(p[i : i+4])
+		i += 4
+	}
+	for i < len(p) {
+		if t.n == maxExTracks {
+			return fmt.Errorf("%w: more than %d tracks", errExTag, maxExTracks)
+		}
+		tr := exTrack{fourCC: shared}
+		if mtType == multitrackManyCodec {
+			if i+4 > len(p) {
+				return fmt.Errorf("%w: track FourCC at %d", errExTag, i)
+			}
+			tr.fourCC = string(p[i : i+4])
+			i += 4
+		}
+		if i >= len(p) {
+			return fmt.Errorf("%w: track id at %d", errExTag, i)
+		}
+		tr.id = p[i]
+		i++
+		if mtType == multitrackOneTrack {
+			tr.body = p[i:]
+			i = len(p)
+		} else {
+			// sizeOfTrack (UI24) counts the bytes after itself.
+			if i+3 > len(p) {
+				return fmt.Errorf("%w: track size at %d", errExTag, i)
+			}
+			size := int(be24(p[i:]))
+			i += 3
+			if size > len(p)-i {
+				return fmt.Errorf("%w: track %d of %d bytes at %d, %d left", errExTag, tr.id, size, i, len(p)-i)
+			}
+			tr.body = p[i : i+size]
+			i += size
+		}
+		t.tracks[t.n] = tr
+		t.n++
+	}
+	if t.n == 0 {
+		return fmt.Errorf("%w: multitrack message without tracks", errExTag)
+	}
+	return nil
+}
+
+// codedData is a CodedFrames or CodedFramesX body without its composition
+// time offset (SI24, present for avc1, hvc1 and vvc1 CodedFrames).
+func codedData(fourCC string, packetType byte, body []byte) ([]byte, bool) {
+	if packetType == exCodedFrames && (fourCC == "avc1" || fourCC == "hvc1" || fourCC == "vvc1") {
+		if len(body) < 3 {
+			return nil, false
+		}
+		return body[3:], true
+	}
+	return body, packetType == exCodedFrames || packetType == exCodedFramesX
+}
+
+// ---- Keyframes from the bitstream ----
+
+// bitstreamKey reports whether coded data of the codec fourCC can start a
+// player: an H.264 IDR picture, an HEVC IRAP picture, an AV1 key frame with
+// its sequence header, a VP9 or VP8 key frame. nalLen is the NAL unit
+// length size of avc1/hvc1 (lengthSizeMinusOne + 1 in the configuration
+// record). Data it cannot read is not a keyframe.
+func bitstreamKey(fourCC string, data []byte, nalLen int) bool {
+	switch fourCC {
+	case "avc1":
+		// H.264 §7.4.1.2.4: nal_unit_type 5 is a coded slice of an IDR picture.
+		return anyNAL(data, nalLen, func(nal []byte) bool { return nal[0]&0x1F == 5 })
+	case "hvc1":
+		// H.265 §7.4.2.2: types 16-23 are IRAP (BLA, IDR, CRA, reserved IRAP).
+		return anyNAL(data, nalLen, func(nal []byte) bool { t := nal[0] >> 1 & 0x3F; return t >= 16 && t <= 23 })
+	case "av01":
+		return av1Key(data)
+	case "vp09":
+		return vp9Key(vp9FirstFrame(data))
+	case "vp08":
+		// RFC 6386 §9.1: frame tag bit 0, key_frame, is 0 for a key frame.
+		return len(data) >= 10 && data[0]&1 == 0
+	}
+	return false
+}
+
+// anyNAL walks length-prefixed NAL units (ISO/IEC 14496-15 §5.3.2: the
+// AVCC form FLV and E-RTMP carry) and reports whether match holds for one.
+func anyNAL(data []byte, nalLen int, match func(nal []byte) bool) bool {
+	if nalLen < 1 || nalLen > 4 {
+		nalLen = 4
+	}
+	for len(data) >= nalLen {
+		n := 0
+		for _, b := range data[:nalLen] {
+			n = n<<8 | int(b)
+		}
+		data = data[nalLen:]
+		if n > len(data) {
+			return false
+		}
+		if n > 0 && match(data[:n]) {
+			return true
+		}
+		data = data[n:]
+	}
+	return false
+}
+
+// AV1 OBU types (AV1 spec §6.2.2).
+const (
+	obuSequenceHeader = 1
+	obuFrameHeader    = 3
+	obuFrame          = 6
+)
+
+// av1OBU is one OBU of a low-overhead bitstream (AV1 §5.3, Annex-less).
+type av1OBU struct {
+	typ     byte
+	payload []byte
+}
+
+// nextOBU reads one OBU header (§5.3.2) and its leb128 size (§4.10.5)
+// from data, returning the OBU and what follows it. An OBU without a size
+// field runs to the end of data.
+func nextOBU(data []byte) (obu av1OBU, rest []byte, err error) {
+	if len(data) == 0 {
+		return obu, nil, errors.New("av1: empty OBU")
+	}
+	h := data[0]
+	if h&0x80 != 0 {
+		return obu, nil, errors.New("av1: obu_forbidden_bit set")
+	}
+	obu.typ = h >> 3 & 0x0F
+	i := 1
+	if h&0x04 != 0 { // obu_extension_flag
+		i++
+	}
+	if i > len(data) {
+		return obu, nil, errors.New("av1: OBU extension header cut short")
+	}
+	if h&0x02 == 0 { // obu_has_size_field
+		return av1OBU{typ: obu.typ, payload: data[i:]}, nil, nil
+	}
+	size, n := leb128(data[i:])
+	if n == 0 {
+		return obu, nil, fmt.Errorf("av1: bad leb128 size at %d", i)
+	}
+	i += n
+	if size > uint64(len(data)-i) {
+		return obu, nil, fmt.Errorf("av1: OBU of %d bytes, %d left", size, len(data)-i)
+	}
+	obu.payload = data[i : i+int(size)]
+	return obu, data[i+int(size):], nil
+}
+
+// leb128 decodes an unsigned LEB128 of at most 8 bytes (AV1 §4.10.5); n is
+// 0 when data does not hold one.
+func leb128(data []byte) (v uint64, n int) {
+	for i := 0; i < 8 && i < len(data); i++ {
+		v |= uint64(data[i]&0x7F) << (7 * i)
+		if data[i]&0x80 == 0 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// av1Key reports whether a temporal unit starts with a key frame a decoder
+// can begin at: a sequence header OBU, then a frame header whose
+// frame_type is KEY_FRAME (§5.9.2: show_existing_frame, then frame_type;
+// with reduced_still_picture_header every frame is a key frame).
+func av1Key(data []byte) bool {
+	var seq []byte
+	for len(data) > 0 {
+		obu, rest, err := nextOBU(data)
+		if err != nil {
+			return false
+		}
+		data = rest
+		switch obu.typ {
+		case obuSequenceHeader:
+			seq = obu.payload
+		case obuFrameHeader, obuFrame:
+			if seq == nil || len(seq) == 0 || len(obu.payload) == 0 {
+				return false
+			}
+			if seq[0]>>3&1 == 1 { // reduced_still_picture_header
+				return true
+			}
+			h := obu.payload[0]
+			return h>>7 == 0 && h>>5&3 == 0 // show_existing_frame 0, frame_type KEY_FRAME
+		}
+	}
+	return false
+}
+
+// vp9FirstFrame is the first frame of a VP9 superframe (VP9 bitstream spec
+// Annex B: an index at the end, marker 0b110xxxxx, little-endian sizes),
+// or data itself when it is a single frame.
+func vp9FirstFrame(data []byte) []byte {
+	if len(data) == 0 {
+		return data
+	}
+	m := data[len(data)-1]
+	if m&0xE0 != 0xC0 {
+		return data
+	}
+	frames, sizeBytes := int(m&7)+1, int(m>>3&3)+1
+	index := 2 + sizeBytes*frames
+	if len(data) < index || data[len(data)-index] != m {
+		return data
+	}
+	size := 0
+	for i := sizeBytes - 1; i >= 0; i-- {
+		size = size<<8 | int(data[len(data)-index+1+i])
+	}
+	if size > len(data)-index {
+		return nil
+	}
+	return data[:size]
+}
+
+// vp9Key reads a VP9 uncompressed header (VP9 spec §6.2): frame_marker,
+// profile, show_existing_frame, frame_type (0 = KEY_FRAME).
+func vp9Key(frame []byte) bool {
+	r := &bitReader{b: frame}
+	if r.bits(2) != 2 {
+		return false
+	}
+	profile := r.bit() | r.bit()<<1
+	if profile == 3 {
+		r.bit() // reserved_zero
+	}
+	if r.bit() == 1 { // show_existing_frame
+		return false
+	}
+	return r.bit() == 0 && !r.err
+}
+
+// vp9KeySize reads the frame size from a VP9 key frame's uncompressed
+// header (§6.2: frame_sync_code, color_config, frame_size); zeros when it
+// is not a key frame or cannot be read.
+func vp9KeySize(frame []byte) (width, height int) {
+	r := &bitReader{b: frame}
+	if r.bits(2) != 2 {
+		return 0, 0
+	}
+	profile := r.bit() | r.bit()<<1
+	if profile == 3 {
+		r.bit()
+	}
+	if r.bit() == 1 || r.bit() != 0 { // show_existing_frame, frame_type
+		return 0, 0
+	}
+	r.bits(2) // show_frame, error_resilient_mode
+	if r.bits(24) != 0x498342 {
+		return 0, 0
+	}
+	if profile >= 2 {
+		r.bit() // ten_or_twelve_bit
+	}
+	if r.bits(3) != 7 { // color_space != CS_RGB
+		r.bit() // color_range
+		if profile == 1 || profile == 3 {
+			r.bits(3) // subsampling_x, subsampling_y, reserved_zero
+		}
+	} else if profile == 1 || profile == 3 {
+		r.bit() // reserved_zero
+	}
+	w, h := int(r.bits(16))+1, int(r.bits(16))+1
+	if r.err {
+		return 0, 0
+	}
+	return w, h
+}
+
+// ---- Configuration records, for stats and codec strings ----
+
+// nalLengthSize reads lengthSizeMinusOne + 1 from an AVC (§5.3.3.1, byte
+// 4) or HEVC (§8.3.3.1, byte 21) decoder configuration record; 4 when the
+// record is too short.
+func nalLengthSize(fourCC string, rec []byte) int {
+	switch {
+	case fourCC == "avc1" && len(rec) > 4:
+		return int(rec[4]&3) + 1
+	case fourCC == "hvc1" && len(rec) > 21:
+		return int(rec[21]&3) + 1
+	}
+	return 4
+}
+
+// unescapeRBSP removes emulation_prevention_three_bytes (H.264 §7.4.1,
+// H.265 §7.4.2) from a NAL unit.
+func unescapeRBSP(nal []byte) []byte {
+	rbsp := make([]byte, 0, len(nal))
+	for i := 0; i < len(nal); i++ {
+		if i >= 2 && nal[i] == 3 && nal[i-1] == 0 && nal[i-2] == 0 {
+			continue
+		}
+		rbsp = append(rbsp, nal[i])
+	}
+	return rbsp
+}
+
+// parseHVCC reads an HEVCDecoderConfigurationRecord (ISO/IEC 14496-15
+// §8.3.3.1): profile and level from its header, the size from its SPS.
+func parseHVCC(rec []byte) videoParams {
+	v := videoParams{Codec: "HEVC"}
+	if len(rec) < 23 {
+		return v
+	}
+	v.Profile = hevcProfileName(rec[1] & 0x1F)
+	v.Level = float64(rec[12]) / 30 // general_level_idc is 30 × the level
+	v.CodecString = hevcCodecString(rec)
+	arrays, p := int(rec[22]), rec[23:]
+	for range arrays {
+		if len(p) < 3 {
+			break
+		}
+		typ, count := p[0]&0x3F, int(binary.BigEndian.Uint16(p[1:3]))
+		p = p[3:]
+		for range count {
+			if len(p) < 2 {
+				return v
+			}
+			n := int(binary.BigEndian.Uint16(p))
+			if n > len(p)-2 {
+				return v
+			}
+			if typ == 33 && v.Width == 0 { // SPS_NUT
+				v.Width, v.Height = hevcSPSSize(p[2 : 2+n])
+			}
+			p = p[2+n:]
+		}
+	}
+	return v
+}
+
+func hevcProfileName(idc byte) string {
+	switch idc {
+	case 1:
+		return "Main"
+	case 2:
+		return "Main 10"
+	case 3:
+		return "Main Still Picture"
+	case 4:
+		return "Range Extensions"
+	}
+	return fmt.Sprint(idc)
+}
+
+// hevcSPSSize computes the picture size from an H.265 sequence parameter
+// set (§7.3.2.2.1), the conformance window applied; zeros for one it
+// cannot read.
+func hevcSPSSize(nal []byte) (width, height int) {
+	rbsp := unescapeRBSP(nal)
+	if len(rbsp) < 3 {
+		return 0, 0
+	}
+	r := &bitReader{b: rbsp[2:]} // the two-byte NAL header
+	r.bits(4)                    // sps_video_parameter_set_id
+	maxSubLayersMinus1 := int(r.bits(3))
+	r.bit() // sps_temporal_id_nesting_flag
+	// profile_tier_level(1, maxSubLayersMinus1), §7.3.3: the general part
+	// is 96 bits; then per sub-layer presence flags and their parts.
+	r.bits(32)
+	r.bits(32)
+	r.bits(32)
+	profilePresent, levelPresent := make([]bool, maxSubLayersMinus1), make([]bool, maxSubLayersMinus1)
+	for i := range maxSubLayersMinus1 {
+		profilePresent[i], levelPresent[i] = r.bit() == 1, r.bit() == 1
+	}
+	if maxSubLayersMinus1 > 0 {
+		r.bits(2 * (8 - maxSubLayersMinus1)) // reserved_zero_2bits
+	}
+	for i := range maxSubLayersMinus1 {
+		if profilePresent[i] {
+			r.bits(32)
+			r.bits(32)
+			r.bits(24) // 88 bits
+		}
+		if levelPresent[i] {
+			r.bits(8)
+		}
+	}
+	r.ue() // sps_seq_parameter_set_id
+	chroma := r.ue()
+	if chroma == 3 {
+		r.bit() // separate_colour_plane_flag
+	}
+	w, h := r.ue(), r.ue()
+	var left, right, top, bottom uint
+	if r.bit() == 1 { // conformance_window_flag
+		left, right, top, bottom = r.ue(), r.ue(), r.ue(), r.ue()
+	}
+	if r.err || w == 0 || h == 0 || w > 16888 || h > 16888 {
+		return 0, 0
+	}
+	// Table 6-1: SubWidthC, SubHeightC.
+	subW, subH := uint(1), uint(1)
+	if chroma == 1 || chroma == 2 {
+		subW = 2
+	}
+	if chroma == 1 {
+		subH = 2
+	}
+	cw, ch := int(w)-int(subW*(left+right)), int(h)-int(subH*(top+bottom))
+	if cw <= 0 || ch <= 0 {
+		return 0, 0
+	}
+	return cw, ch
+}
+
+// hevcCodecString is the RFC 6381 codecs parameter of HEVC (ISO/IEC
+// 14496-15 Annex E.3): hvc1.[A-C]profile.compat.Ltier-level.constraints,
+// e.g. hvc1.1.6.L93.B0.
+func hevcCodecString(rec []byte) string {
+	if len(rec) < 13 {
+		return "hvc1"
+	}
+	var b strings.Builder
+	b.WriteString("hvc1.")
+	if space := rec[1] >> 6; space > 0 {
+		b.WriteByte('A' + space - 1)
+	}
+	fmt.Fprintf(&b, "%d.", rec[1]&0x1F)
+	// general_profile_compatibility_flags, in reverse bit order.
+	compat := binary.BigEndian.Uint32(rec[2:6])
+	var rev uint32
+	for i := range 32 {
+		rev |= (compat >> i & 1) << (31 - i)
+	}
+	fmt.Fprintf(&b, "%X.", rev)
+	tier := byte('L')
+	if rec[1]&0x20 != 0 {
+		tier = 'H'
+	}
+	fmt.Fprintf(&b, "%c%d", tier, rec[12])
+	// The six constraint bytes, trailing zero bytes left out.
+	cons := rec[6:12]
+	for len(cons) > 0 && cons[len(cons)-1] == 0 {
+		cons = cons[:len(cons)-1]
+	}
+	for _, c := range cons {
+		fmt.Fprintf(&b, ".%X", c)
+	}
+	return b.String()
+}
+
+// avcCodecString is the RFC 6381 codecs parameter of H.264 (RFC 6381
+// §3.3): avc1. and profile_idc, constraint flags, level_idc in hex.
+func avcCodecString(rec []byte) string {
+	if len(rec) < 4 {
+		return "avc1"
+	}
+	return fmt.Sprintf("avc1.%02x%02x%02x", rec[1], rec[2], rec[3])
+}
+
+// parseAV1C reads an AV1CodecConfigurationRecord (AV1 in ISOBMFF §2.3.3):
+// profile, level and tier from its fixed part, the size from the sequence
+// header OBU in its configOBUs.
+func parseAV1C(rec []byte) videoParams {
+	v := videoParams{Codec: "AV1"}
+	if len(rec) < 4 || rec[0] != 0x81 { // marker 1, version 1
+		return v
+	}
+	profile, level, tier := rec[1]>>5, rec[1]&0x1F, rec[2]>>7
+	v.Profile = map[byte]string{0: "Main", 1: "High", 2: "Professional"}[profile]
+	// seq_level_idx: level X.Y is (X-2)*4 + Y (AV1 Annex A.3).
+	v.Level = float64(2+level/4) + float64(level%4)/10
+	depth := 8
+	if rec[2]&0x40 != 0 { // high_bitdepth
+		depth = 10
+		if rec[2]&0x20 != 0 && profile == 2 { // twelve_bit
+			depth = 12
+		}
+	}
+	tierChar := 'M'
+	if tier == 1 {
+		tierChar = 'H'
+	}
+	v.CodecString = fmt.Sprintf("av01.%d.%02d%c.%02d", profile, level, tierChar, depth)
+	for obus := rec[4:]; len(obus) > 0; {
+		obu, rest, err := nextOBU(obus)
+		if err != nil {
+			break
+		}
+		if obu.typ == obuSequenceHeader {
+			v.Width, v.Height = av1SequenceSize(obu.payload)
+			break
+		}
+		obus = rest
+	}
+	return v
+}
+
+// av1SequenceSize reads max_frame_width/height from a sequence header OBU
+// (AV1 §5.5.1); zeros for one it cannot read.
+func av1SequenceSize(p []byte) (width, height int) {
+	r := &bitReader{b: p}
+	r.bits(3)         // seq_profile
+	r.bit()           // still_picture
+	if r.bit() == 1 { // reduced_still_picture_header
+		r.bits(5) // seq_level_idx[0]
+	} else {
+		decoderModel, bufferDelayLen := false, 0
+		if r.bit() == 1 { // timing_info_present_flag: timing_info() §5.5.3
+			r.bits(32)        // num_units_in_display_tick
+			r.bits(32)        // time_scale
+			if r.bit() == 1 { // equal_picture_interval
+				uvlc(r) // num_ticks_per_picture_minus_1
+			}
+			if r.bit() == 1 { // decoder_model_info_present_flag: §5.5.4
+				decoderModel = true
+				bufferDelayLen = int(r.bits(5)) + 1
+				r.bits(32) // num_units_in_decoding_tick
+				r.bits(10) // buffer_removal_time_length_minus_1, frame_presentation_time_length_minus_1
+			}
+		}
+		initialDisplayDelay := r.bit() == 1
+		ops := int(r.bits(5)) + 1
+		for range ops {
+			r.bits(12)         // operating_point_idc
+			if r.bits(5) > 7 { // seq_level_idx
+				r.bit() // seq_tier
+			}
+			if decoderModel && r.bit() == 1 { // decoder_model_present_for_this_op
+				r.bits(bufferDelayLen) // decoder_buffer_delay
+				r.bits(bufferDelayLen) // encoder_buffer_delay
+				r.bit()                // low_delay_mode_flag
+			}
+			if initialDisplayDelay && r.bit() == 1 {
+				r.bits(4) // initial_display_delay_minus_1
+			}
+		}
+	}
+	wBits, hBits := int(r.bits(4))+1, int(r.bits(4))+1
+	w, h := int(r.bits(wBits))+1, int(r.bits(hBits))+1
+	if r.err {
+		return 0, 0
+	}
+	return w, h
+}
+
+// uvlc reads an AV1 variable-length unsigned value (§4.10.3).
+func uvlc(r *bitReader) uint {
+	zeros := 0
+	for r.bit() == 0 && !r.err {
+		zeros++
+		if zeros >= 32 {
+			return 1<<32 - 1
+		}
+	}
+	return r.bits(zeros) + 1<<zeros - 1
+}
+
+// parseVPCC reads a VPCodecConfigurationRecord (VP Codec ISO Media File
+// Format Binding §2.3.3): profile, level, bit depth. The size is in the
+// first key frame (vp9KeySize). ffmpeg and OBS send the record with the
+// FullBox version and flags before it (version 1, flags 0); both forms
+// are read.
+func parseVPCC(fourCC string, rec []byte) videoParams {
+	v := videoParams{Codec: fourCCName(fourCC)}
+	if len(rec) >= 12 && rec[0] == 1 && rec[1] == 0 && rec[2] == 0 && rec[3] == 0 {
+		rec = rec[4:]
+	}
+	if len(rec) < 3 {
+		return v
+	}
+	profile, level, depth := rec[0], rec[1], rec[2]>>4
+	v.Profile = fmt.Sprint(profile)
+	v.Level = float64(level) / 10
+	v.CodecString = fmt.Sprintf("%s.%02d.%02d.%02d", fourCC, profile, level, depth)
+	return v
+}
+
+// exVideoParams reads the configuration record of an Enhanced RTMP
+// SequenceStart (or legacy HEVC sequence header) for the API.
+func exVideoParams(tr *exTrack) videoParams {
+	switch tr.fourCC {
+	case "avc1":
+		return parseVideoHeader(append([]byte{0x10 | codecAVC, 0, 0, 0, 0}, tr.body...))
+	case "hvc1":
+		return parseHVCC(tr.body)
+	case "av01":
+		return parseAV1C(tr.body)
+	case "vp09", "vp08":
+		return parseVPCC(tr.fourCC, tr.body)
+	}
+	return videoParams{Codec: fourCCName(tr.fourCC)}
+}
+
+// exAudioParams reads an Enhanced RTMP audio SequenceStart for the API:
+// the AudioSpecificConfig of mp4a, the OpusHead of Opus (RFC 7845 §5.1),
+// the STREAMINFO of fLaC (RFC 9639 §8.2).
+func exAudioParams(tr *exTrack) audioParams {
+	a := audioParams{Codec: fourCCName(tr.fourCC)}
+	b := tr.body
+	switch tr.fourCC {
+	case "mp4a":
+		asc := parseAudioHeader(append([]byte{soundAAC<<4 | 0x0F, 0}, b...))
+		asc.Codec = a.Codec
+		return asc
+	case "Opus":
+		a.CodecString = "opus"
+		// "OpusHead", version, channel count, pre-skip, input sample rate (LE).
+		if len(b) >= 16 && string(b[:8]) == "OpusHead" {
+			a.Channels = int(b[9])
+			a.SampleRate = int(binary.LittleEndian.Uint32(b[12:16]))
+		}
+	case "fLaC":
+		a.CodecString = "flac"
+		// Optional "fLaC" marker, then the STREAMINFO block: a 4-byte
+		// metadata block header, 2+2+3+3 bytes of sizes, then 20 bits of
+		// sample rate and 3 bits of channels - 1.
+		if len(b) >= 4 && string(b[:4]) == "fLaC" {
+			b = b[4:]
+		}
+		if len(b) >= 4+13 && b[0]&0x7F == 0 {
+			si := b[4:]
+			a.SampleRate = int(si[10])<<12 | int(si[11])<<4 | int(si[12])>>4
+			a.Channels = int(si[12]>>1&7) + 1
+		}
+	case "ac-3", "ec-3":
+		a.CodecString = tr.fourCC
+	case ".mp3":
+		a.CodecString = "mp3"
+	}
+	return a
+}
+
+// audioCodecString is the codecs parameter of legacy FLV audio.
+func audioCodecString(a audioParams, objectType byte) string {
+	switch a.Codec {
+	case "AAC":
+		if objectType == 0 {
+			objectType = 2
+		}
+		return fmt.Sprintf("mp4a.40.%d", objectType)
+	case "MP3":
+		return "mp3"
+	}
+	return ""
+}
+
+// ---- Classifying a publisher's messages ----
+
+// mediaClass is how the hub treats an audio or video message.
+type mediaClass struct {
+	header bool // cached for joiners: a sequence header, an E-RTMP SequenceStart, MultichannelConfig or Metadata
+	key    bool // video: a player can start here
+}
+
+// codecState is what a publisher's earlier messages tell about its later
+// ones. It is owned by the publisher's goroutine (inside publishState).
+type codecState struct {
+	log         *slog.Logger // nil: nothing logged
+	tag         exTag        // scratch, so that parsing allocates nothing
+	nalLen      map[string]int
+	keyTrack    uint8 // the track whose keyframes start GOPs: the first with coded frames
+	keyTrackSet bool
+	warned      map[string]bool
+}
+
+// warnOnce logs what once per publish.
+func (cs *codecState) warnOnce(what string, args ...any) {
+	if cs.log == nil || cs.warned[what] {
+		return
+	}
+	if cs.warned == nil {
+		cs.warned = map[string]bool{}
+	}
+	cs.warned[what] = true
+	cs.log.Warn(what+": passed through as it came", args...)
+}
+
+// knownVideo and knownAudio are the FourCCs gms reads; others pass through.
+func knownVideo(cc string) bool {
+	switch cc {
+	case "avc1", "hvc1", "av01", "vp09", "vp08":
+		return true
+	}
+	return false
+}
+
+func knownAudio(cc string) bool {
+	switch cc {
+	case "Opus", "fLaC", "ac-3", "ec-3", "mp4a", ".mp3":
+		return true
+	}
+	return false
+}
+
+// classifyVideo says whether a video message is a sequence header or a
+// keyframe. The frame type is trusted when it says keyframe; otherwise
+// the bitstream is read (publishers such as MediaMTX's RTMP client send
+// every Enhanced RTMP message with frame type 0). In a multitrack stream
+// the first track to send coded frames decides where GOPs start.
+func (cs *codecState) classifyVideo(p []byte) mediaClass {
+	header, key := videoInfo(p)
+	t := &cs.tag
+	ok, err := parseExVideo(p, t)
+	if !ok {
+		return mediaClass{header: header, key: key}
+	}
+	if err != nil {
+		cs.warnOnce("unreadable video tag header", "err", err)
+		return mediaClass{header: header, key: key}
+	}
+	if t.n == 0 {
+		return mediaClass{} // a command frame
+	}
+	switch t.packetType {
+	case exSequenceStart, exMPEG2TSSequenceStart:
+		for i := range t.n {
+			tr := &t.tracks[i]
+			if tr.fourCC == "avc1" || tr.fourCC == "hvc1" {
+				if cs.nalLen == nil {
+					cs.nalLen = map[string]int{}
+				}
+				cs.nalLen[tr.fourCC] = nalLengthSize(tr.fourCC, tr.body)
+			}
+		}
+		return mediaClass{header: true}
+	case exMetadata:
+		return mediaClass{header: true} // colorInfo, for the frames that follow
+	case exCodedFrames, exCodedFramesX:
+	case exSequenceEnd:
+		return mediaClass{}
+	default:
+		cs.warnOnce("unknown video packet type", "packetType", t.packetType)
+		return mediaClass{}
+	}
+	if !cs.keyTrackSet {
+		cs.keyTrack, cs.keyTrackSet = t.tracks[0].id, true
+	}
+	for i := range t.n {
+		tr := &t.tracks[i]
+		if !knownVideo(tr.fourCC) {
+			cs.warnOnce("unknown video FourCC", "fourcc", fourCCName(tr.fourCC))
+		}
+		if tr.id != cs.keyTrack {
+			continue
+		}
+		if t.frameType == videoFrameKey {
+			return mediaClass{key: true}
+		}
+		data, ok := codedData(tr.fourCC, t.packetType, tr.body)
+		return mediaClass{key: ok && bitstreamKey(tr.fourCC, data, cs.nalLen[tr.fourCC])}
+	}
+	return mediaClass{}
+}
+
+// classifyAudio says whether an audio message is to be cached for
+// joiners: AAC's AudioSpecificConfig, an Enhanced RTMP SequenceStart or
+// MultichannelConfig, of any track.
+func (cs *codecState) classifyAudio(p []byte) mediaClass {
+	t := &cs.tag
+	ok, err := parseExAudio(p, t)
+	if !ok {
+		return mediaClass{header: audioIsHeader(p)}
+	}
+	if err != nil {
+		cs.warnOnce("unreadable audio tag header", "err", err)
+		return mediaClass{header: audioIsHeader(p)}
+	}
+	for i := range t.n {
+		if !knownAudio(t.tracks[i].fourCC) {
+			cs.warnOnce("unknown audio FourCC", "fourcc", fourCCName(t.tracks[i].fourCC))
+		}
+	}
+	switch t.packetType {
+	case exSequenceStart, exMultichannelCfg:
+		return mediaClass{header: true}
+	case exCodedFrames, exSequenceEnd:
+	default:
+		cs.warnOnce("unknown audio packet type", "packetType", t.packetType)
+	}
+	return mediaClass{}
+}
+
+// headerSlot names what a cached header stands for, so that a new one
+// replaces the one it updates: message type, packet type (SequenceStart,
+// MultichannelConfig, Metadata) and the track of its first entry. Legacy
+// AVC/AAC headers and single-track SequenceStarts are slot
+// {typ, 0, 0}, the stream's main header of that type.
+type headerSlot struct {
+	typ, packetType, track uint8
+}
+
+func headerSlotOf(typ uint8, body []byte) headerSlot {
+	var t exTag
+	var ok bool
+	if typ == msgVideo {
+		ok, _ = parseExVideo(body, &t)
+	} else {
+		ok, _ = parseExAudio(body, &t)
+	}
+	if !ok || t.n == 0 || t.packetType == exMPEG2TSSequenceStart {
+		return headerSlot{typ: typ}
+	}
+	return headerSlot{typ: typ, packetType: t.packetType, track: t.tracks[0].id}
+}

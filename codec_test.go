@@ -1,0 +1,362 @@
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// The clips in testdata/codec are 10 frames of 64x64 testsrc2 at 25 fps,
+// a keyframe every 5, made by Debian 12's ffmpeg 5.1:
+//
+//	S="-f lavfi -i testsrc2=size=64x64:rate=25 -frames:v 10 -pix_fmt yuv420p"
+//	ffmpeg $S -c:v libx264 -preset ultrafast -g 5 -bf 2 -bsf:v h264_metadata=aud=insert h264.264
+//	ffmpeg $S -c:v libx265 -preset ultrafast -x265-params keyint=5:min-keyint=5:scenecut=0:bframes=2 \
+//	  -bsf:v hevc_metadata=aud=insert h265.265
+//	ffmpeg $S -c:v libaom-av1 -cpu-used 8 -g 5 -keyint_min 5 -f obu av1.obu
+//	ffmpeg $S -c:v libvpx-vp9 -pass 1/2 -deadline good -cpu-used 8 -g 5 -auto-alt-ref 1 -lag-in-frames 16 -b:v 100k vp9.ivf
+//
+// (two-pass VP9, so that hidden alt-ref frames make superframes), and the
+// configuration records (avcC, hvcC, av1C, vpcC) are those ffmpeg wrote
+// when remuxing each into MP4 with -c copy. ffprobe -show_packets marks
+// these frames K: H.264 0 and 5, HEVC 0 and 4 (decode order; x265 puts a
+// CRA there), AV1 0 and 5, VP9 0 and 5.
+
+// testClipFrames is one clip: its frames as Enhanced RTMP carries them
+// (AVCC length-prefixed NAL units, AV1 temporal units without temporal
+// delimiters, VP9 frames or superframes), its configuration record, and
+// which frames ffprobe calls keyframes.
+type testClipFrames struct {
+	fourCC string
+	config []byte
+	frames [][]byte
+	keys   []int
+}
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "codec", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// codecClips reads the four clips.
+func codecClips(t testing.TB) []testClipFrames {
+	t.Helper()
+	return []testClipFrames{
+		{"avc1", readTestdata(t, "h264.avcC"), annexBToAVCC(t, readTestdata(t, "h264.264"), false), []int{0, 5}},
+		{"hvc1", readTestdata(t, "h265.hvcC"), annexBToAVCC(t, readTestdata(t, "h265.265"), true), []int{0, 4}},
+		{"av01", readTestdata(t, "av1.av1C"), obuTemporalUnits(t, readTestdata(t, "av1.obu")), []int{0, 5}},
+		{"vp09", readTestdata(t, "vp9.vpcC"), ivfFrames(t, readTestdata(t, "vp9.ivf")), []int{0, 5}},
+	}
+}
+
+// annexBToAVCC splits an Annex B stream (H.264 §B.2) into access units at
+// its access unit delimiters and writes each unit's other NAL units with
+// 4-byte lengths.
+func annexBToAVCC(t testing.TB, b []byte, hevc bool) [][]byte {
+	t.Helper()
+	var nals [][]byte
+	for len(b) > 0 {
+		i := bytes.Index(b, []byte{0, 0, 1})
+		if i < 0 {
+			break
+		}
+		b = b[i+3:]
+		end := bytes.Index(b, []byte{0, 0, 1})
+		if end < 0 {
+			end = len(b)
+		}
+		nal := bytes.TrimRight(b[:end], "\x00") // the next start code's leading zero
+		nals = append(nals, nal)
+		b = b[end:]
+	}
+	var aus [][]byte
+	for _, nal := range nals {
+		aud := nal[0]&0x1F == 9
+		if hevc {
+			aud = nal[0]>>1&0x3F == 35
+		}
+		if aud {
+			aus = append(aus, nil)
+			continue
+		}
+		if len(aus) == 0 {
+			t.Fatal("Annex B stream does not start with an access unit delimiter")
+		}
+		au := &aus[len(aus)-1]
+		*au = binary.BigEndian.AppendUint32(*au, uint32(len(nal)))
+		*au = append(*au, nal...)
+	}
+	return aus
+}
+
+// obuTemporalUnits splits a low-overhead OBU stream at its temporal
+// delimiters (AV1 §7.5) and drops them, as ISOBMFF and E-RTMP carry AV1.
+func obuTemporalUnits(t testing.TB, b []byte) [][]byte {
+	t.Helper()
+	var tus [][]byte
+	for len(b) > 0 {
+		obu, rest, err := nextOBU(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obu.typ == 2 { // OBU_TEMPORAL_DELIMITER
+			tus = append(tus, nil)
+		} else {
+			tus[len(tus)-1] = append(tus[len(tus)-1], b[:len(b)-len(rest)]...)
+		}
+		b = rest
+	}
+	return tus
+}
+
+// ivfFrames reads an IVF file: a 32-byte header, then frames with a
+// 12-byte header (4-byte little-endian size, 8-byte timestamp).
+func ivfFrames(t testing.TB, b []byte) [][]byte {
+	t.Helper()
+	if len(b) < 32 || string(b[:4]) != "DKIF" {
+		t.Fatal("not an IVF file")
+	}
+	var frames [][]byte
+	for b = b[32:]; len(b) >= 12; {
+		n := int(binary.LittleEndian.Uint32(b))
+		frames = append(frames, b[12:12+n])
+		b = b[12+n:]
+	}
+	return frames
+}
+
+func isKeyIndex(keys []int, i int) bool {
+	for _, k := range keys {
+		if k == i {
+			return true
+		}
+	}
+	return false
+}
+
+// TestBitstreamKey: on real encoder output, the frames bitstreamKey calls
+// keyframes are exactly those ffprobe does, for every codec; the VP9 clip
+// has superframes and the AV1 clip temporal units that only show an
+// existing frame.
+func TestBitstreamKey(t *testing.T) {
+	for _, c := range codecClips(t) {
+		if len(c.frames) != 10 {
+			t.Fatalf("%s: %d frames in the clip; want 10", c.fourCC, len(c.frames))
+		}
+		for i, f := range c.frames {
+			if got, want := bitstreamKey(c.fourCC, f, nalLengthSize(c.fourCC, c.config)), isKeyIndex(c.keys, i); got != want {
+				t.Errorf("%s frame %d (%d bytes): bitstreamKey = %v; want %v", c.fourCC, i, len(f), got, want)
+			}
+		}
+	}
+	superframes := 0
+	for _, f := range codecClips(t)[3].frames {
+		if len(vp9FirstFrame(f)) < len(f) {
+			superframes++
+		}
+	}
+	if superframes == 0 {
+		t.Errorf("the VP9 clip has no superframe: it does not test them")
+	}
+}
+
+// TestClassifyUnmarked: wrapped in Enhanced RTMP tags with frame type 0
+// everywhere (as MediaMTX's RTMP client sends them), and in legacy AVC
+// tags whose flag says inter frame, the keyframes are still found, and a
+// SequenceStart sets the NAL length size the frames are read with.
+func TestClassifyUnmarked(t *testing.T) {
+	for _, c := range codecClips(t) {
+		var cs codecState
+		if h := cs.classifyVideo(exVideo(0, exSequenceStart, c.fourCC, c.config...)); !h.header || h.key {
+			t.Errorf("%s SequenceStart: %+v; want a header", c.fourCC, h)
+		}
+		for i, f := range c.frames {
+			body := exVideo(0, exCodedFramesX, c.fourCC, f...)
+			if c.fourCC == "avc1" || c.fourCC == "hvc1" {
+				body = exVideo(0, exCodedFrames, c.fourCC, append([]byte{0, 0, 40}, f...)...)
+			}
+			if got := cs.classifyVideo(body); got.header || got.key != isKeyIndex(c.keys, i) {
+				t.Errorf("%s frame %d: %+v; want key %v", c.fourCC, i, got, isKeyIndex(c.keys, i))
+			}
+		}
+	}
+	h264 := codecClips(t)[0]
+	var cs codecState
+	cs.classifyVideo(append([]byte{0x17, 0, 0, 0, 0}, h264.config...))
+	for i, f := range h264.frames {
+		legacy := append([]byte{0x27, 1, 0, 0, 0}, f...) // every frame flagged inter
+		if got := cs.classifyVideo(legacy); got.key != isKeyIndex(h264.keys, i) {
+			t.Errorf("legacy AVC frame %d flagged inter: key %v; want %v", i, got.key, isKeyIndex(h264.keys, i))
+		}
+		hevcLegacy := append([]byte{0x2C, 1, 0, 0, 0}, codecClips(t)[1].frames[i]...)
+		if got := cs.classifyVideo(hevcLegacy); got.key != isKeyIndex([]int{0, 4}, i) {
+			t.Errorf("legacy HEVC (id 12) frame %d flagged inter: key %v", i, got.key)
+		}
+	}
+}
+
+// TestNALLengthSize: an avcC with 2-byte NAL lengths has its frames read
+// with 2-byte lengths.
+func TestNALLengthSize(t *testing.T) {
+	idr := []byte{0, 3, 0x65, 0x88, 0x80}
+	if !bitstreamKey("avc1", idr, 2) || bitstreamKey("avc1", idr, 4) {
+		t.Errorf("2-byte NAL lengths not honoured")
+	}
+	if got := nalLengthSize("avc1", []byte{1, 0x64, 0, 0x1f, 0xFD}); got != 2 {
+		t.Errorf("nalLengthSize(avcC lengthSizeMinusOne 1) = %d; want 2", got)
+	}
+}
+
+// TestParseExTag: ModEx prefixes and the three multitrack forms, built as
+// enhanced-rtmp-v2 lays them out, and truncated or malformed ones refused
+// with an error.
+func TestParseExTag(t *testing.T) {
+	hvcFrame := []byte{0, 0, 0, 0, 0, 0, 2, 0x26, 0x01}
+	for _, tc := range []struct {
+		name       string
+		p          []byte
+		packetType byte
+		tracks     []exTrack
+		err        bool
+	}{
+		{"one track", exVideo(1, exCodedFrames, "hvc1", hvcFrame...), exCodedFrames,
+			[]exTrack{{fourCC: "hvc1", body: hvcFrame}}, false},
+		// ModEx: size-1 (2 → 3 bytes of TimestampOffsetNano), then
+		// ModExType 0 << 4 | packet type.
+		{"ModEx nano offset", joinBytes(bs(0x80|1<<4|exModEx, 2, 0, 0x10, 0, exCodedFrames), []byte("av01"), bs(0x12, 0)), exCodedFrames,
+			[]exTrack{{fourCC: "av01", body: bs(0x12, 0)}}, false},
+		{"ModEx with 16-bit size", joinBytes(bs(0x80|exModEx, 255, 0, 2), make([]byte, 3), bs(exCodedFramesX), []byte("vp09"), bs(0x82)), exCodedFramesX,
+			[]exTrack{{fourCC: "vp09", body: bs(0x82)}}, false},
+		// Multitrack OneTrack: type 0 << 4 | packet type, FourCC, track id, body to the end.
+		{"multitrack one track", joinBytes(bs(0x80|1<<4|exVideoMultitrack, 0<<4|exSequenceStart), []byte("hvc1"), bs(1), bs(1, 2, 3)), exSequenceStart,
+			[]exTrack{{fourCC: "hvc1", id: 1, body: bs(1, 2, 3)}}, false},
+		// ManyTracks: shared FourCC, then per track id and UI24 size.
+		{"multitrack many tracks", joinBytes(bs(0x80|exVideoMultitrack, 1<<4|exCodedFramesX), []byte("av01"), bs(0, 0, 0, 2, 0xA, 0xB), bs(1, 0, 0, 1, 0xC)), exCodedFramesX,
+			[]exTrack{{fourCC: "av01", id: 0, body: bs(0xA, 0xB)}, {fourCC: "av01", id: 1, body: bs(0xC)}}, false},
+		// ManyTracksManyCodecs: per track FourCC, id, size.
+		{"multitrack many codecs", joinBytes(bs(0x80|exVideoMultitrack, 2<<4|exSequenceStart), []byte("hvc1"), bs(0, 0, 0, 1, 0xA), []byte("av01"), bs(2, 0, 0, 0)), exSequenceStart,
+			[]exTrack{{fourCC: "hvc1", id: 0, body: bs(0xA)}, {fourCC: "av01", id: 2, body: bs()}}, false},
+		{"track size past the end", joinBytes(bs(0x80|exVideoMultitrack, 1<<4|exCodedFramesX), []byte("av01"), bs(0, 0, 0, 9, 1)), 0, nil, true},
+		{"multitrack in multitrack", joinBytes(bs(0x80|exVideoMultitrack, 1<<4|exVideoMultitrack), []byte("av01")), 0, nil, true},
+		{"multitrack type 3", joinBytes(bs(0x80|exVideoMultitrack, 3<<4|exCodedFramesX), []byte("av01")), 0, nil, true},
+		{"ModEx cut short", bs(0x80|exModEx, 5, 0), 0, nil, true},
+		{"FourCC cut short", bs(0x80|exCodedFrames, 'h', 'v'), 0, nil, true},
+	} {
+		var tag exTag
+		_, err := parseExVideo(tc.p, &tag)
+		if (err != nil) != tc.err {
+			t.Errorf("%s: err %v; want error %v", tc.name, err, tc.err)
+			continue
+		}
+		if tc.err {
+			continue
+		}
+		if tag.packetType != tc.packetType || tag.n != len(tc.tracks) {
+			t.Errorf("%s: packet type %d, %d tracks; want %d, %d", tc.name, tag.packetType, tag.n, tc.packetType, len(tc.tracks))
+			continue
+		}
+		for i, want := range tc.tracks {
+			if got := tag.tracks[i]; got.fourCC != want.fourCC || got.id != want.id || !bytes.Equal(got.body, want.body) {
+				t.Errorf("%s: track %d = %+v; want %+v", tc.name, i, got, want)
+			}
+		}
+	}
+	// Audio: SoundFormat 9, Multitrack (5), ManyTracks of Opus.
+	var tag exTag
+	p := joinBytes(bs(0x90|exAudioMultitrack, 1<<4|exSequenceStart), []byte("Opus"), bs(0, 0, 0, 1, 0xA), bs(3, 0, 0, 1, 0xB))
+	if ok, err := parseExAudio(p, &tag); !ok || err != nil || tag.n != 2 || tag.tracks[1].id != 3 {
+		t.Errorf("audio multitrack: %v %v %+v", ok, err, tag)
+	}
+}
+
+// TestCodecRecords: profile, level, size and codec string from the
+// configuration records ffmpeg wrote for the clips (64x64).
+func TestCodecRecords(t *testing.T) {
+	for _, tc := range []struct {
+		got  videoParams
+		want videoParams
+	}{
+		{parseVideoHeader(append([]byte{0x17, 0, 0, 0, 0}, readTestdata(t, "h264.avcC")...)),
+			videoParams{Codec: "H264", CodecString: "avc1.4d400a", Width: 64, Height: 64, Profile: "Main", Level: 1}},
+		{parseVideoHeader(exVideo(1, exSequenceStart, "hvc1", readTestdata(t, "h265.hvcC")...)),
+			videoParams{Codec: "HEVC", CodecString: "hvc1.1.6.L30.90", Width: 64, Height: 64, Profile: "Main", Level: 1}},
+		{parseVideoHeader(append([]byte{0x1C, 0, 0, 0, 0}, readTestdata(t, "h265.hvcC")...)),
+			videoParams{Codec: "H265", CodecString: "hvc1.1.6.L30.90", Width: 64, Height: 64, Profile: "Main", Level: 1}},
+		{parseVideoHeader(exVideo(1, exSequenceStart, "av01", readTestdata(t, "av1.av1C")...)),
+			videoParams{Codec: "AV1", CodecString: "av01.0.00M.08", Width: 64, Height: 64, Profile: "Main", Level: 2}},
+		{parseVideoHeader(exVideo(1, exSequenceStart, "vp09", readTestdata(t, "vp9.vpcC")...)),
+			videoParams{Codec: "VP9", CodecString: "vp09.00.10.08", Profile: "0", Level: 1}},
+		{parseVideoHeader(exVideo(1, exSequenceStart, "avc1", readTestdata(t, "h264.avcC")...)),
+			videoParams{Codec: "H264", CodecString: "avc1.4d400a", Width: 64, Height: 64, Profile: "Main", Level: 1}},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %+v; want %+v", tc.got, tc.want)
+		}
+	}
+	if w, h := vp9KeySize(vp9FirstFrame(codecClips(t)[3].frames[0])); w != 64 || h != 64 {
+		t.Errorf("vp9KeySize = %dx%d; want 64x64", w, h)
+	}
+}
+
+// TestAudioRecords: the codec's name and parameters from an Enhanced RTMP
+// audio SequenceStart.
+func TestAudioRecords(t *testing.T) {
+	opusHead := joinBytes([]byte("OpusHead"), bs(1, 2, 0x38, 0x01, 0x80, 0xBB, 0, 0, 0, 0, 0))
+	// fLaC STREAMINFO: block header (last, type 0, length 34), min/max
+	// block size, min/max frame size, then 44100 Hz (0x0AC44), 2 channels, 16 bits.
+	streamInfo := joinBytes(bs(0x80, 0, 0, 34, 0x10, 0, 0x10, 0, 0, 0, 0, 0, 0, 0), bs(0x0A, 0xC4, 0x42, 0xF0), make([]byte, 20))
+	for _, tc := range []struct {
+		p    []byte
+		want audioParams
+	}{
+		{joinBytes(bs(0x90), []byte("Opus"), opusHead), audioParams{Codec: "Opus", CodecString: "opus", SampleRate: 48000, Channels: 2}},
+		{joinBytes(bs(0x90), []byte("fLaC"), streamInfo), audioParams{Codec: "FLAC", CodecString: "flac", SampleRate: 44100, Channels: 2}},
+		{joinBytes(bs(0x90), []byte("mp4a"), bs(0x12, 0x10)), audioParams{Codec: "AAC", CodecString: "mp4a.40.2", Profile: "LC", SampleRate: 44100, Channels: 2}},
+		{joinBytes(bs(0x90), []byte("ac-3")), audioParams{Codec: "AC-3", CodecString: "ac-3"}},
+		{joinBytes(bs(0x90), []byte("ec-3")), audioParams{Codec: "E-AC-3", CodecString: "ec-3"}},
+		{joinBytes(bs(0x90), []byte(".mp3")), audioParams{Codec: "MP3", CodecString: "mp3"}},
+		{bs(0xAF, 0, 0x12, 0x10), audioParams{Codec: "AAC", CodecString: "mp4a.40.2", Profile: "LC", SampleRate: 44100, Channels: 2}},
+	} {
+		if got := parseAudioHeader(tc.p); got != tc.want {
+			t.Errorf("parseAudioHeader(% x) = %+v; want %+v", tc.p[:min(len(tc.p), 8)], got, tc.want)
+		}
+	}
+}
+
+// FuzzCodec feeds anything to the tag and bitstream parsers, seeded with
+// the real clips: they must not panic, and what parses stays inside p.
+func FuzzCodec(f *testing.F) {
+	for _, c := range codecClips(f) {
+		f.Add(exVideo(1, exSequenceStart, c.fourCC, c.config...))
+		for _, fr := range c.frames[:3] {
+			f.Add(exVideo(0, exCodedFramesX, c.fourCC, fr...))
+		}
+	}
+	f.Add(joinBytes(bs(0x80|exVideoMultitrack, 2<<4|exSequenceStart), []byte("hvc1"), bs(0, 0, 0, 1, 0xA), []byte("av01"), bs(2, 0, 0, 0)))
+	f.Add(joinBytes(bs(0x90|exAudioMultitrack, 1<<4|exSequenceStart), []byte("Opus"), bs(0, 0, 0, 1, 0xA)))
+	f.Add(joinBytes(bs(0x80|1<<4|exModEx, 2, 0, 0x10, 0, exCodedFrames), []byte("av01"), bs(0x12, 0)))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		var cs codecState
+		cs.classifyVideo(p)
+		cs.classifyAudio(p)
+		parseVideoHeader(p)
+		parseAudioHeader(p)
+		headerSlotOf(msgVideo, p)
+		headerSlotOf(msgAudio, p)
+		for _, cc := range []string{"avc1", "hvc1", "av01", "vp09", "vp08"} {
+			bitstreamKey(cc, p, 4)
+		}
+		vp9KeySize(p)
+		parseHVCC(p)
+		parseAV1C(p)
+		parseVPCC("vp09", p)
+		av1SequenceSize(p)
+		hevcSPSSize(p)
+	})
+}
