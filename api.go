@@ -9,11 +9,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,6 +85,9 @@ func (s *httpServer) apiStreams(w http.ResponseWriter, r *http.Request) {
 			m["uptime"] = math.Round(time.Since(st.Started).Seconds()*10) / 10
 			m["bitrateIn"], m["bitrateIn30"] = st.BitrateIn, st.BitrateIn30
 			m["framesIn"] = st.FramesIn
+			if len(st.Tracks) > 0 {
+				m["tracks"] = st.Tracks
+			}
 			pub = m
 		}
 		subs := []any{}
@@ -280,6 +285,22 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("gms_streams", "gauge", "Streams being published.")
 	fmt.Fprintf(&b, "gms_streams %d\n", live)
+	metric("gms_streams_by_codec", "gauge", "Streams being published, by video and audio codec.")
+	byCodec := map[[2]string]int{}
+	for _, st := range snaps {
+		if st.Publisher == nil {
+			continue
+		}
+		if st.Video != nil {
+			byCodec[[2]string{"video", st.Video.Codec}]++
+		}
+		if st.Audio != nil {
+			byCodec[[2]string{"audio", st.Audio.Codec}]++
+		}
+	}
+	for _, kc := range slices.SortedFunc(maps.Keys(byCodec), func(a, b [2]string) int { return strings.Compare(a[0]+a[1], b[0]+b[1]) }) {
+		fmt.Fprintf(&b, "gms_streams_by_codec{type=%q,codec=%q} %d\n", kc[0], kc[1], byCodec[kc])
+	}
 	metric("gms_viewers", "gauge", "Players connected, by protocol.")
 	for _, p := range protocols {
 		fmt.Fprintf(&b, "gms_viewers{protocol=%q} %d\n", p, viewers[p])

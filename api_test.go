@@ -41,6 +41,7 @@ type apiStreamsReply map[string]map[string]struct {
 		BitrateIn, BitrateIn30                     float64
 		Video                                      *videoParams
 		Audio                                      *audioParams
+		Tracks                                     []trackParams
 	}
 	Subscribers []struct{ ClientID, Protocol string }
 	Viewers     map[string]int

@@ -964,3 +964,64 @@ func headerSlotOf(typ uint8, body []byte) headerSlot {
 	}
 	return headerSlot{typ: typ, packetType: t.packetType, track: t.tracks[0].id}
 }
+
+// trackParams is what the API shows about one track of a multitrack
+// stream.
+type trackParams struct {
+	Type  string       `json:"type"` // "video" or "audio"
+	ID    int          `json:"id"`
+	Video *videoParams `json:"video,omitempty"`
+	Audio *audioParams `json:"audio,omitempty"`
+}
+
+// multitrackParams reads every track of a multitrack SequenceStart; nil
+// for other messages.
+func multitrackParams(typ uint8, body []byte) []trackParams {
+	var t exTag
+	var err error
+	if typ == msgVideo {
+		_, err = parseExVideo(body, &t)
+	} else {
+		_, err = parseExAudio(body, &t)
+	}
+	if err != nil || !t.multitrack || t.packetType != exSequenceStart {
+		return nil
+	}
+	out := make([]trackParams, 0, t.n)
+	for i := range t.n {
+		tr := &t.tracks[i]
+		if typ == msgVideo {
+			v := exVideoParams(tr)
+			out = append(out, trackParams{Type: "video", ID: int(tr.id), Video: &v})
+		} else {
+			a := exAudioParams(tr)
+			out = append(out, trackParams{Type: "audio", ID: int(tr.id), Audio: &a})
+		}
+	}
+	return out
+}
+
+// keyFrameSize reads the picture size from a VP9 or VP8 keyframe, whose
+// configuration records do not hold it; zeros for other messages.
+func keyFrameSize(body []byte) (width, height int) {
+	var t exTag
+	if ok, err := parseExVideo(body, &t); !ok || err != nil || t.n == 0 {
+		return 0, 0
+	}
+	tr := &t.tracks[0]
+	data, ok := codedData(tr.fourCC, t.packetType, tr.body)
+	if !ok {
+		return 0, 0
+	}
+	switch tr.fourCC {
+	case "vp09":
+		return vp9KeySize(vp9FirstFrame(data))
+	case "vp08":
+		// RFC 6386 §9.1: 3-byte frame tag, start code 9D 01 2A, then
+		// 14-bit width and height (little-endian, 2 bits of scale each).
+		if len(data) >= 10 && data[0]&1 == 0 && data[3] == 0x9D && data[4] == 0x01 && data[5] == 0x2A {
+			return int(binary.LittleEndian.Uint16(data[6:]) & 0x3FFF), int(binary.LittleEndian.Uint16(data[8:]) & 0x3FFF)
+		}
+	}
+	return 0, 0
+}

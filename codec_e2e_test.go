@@ -12,6 +12,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +75,13 @@ func TestModernCodecsEndToEnd(t *testing.T) {
 	type variant struct {
 		name string
 		tags []sentTag
+		api  videoParams // what the API says of the video: codec, its string, size
+	}
+	apiOf := map[string]videoParams{
+		"hvc1": {Codec: "HEVC", CodecString: "hvc1.1.6.L30.90", Width: 64, Height: 64},
+		"av01": {Codec: "AV1", CodecString: "av01.0.00M.08", Width: 64, Height: 64},
+		"vp09": {Codec: "VP9", CodecString: "vp09.00.10.08", Width: 64, Height: 64},
+		"avc1": {Codec: "H264", CodecString: "avc1.4d400a", Width: 64, Height: 64},
 	}
 	var variants []variant
 	for _, cc := range []string{"hvc1", "av01", "vp09", "avc1"} {
@@ -92,7 +101,7 @@ func TestModernCodecsEndToEnd(t *testing.T) {
 				name = fmt.Sprintf("%s-unmarked", cc)
 			}
 			variants = append(variants, variant{name, ertmpSession(c, exVideo(frameType(true), exSequenceStart, cc, c.config...),
-				func(i int, data []byte, key bool) []byte { return exFrameBody(frameType(key), cc, data) })})
+				func(i int, data []byte, key bool) []byte { return exFrameBody(frameType(key), cc, data) }), apiOf[cc]})
 		}
 	}
 	for _, legacy := range []struct {
@@ -102,12 +111,43 @@ func TestModernCodecsEndToEnd(t *testing.T) {
 		c := clips[legacy.cc]
 		variants = append(variants, variant{"legacy-" + legacy.cc + "-flagged-inter", ertmpSession(c,
 			joinBytes(bs(0x10|legacy.codec, 0, 0, 0, 0), c.config),
-			func(i int, data []byte, key bool) []byte { return joinBytes(bs(0x20|legacy.codec, 1, 0, 0, 0), data) })})
+			func(i int, data []byte, key bool) []byte { return joinBytes(bs(0x20|legacy.codec, 1, 0, 0, 0), data) }), apiOf[legacy.cc]})
 	}
-	variants = append(variants, variant{"multitrack", multitrackSession(clips["hvc1"], clips["av01"])})
+	variants[len(variants)-1].api.Codec = "H265" // NMS v2's name for legacy id 12
+	variants = append(variants, variant{"multitrack", multitrackSession(clips["hvc1"], clips["av01"]), apiOf["hvc1"]})
 
 	for _, v := range variants {
-		t.Run(v.name, func(t *testing.T) { checkCodecSession(t, ts, "codec-"+v.name, v.tags) })
+		t.Run(v.name, func(t *testing.T) {
+			checkCodecSession(t, ts, "codec-"+v.name, v.tags, func(name string) {
+				var api apiStreamsReply
+				getJSON(t, "GET", "http://"+ts.httpAddr+"/api/streams", &api)
+				p := api["live"][name].Publisher
+				if p == nil || p.Video == nil || p.Audio == nil {
+					t.Fatalf("API: publisher %+v", p)
+				}
+				if got := (videoParams{Codec: p.Video.Codec, CodecString: p.Video.CodecString, Width: p.Video.Width, Height: p.Video.Height}); got != v.api {
+					t.Errorf("API video %+v; want %+v", got, v.api)
+				}
+				if want := (audioParams{Codec: "Opus", CodecString: "opus", SampleRate: 48000, Channels: 2}); *p.Audio != want {
+					t.Errorf("API audio %+v; want %+v", *p.Audio, want)
+				}
+				if v.name == "multitrack" {
+					want := []trackParams{{Type: "video", ID: 1, Video: &videoParams{Codec: "AV1", CodecString: "av01.0.00M.08", Width: 64, Height: 64, Profile: "Main", Level: 2}}}
+					if len(p.Tracks) != 1 || p.Tracks[0].Video == nil || *p.Tracks[0].Video != *want[0].Video || p.Tracks[0].ID != 1 {
+						t.Errorf("API tracks %+v; want %+v", p.Tracks, want)
+					}
+				}
+				resp, err := http.Get("http://" + ts.httpAddr + "/metrics")
+				if err != nil {
+					t.Fatal(err)
+				}
+				metrics, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if line := fmt.Sprintf("gms_streams_by_codec{type=\"video\",codec=%q} 1", v.api.Codec); !strings.Contains(string(metrics), line) {
+					t.Errorf("/metrics has no line %s", line)
+				}
+			})
+		})
 	}
 }
 
@@ -134,7 +174,7 @@ func multitrackSession(hevc, av1 testClipFrames) []sentTag {
 
 // checkCodecSession publishes tags as name with three players waiting and
 // three joining after the eighth video frame, and checks what each got.
-func checkCodecSession(t *testing.T, ts *testServer, name string, tags []sentTag) {
+func checkCodecSession(t *testing.T, ts *testServer, name string, tags []sentTag, checkAPI func(name string)) {
 	key := streamKey{"live", name}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -212,6 +252,7 @@ func checkCodecSession(t *testing.T, ts *testServer, name string, tags []sentTag
 	waitForFramesIn(t, ts, name, media)
 	startPlayers(true)
 	waitFor(t, "the late players", func() bool { return ts.viewers(key) == 6 })
+	checkAPI(name)
 	for _, tag := range tags[joinAt:] {
 		send(tag)
 	}

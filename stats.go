@@ -35,6 +35,7 @@ type streamSnapshot struct {
 	Started     time.Time
 	Video       *videoParams // nil when the stream has no video (yet)
 	Audio       *audioParams
+	Tracks      []trackParams // Enhanced RTMP multitrack: every track's codec
 	Meta        amfObject
 	FramesIn    uint64
 	// kbit/s over the last second and the last 30 s.
@@ -67,6 +68,7 @@ func (s *stream) snapshot() streamSnapshot {
 		if a := s.stats.audio; a.Codec != "" {
 			ss.Audio = &a
 		}
+		ss.Tracks = append([]trackParams(nil), s.stats.tracks...)
 	}
 	for sub := range s.subs {
 		ss.Subscribers = append(ss.Subscribers, clientSnapshot{clientInfo: sub.info,
@@ -89,6 +91,7 @@ func fillFromMeta(v *videoParams, meta amfObject) {
 type streamStats struct {
 	video      videoParams
 	audio      audioParams
+	tracks     []trackParams // of multitrack SequenceStarts, one per type and id
 	framesIn   uint64
 	videoTimes [32]uint32 // timestamps of the last video frames, a ring
 	videoCount int
@@ -103,6 +106,11 @@ type rateSample struct{ in, out uint64 }
 
 func (st *streamStats) onFrame(f *frame, kind frameKind) {
 	payload := f.flv[flvTagHeaderLen : len(f.flv)-4]
+	if kind == kindVideoHeader || kind == kindAudioHeader || kind == kindTrackHeader {
+		for _, tp := range multitrackParams(f.typ, payload) {
+			st.setTrack(tp)
+		}
+	}
 	switch kind {
 	case kindVideoHeader:
 		fps, gop, gopSec := st.video.FPS, st.video.GOPFrames, st.video.GOPSeconds
@@ -140,6 +148,9 @@ func (st *streamStats) onFrame(f *frame, kind frameKind) {
 		}
 	}
 	st.sinceKey++
+	if f.key && st.video.Width == 0 {
+		st.video.Width, st.video.Height = keyFrameSize(payload) // VP9, VP8: not in their records
+	}
 	if f.key {
 		if st.videoCount > 1 && f.time > st.lastKey {
 			st.video.GOPFrames = st.sinceKey
@@ -147,6 +158,19 @@ func (st *streamStats) onFrame(f *frame, kind frameKind) {
 		}
 		st.lastKey, st.sinceKey = f.time, 0
 		st.video.KeyframeBytes = len(payload)
+	}
+}
+
+// setTrack keeps tp, replacing the track of the same type and id.
+func (st *streamStats) setTrack(tp trackParams) {
+	for i, old := range st.tracks {
+		if old.Type == tp.Type && old.ID == tp.ID {
+			st.tracks[i] = tp
+			return
+		}
+	}
+	if len(st.tracks) < 2*maxExTracks {
+		st.tracks = append(st.tracks, tp)
 	}
 }
 
