@@ -369,3 +369,51 @@ func firstArg(cmd rtmpCommand) any {
 	}
 	return cmd.Args[0]
 }
+
+// TestUnknownCodecsPassThrough: an unknown FourCC, an unknown packet type
+// and a malformed multitrack message are relayed as they came (a player
+// that waited gets them all), and each is logged once per stream, not
+// once per message.
+func TestUnknownCodecsPassThrough(t *testing.T) {
+	ts := startServer(t, nil)
+	name := "unknown-codecs"
+	play := playWaiting(t, ts, name)
+	pub := dialRTMP(t, ts.rtmpAddr, false)
+	pub.connect("live")
+	sid := pub.createStream()
+	pub.command(sid, "publish", nil, name, "live")
+	if code := pub.expectStatus(); code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	var sent []flvTag
+	for i := range 3 {
+		ts := uint32(i * 40)
+		for _, tag := range []flvTag{
+			{Type: msgVideo, Data: exVideo(1, exCodedFramesX, "zzzz", byte(i))},      // unknown video FourCC
+			{Type: msgVideo, Data: exVideo(1, 9, "hvc1", byte(i))},                   // unknown packet type
+			{Type: msgAudio, Data: joinBytes(bs(0x91), []byte("qqqq"), bs(byte(i)))}, // unknown audio FourCC
+			{Type: msgVideo, Data: joinBytes(bs(0x80|exVideoMultitrack, 1<<4|exCodedFramesX), // a track longer than the message
+				[]byte("av01"), bs(0, 0, 0, 9, byte(i)))},
+		} {
+			tag.Time = ts
+			csid := uint32(csidVideo)
+			if tag.Type == msgAudio {
+				csid = csidAudio
+			}
+			pub.send(csid, tag.Type, sid, tag.Time, tag.Data)
+			sent = append(sent, tag)
+		}
+	}
+	waitForFramesIn(t, ts, name, uint64(len(sent)))
+	pub.command(sid, "deleteStream", nil, float64(sid))
+	got, err := rtmpMediaUntilUnpublish(play)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareSentTags(t, "waiting rtmp", got, sent)
+	for _, line := range []string{"unknown video FourCC", "unknown video packet type", "unknown audio FourCC", "unreadable video tag header"} {
+		if n := strings.Count(ts.logs.String(), line); n != 1 {
+			t.Errorf("log has %q %d times; want once\n%s", line, n, ts.logs.String())
+		}
+	}
+}

@@ -584,3 +584,69 @@ func TestJoinHeadersStamped(t *testing.T) {
 		t.Errorf("the cached video header was changed: time %d", published.time)
 	}
 }
+
+// TestTrackHeadersForJoiners: Enhanced RTMP v2 headers beyond the main
+// ones reach a joiner: a multitrack audio SequenceStart (ManyTracks, tracks
+// 0 and 1), another track's SequenceStart in a OneTrack message, audio
+// MultichannelConfig and video Metadata (colorInfo). A header whose first
+// track is 0 is the main header of its type. A new header of a
+// slot replaces the old one in place; SequenceEnd and coded frames are not
+// kept; the publisher's next start clears them all.
+func TestTrackHeadersForJoiners(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "tracks"}
+	p := startTestPublish(t, h, key) // metadata, AAC header, AVC header
+	audioMT := joinBytes(bs(0x90|exAudioMultitrack, 1<<4|exSequenceStart), []byte("Opus"), bs(0, 0, 0, 2, 0xA, 0xB), bs(1, 0, 0, 1, 0xC))
+	track2 := func(v byte) []byte {
+		return joinBytes(bs(0x90|exAudioMultitrack, 0<<4|exSequenceStart), []byte("Opus"), bs(2, v))
+	}
+	multichannel := joinBytes(bs(0x90|exMultichannelCfg), []byte("Opus"), bs(1, 2, 0, 1))
+	colorInfo := func(v float64) []byte {
+		return exVideo(0, exMetadata, "hvc1", amf0AppendAll(nil, "colorInfo", amfObject{{"colorConfig", amfObject{{"bitDepth", v}}}})...)
+	}
+	p.ingest(msgAudio, 0, audioMT)
+	p.ingest(msgAudio, 0, track2(1))
+	p.ingest(msgAudio, 0, multichannel)
+	p.ingest(msgVideo, 0, colorInfo(8))
+	p.ingest(msgVideo, 0, exVideo(1, exSequenceEnd, "hvc1"))
+	p.ingest(msgVideo, 0, testVideo(true, 100))
+	p.ingest(msgAudio, 10, track2(2))     // replaces track 2's header
+	p.ingest(msgVideo, 20, colorInfo(10)) // replaces the colorInfo
+	p.ingest(msgVideo, 40, testVideo(false, 100))
+	h.sync()
+	sub := h.subscribe(key, clientInfo{ID: "late"}, flvForm{}, nil)
+	h.sync()
+	var got [][]byte
+	for _, f := range sub.burst[1:] { // after the FLV header
+		got = append(got, f.body())
+	}
+	// Track 0 of the multitrack SequenceStart is the main audio track: it
+	// takes the AAC header's place.
+	want := [][]byte{testMeta[len(amf0Append(nil, "@setDataFrame")):], audioMT, testVideoHeader,
+		track2(2), multichannel, colorInfo(10), testVideo(true, 100), testVideo(false, 100)}
+	if len(got) != len(want) {
+		for _, g := range got {
+			t.Logf("% x", g[:min(len(g), 12)])
+		}
+		t.Fatalf("joiner got %d frames; want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("joiner frame %d = % x; want % x", i, got[i][:min(len(got[i]), 12)], want[i][:min(len(want[i]), 12)])
+		}
+	}
+	var api streamSnapshot
+	h.call(func() { api = h.streams[key].snapshot() })
+	if len(api.Tracks) != 3 || api.Tracks[2].ID != 2 || api.Tracks[0].Audio == nil || api.Tracks[0].Audio.Codec != "Opus" {
+		t.Errorf("snapshot tracks %+v; want Opus tracks 0, 1, 2", api.Tracks)
+	}
+	h.unpublish(p)
+	p = startTestPublish(t, h, key)
+	p.ingest(msgVideo, 0, testVideo(true, 100))
+	h.sync()
+	sub = h.subscribe(key, clientInfo{ID: "next"}, flvForm{}, nil)
+	h.sync()
+	if len(sub.burst) != 5 { // FLV header, metadata, two headers, the keyframe
+		t.Errorf("after a new publish a joiner got %d frames; want 5: the old tracks' headers stay behind", len(sub.burst))
+	}
+}

@@ -438,8 +438,12 @@ func (c *rtmpConn) onConnect(cmd rtmpCommand) error {
 	// §5.4.5 Set Peer Bandwidth: window size, limit type 2 (dynamic).
 	out = appendControl(out, msgSetPeerBandwidth, append(binary.BigEndian.AppendUint32(nil, windowAckSize), 2))
 	out = appendUint32Control(out, msgSetChunkSize, uint32(c.srv.cfg.ChunkSize))
+	props := amfObject{{"fmsVer", "FMS/3,0,1,123"}, {"capabilities", 31.0}}
+	if asksEnhanced(obj) {
+		props = append(props, enhancedCaps...)
+	}
 	body := amf0AppendAll(nil, "_result", cmd.TxnID,
-		amfObject{{"fmsVer", "FMS/3,0,1,123"}, {"capabilities", 31.0}},
+		props,
 		amfObject{
 			{"level", "status"},
 			{"code", "NetConnection.Connect.Success"},
@@ -448,6 +452,44 @@ func (c *rtmpConn) onConnect(cmd rtmpCommand) error {
 		})
 	out = appendChunks(out, csidCommand, msgCommandAMF0, 0, 0, body, c.srv.cfg.ChunkSize)
 	return c.writeRaw(out)
+}
+
+// Enhanced RTMP v2 ("Enhancing NetConnection connect Command"): a client
+// that declares fourCcList, videoFourCcInfoMap, audioFourCcInfoMap or
+// capsEx in connect hears what gms carries in the _result's properties.
+// gms forwards any codec (FourCcInfoMask CanForward, 0x04, on "*"); it
+// names the ones it also reads (keyframes, codec parameters). capsEx:
+// Multitrack (0x02) and ModEx (0x04) are parsed and passed through.
+var enhancedCaps = func() amfObject {
+	const canForward = 4.0
+	video, audio := []string{"av01", "vp09", "vp08", "hvc1", "avc1"}, []string{"Opus", "fLaC", "ac-3", "ec-3", "mp4a", ".mp3"}
+	var list []any
+	videoMap, audioMap := amfObject{{"*", canForward}}, amfObject{{"*", canForward}}
+	for _, cc := range video {
+		list = append(list, cc)
+		videoMap = append(videoMap, amfProp{cc, canForward})
+	}
+	for _, cc := range audio {
+		list = append(list, cc)
+		audioMap = append(audioMap, amfProp{cc, canForward})
+	}
+	return amfObject{
+		{"fourCcList", list},
+		{"videoFourCcInfoMap", videoMap},
+		{"audioFourCcInfoMap", audioMap},
+		{"capsEx", float64(0x02 | 0x04)}, // CapsExMask Multitrack | ModEx
+	}
+}()
+
+// asksEnhanced reports whether a connect command object declares Enhanced
+// RTMP support; legacy clients get the legacy answer, byte for byte.
+func asksEnhanced(obj amfObject) bool {
+	for _, k := range []string{"fourCcList", "videoFourCcInfoMap", "audioFourCcInfoMap", "capsEx"} {
+		if _, ok := obj.Get(k); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // onStreamHelper answers the FMLE-style helper calls ffmpeg and OBS make

@@ -784,3 +784,50 @@ func TestRTMPPlayerSlot(t *testing.T) {
 	c.nc.Close()
 	waitFor(t, "the slot back", func() bool { return ts.players() == 0 })
 }
+
+// TestConnectEnhanced: a client that declares Enhanced RTMP v2 in connect
+// (fourCcList, capsEx, as ffmpeg 6.1+ and OBS do) hears in _result's
+// properties which FourCCs gms carries and that it parses Multitrack and
+// ModEx; a legacy client's _result has none of that.
+func TestConnectEnhanced(t *testing.T) {
+	ts := startServer(t, nil)
+	connect := func(extra ...amfProp) amfObject {
+		c := dialRTMP(t, ts.rtmpAddr, false)
+		c.command(0, "connect", append(amfObject{{"app", "live"}, {"tcUrl", "rtmp://127.0.0.1/live"}}, extra...))
+		res := c.expectCommand("_result")
+		props, _ := res.Object.(amfObject)
+		if info, _ := res.Args[0].(amfObject); info.String("code") != "NetConnection.Connect.Success" {
+			t.Fatalf("connect: %v", res.Args)
+		}
+		return props
+	}
+	props := connect(amfProp{"fourCcList", []any{"hvc1", "av01", "Opus"}}, amfProp{"capsEx", 2.0})
+	list, _ := props.Get("fourCcList")
+	var got []string
+	for _, cc := range list.([]any) {
+		got = append(got, cc.(string))
+	}
+	if want := "av01 vp09 vp08 hvc1 avc1 Opus fLaC ac-3 ec-3 mp4a .mp3"; strings.Join(got, " ") != want {
+		t.Errorf("fourCcList %q; want %q", got, want)
+	}
+	for _, k := range []string{"videoFourCcInfoMap", "audioFourCcInfoMap"} {
+		v, _ := props.Get(k)
+		m, _ := v.(amfObject)
+		if n, _ := m.Number("*"); n != 4 { // CanForward
+			t.Errorf("%s = %v; want {\"*\": 4, ...}", k, v)
+		}
+	}
+	if caps, _ := props.Number("capsEx"); caps != 0x02|0x04 {
+		t.Errorf("capsEx = %v; want Multitrack|ModEx (6)", caps)
+	}
+	if fms := props.String("fmsVer"); fms == "" {
+		t.Errorf("no fmsVer in the enhanced answer")
+	}
+	for _, extra := range [][]amfProp{nil, {{"videoFourCcInfoMap", amfObject{{"*", 4.0}}}}} {
+		props := connect(extra...)
+		_, has := props.Get("fourCcList")
+		if has != (extra != nil) {
+			t.Errorf("connect with %v: fourCcList in the answer %v", extra, has)
+		}
+	}
+}
