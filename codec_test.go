@@ -360,3 +360,42 @@ func FuzzCodec(f *testing.F) {
 		hevcSPSSize(p)
 	})
 }
+
+// oggPackets reads the packets of an Ogg stream (RFC 3533 §6: pages of
+// lacing values; a value below 255 ends a packet). testdata/codec/opus.ogg
+// is 1 s of a 440 Hz sine, mono, made with
+// ffmpeg -f lavfi -i sine=frequency=440:sample_rate=48000 -t 1 -c:a libopus -b:a 12k -ac 1 -frame_duration 20:
+// its packets are the OpusHead, the OpusTags, then 20 ms of audio each.
+func oggPackets(t testing.TB, b []byte) [][]byte {
+	t.Helper()
+	var packets [][]byte
+	var partial []byte
+	for len(b) > 0 {
+		if len(b) < 27 || string(b[:4]) != "OggS" {
+			t.Fatal("bad Ogg page")
+		}
+		nsegs := int(b[26])
+		lacing := b[27 : 27+nsegs]
+		data := b[27+nsegs:]
+		for _, l := range lacing {
+			partial = append(partial, data[:l]...)
+			data = data[l:]
+			if l < 255 {
+				packets = append(packets, partial)
+				partial = nil
+			}
+		}
+		b = data
+	}
+	return packets
+}
+
+func TestOggPackets(t *testing.T) {
+	p := oggPackets(t, readTestdata(t, "opus.ogg"))
+	if len(p) < 50 || string(p[0][:8]) != "OpusHead" || string(p[1][:8]) != "OpusTags" {
+		t.Fatalf("%d packets; want OpusHead, OpusTags and 50 of audio", len(p))
+	}
+	if got := parseAudioHeader(joinBytes(bs(0x90), []byte("Opus"), p[0])); got.SampleRate != 48000 || got.Channels != 1 {
+		t.Errorf("OpusHead read as %+v; want 48000 Hz mono", got)
+	}
+}
