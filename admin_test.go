@@ -740,8 +740,9 @@ func TestAdminOddAPI(t *testing.T) {
 
 // loopERTMP publishes clip c's frames (testdata/codec) in Enhanced RTMP
 // tags with frame type 0 everywhere, as MediaMTX sends them, with real
-// Opus audio, in real time and looping, until the test ends.
-func loopERTMP(t *testing.T, ts *testServer, name string, c testClipFrames) {
+// Opus audio, in real time and looping, until the test ends. A track1
+// clip goes along as track 1 in Multitrack OneTrack messages.
+func loopERTMP(t *testing.T, ts *testServer, name string, c testClipFrames, track1 *testClipFrames) {
 	opus := oggPackets(t, readTestdata(t, "opus.ogg"))
 	pub := dialRTMP(t, ts.rtmpAddr, false)
 	pub.connect("live")
@@ -761,6 +762,12 @@ func loopERTMP(t *testing.T, ts *testServer, name string, c testClipFrames) {
 	}
 	send(msgVideo, 0, exVideo(0, exSequenceStart, c.fourCC, c.config...))
 	send(msgAudio, 0, joinBytes(bs(soundExHeader<<4|exSequenceStart), []byte("Opus"), opus[0]))
+	multitrack := func(packetType byte, data []byte) []byte {
+		return joinBytes(bs(0x80|exVideoMultitrack, multitrackOneTrack<<4|packetType), []byte(track1.fourCC), bs(1), data)
+	}
+	if track1 != nil {
+		send(msgVideo, 0, multitrack(exSequenceStart, track1.config))
+	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -779,6 +786,9 @@ func loopERTMP(t *testing.T, ts *testServer, name string, c testClipFrames) {
 			if k%2 == 0 && send(msgVideo, ms, exFrameBody(0, c.fourCC, c.frames[k/2%len(c.frames)])) != nil {
 				return
 			}
+			if k%2 == 0 && track1 != nil && send(msgVideo, ms, multitrack(exCodedFramesX, track1.frames[k/2%len(track1.frames)])) != nil {
+				return
+			}
 		}
 	}()
 	t.Cleanup(func() {
@@ -791,7 +801,9 @@ func loopERTMP(t *testing.T, ts *testServer, name string, c testClipFrames) {
 // (frame type 0 everywhere: the page finds the keyframes itself), when
 // the browser says it can (MediaSource.isTypeSupported with the stream's
 // codecs string); a codec it cannot decode (HEVC in Debian's Chromium) is
-// named in a plain note while the audio plays.
+// named in a plain note while the audio plays. The table names each
+// codec, and a multitrack stream's other track; the preview plays its
+// main track.
 func TestAdminPreviewModernCodecs(t *testing.T) {
 	b := startChromium(t)
 	ts := startServer(t, nil)
@@ -799,15 +811,25 @@ func TestAdminPreviewModernCodecs(t *testing.T) {
 	for _, c := range codecClips(t) {
 		clips[c.fourCC] = c
 	}
-	for _, tc := range []struct{ name, fourCC, codec, label string }{
-		{"pv-vp9", "vp09", "vp09.00.10.08", "VP9"},
-		{"pv-av1", "av01", "av01.0.00M.08", "AV1"},
-		{"pv-hevc", "hvc1", "hvc1.1.6.L30.90", "HEVC"},
+	av1 := clips["av01"]
+	for _, tc := range []struct {
+		name, fourCC, codec, label string
+		track1                     *testClipFrames // a second video track (multitrack)
+	}{
+		{"pv-vp9", "vp09", "vp09.00.10.08", "VP9", &av1},
+		{"pv-av1", "av01", "av01.0.00M.08", "AV1", nil},
+		{"pv-hevc", "hvc1", "hvc1.1.6.L30.90", "HEVC", nil},
 	} {
 		t.Run(tc.label, func(t *testing.T) {
-			loopERTMP(t, ts, tc.name, clips[tc.fourCC])
+			loopERTMP(t, ts, tc.name, clips[tc.fourCC], tc.track1)
 			waitFor(t, "publisher "+tc.name, func() bool { return ts.live(streamKey{"live", tc.name}) })
 			p := b.open(t, "http://"+ts.httpAddr+"/admin/?preview=live/"+tc.name, 1280, 1000)
+			// The table names the codec from its FourCC, with the size
+			// gms read from its configuration record (VP9: its keyframe).
+			waitEval(p, "the stream's row with "+tc.label+" 64×64", adminRowJS+`("live/`+tc.name+`")`, func(r *adminRow) bool {
+				return r != nil && strings.Contains(r.Video, tc.label+" 64×64") && strings.Contains(r.Audio, "Opus 48 kHz") &&
+					(tc.track1 == nil || strings.Contains(r.Video, "track 1: AV1 64×64"))
+			})
 			var supported bool
 			if err := p.eval(`MediaSource.isTypeSupported('video/mp4; codecs="`+tc.codec+`"')`, &supported); err != nil {
 				t.Fatal(err)
@@ -817,8 +839,8 @@ func TestAdminPreviewModernCodecs(t *testing.T) {
 					return s.Frames > 10 && s.Time > 1.0 && s.AudioBytes > 0
 				})
 				t.Logf("%s preview: %+v", tc.label, s)
-				if s.Tracks != "video,audio" || s.Codecs != tc.codec+", opus" {
-					t.Errorf("tracks %q codecs %q; want video,audio and %s, opus", s.Tracks, s.Codecs, tc.codec)
+				if s.Tracks != "video,audio" || s.Codecs != tc.codec+", opus" || s.Message != "" {
+					t.Errorf("tracks %q codecs %q message %q; want video,audio and %s, opus, no message", s.Tracks, s.Codecs, s.Message, tc.codec)
 				}
 				return
 			}

@@ -142,7 +142,7 @@ func parseExBody(p []byte, t *exTag, video bool) error {
 		if i+4 > len(p) {
 			return fmt.Errorf("%w: FourCC at %d", errExTag, i)
 		}
-		t.tracks[0], t.n = exTrack{fourCC: string(p[i : i+4]), body: p[i+4:]}, 1
+		t.tracks[0], t.n = exTrack{fourCC: internFourCC(p[i : i+4]), body: p[i+4:]}, 1
 		return nil
 	}
 	// Multitrack: AvMultitrackType (4 bits), the tracks' packet type (4
@@ -162,7 +162,7 @@ func parseExBody(p []byte, t *exTag, video bool) error {
 		if i+4 > len(p) {
 			return fmt.Errorf("%w: FourCC at %d", errExTag, i)
 		}
-		shared = string(p[i : i+4])
+		shared = internFourCC(p[i : i+4])
 		i += 4
 	}
 	for i < len(p) {
@@ -174,7 +174,7 @@ func parseExBody(p []byte, t *exTag, video bool) error {
 			if i+4 > len(p) {
 				return fmt.Errorf("%w: track FourCC at %d", errExTag, i)
 			}
-			tr.fourCC = string(p[i : i+4])
+			tr.fourCC = internFourCC(p[i : i+4])
 			i += 4
 		}
 		if i >= len(p) {
@@ -205,6 +205,36 @@ func parseExBody(p []byte, t *exTag, video bool) error {
 		return fmt.Errorf("%w: multitrack message without tracks", errExTag)
 	}
 	return nil
+}
+
+// internFourCC is b as a string, without allocating for the FourCCs gms
+// knows: it runs for every message.
+func internFourCC(b []byte) string {
+	switch string(b) {
+	case "avc1":
+		return "avc1"
+	case "hvc1":
+		return "hvc1"
+	case "av01":
+		return "av01"
+	case "vp09":
+		return "vp09"
+	case "vp08":
+		return "vp08"
+	case "Opus":
+		return "Opus"
+	case "mp4a":
+		return "mp4a"
+	case "fLaC":
+		return "fLaC"
+	case "ac-3":
+		return "ac-3"
+	case "ec-3":
+		return "ec-3"
+	case ".mp3":
+		return ".mp3"
+	}
+	return string(b)
 }
 
 // codedData is a CodedFrames or CodedFramesX body without its composition
@@ -343,7 +373,7 @@ func av1Key(data []byte) bool {
 		case obuSequenceHeader:
 			seq = obu.payload
 		case obuFrameHeader, obuFrame:
-			if seq == nil || len(seq) == 0 || len(obu.payload) == 0 {
+			if len(seq) == 0 || len(obu.payload) == 0 {
 				return false
 			}
 			if seq[0]>>3&1 == 1 { // reduced_still_picture_header
@@ -820,7 +850,7 @@ type codecState struct {
 	log         *slog.Logger // nil: nothing logged
 	tag         exTag        // scratch, so that parsing allocates nothing
 	nalLen      map[string]int
-	keyTrack    uint8 // the track whose keyframes start GOPs: the first with coded frames
+	keyTrack    uint8 // the track whose keyframes start GOPs: track 0, else the first with coded frames
 	keyTrackSet bool
 	warned      map[string]bool
 }
@@ -858,7 +888,8 @@ func knownAudio(cc string) bool {
 // keyframe. The frame type is trusted when it says keyframe; otherwise
 // the bitstream is read (publishers such as MediaMTX's RTMP client send
 // every Enhanced RTMP message with frame type 0). In a multitrack stream
-// the first track to send coded frames decides where GOPs start.
+// track 0 decides where GOPs start (until it shows up, the first track to
+// send coded frames).
 func (cs *codecState) classifyVideo(p []byte) mediaClass {
 	header, key := videoInfo(p)
 	t := &cs.tag
@@ -894,7 +925,8 @@ func (cs *codecState) classifyVideo(p []byte) mediaClass {
 		cs.warnOnce("unknown video packet type", "packetType", t.packetType)
 		return mediaClass{}
 	}
-	if !cs.keyTrackSet {
+	// E-RTMP v2 "Track Ordering": track 0 SHOULD be the default track.
+	if !cs.keyTrackSet || cs.keyTrack != 0 && t.tracks[0].id == 0 {
 		cs.keyTrack, cs.keyTrackSet = t.tracks[0].id, true
 	}
 	for i := range t.n {

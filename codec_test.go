@@ -399,3 +399,30 @@ func TestOggPackets(t *testing.T) {
 		t.Errorf("OpusHead read as %+v; want 48000 Hz mono", got)
 	}
 }
+
+// TestKeyTrack: in a multitrack stream whose track 1 sends first, GOPs
+// start at track 1's keyframes until track 0 shows up, then at track 0's.
+func TestKeyTrack(t *testing.T) {
+	oneTrack := func(id, frameType byte) []byte {
+		return joinBytes(bs(0x80|frameType<<4|exVideoMultitrack, multitrackOneTrack<<4|exCodedFramesX), []byte("av01"), bs(id, 0x12, 0))
+	}
+	var cs codecState
+	for i, step := range []struct {
+		p   []byte
+		key bool
+	}{
+		{oneTrack(1, 1), true},
+		{oneTrack(1, 2), false},
+		{exVideo(2, exCodedFramesX, "av01", 0x12, 0), false}, // track 0 arrives, an inter frame
+		{oneTrack(1, 1), false},                              // track 1's keyframes no longer start GOPs
+		{exVideo(1, exCodedFramesX, "av01", 0x12, 0), true},
+	} {
+		if got := cs.classifyVideo(step.p).key; got != step.key {
+			t.Errorf("step %d: key %v; want %v", i, got, step.key)
+		}
+	}
+	inter := exVideo(2, exCodedFramesX, "av01", 0x12, 0)
+	if allocs := testing.AllocsPerRun(100, func() { cs.classifyVideo(inter) }); allocs != 0 {
+		t.Errorf("classifyVideo allocates %.0f times a message", allocs)
+	}
+}
