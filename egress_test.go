@@ -802,7 +802,11 @@ func (c *mediaCheck) add(typ uint8, ts uint32, data []byte) error {
 		c.headers = append(c.headers, "aseq")
 		return nil
 	case tagVideo:
-		if header, key = videoInfo(data); header {
+		// A keyframe as the server sees one: by its flag, or by an IDR
+		// NAL unit in the bitstream (some frames' bytes read as one).
+		var cs codecState
+		class := cs.classifyVideo(data)
+		if header, key = class.header, class.key; header {
 			c.headers = append(c.headers, "vseq")
 			return nil
 		}
