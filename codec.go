@@ -80,8 +80,14 @@ func parseExVideo(p []byte, t *exTag) (ok bool, err error) {
 		if len(p) < 2 {
 			return true, fmt.Errorf("%w: legacy %s header of %d bytes", errExTag, cc, len(p))
 		}
-		t.packetType = map[byte]byte{0: exSequenceStart, 1: exCodedFrames, 2: exSequenceEnd}[p[1]]
-		if p[1] > 2 {
+		switch p[1] {
+		case 0:
+			t.packetType = exSequenceStart
+		case 1:
+			t.packetType = exCodedFrames
+		case 2:
+			t.packetType = exSequenceEnd
+		default:
 			t.packetType = 0x0F // not a type gms knows
 		}
 		t.tracks[0], t.n = exTrack{fourCC: cc, body: p[2:]}, 1

@@ -421,8 +421,9 @@ func TestKeyTrack(t *testing.T) {
 			t.Errorf("step %d: key %v; want %v", i, got, step.key)
 		}
 	}
-	inter := exVideo(2, exCodedFramesX, "av01", 0x12, 0)
-	if allocs := testing.AllocsPerRun(100, func() { cs.classifyVideo(inter) }); allocs != 0 {
-		t.Errorf("classifyVideo allocates %.0f times a message", allocs)
+	for _, inter := range [][]byte{exVideo(2, exCodedFramesX, "av01", 0x12, 0), testVideo(false, 100), bs(0x2C, 1, 0, 0, 0, 0, 0, 0, 1, 2)} {
+		if allocs := testing.AllocsPerRun(100, func() { cs.classifyVideo(inter) }); allocs != 0 {
+			t.Errorf("classifyVideo(% x) allocates %.0f times a message", inter[:5], allocs)
+		}
 	}
 }
