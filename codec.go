@@ -767,7 +767,7 @@ func parseVPCC(fourCC string, rec []byte) videoParams {
 		return v
 	}
 	profile, level, depth := rec[0], rec[1], rec[2]>>4
-	v.Profile = fmt.Sprint(profile)
+	v.Profile = fmt.Sprintf("Profile %d", profile)
 	v.Level = float64(level) / 10
 	v.CodecString = fmt.Sprintf("%s.%02d.%02d.%02d", fourCC, profile, level, depth)
 	return v

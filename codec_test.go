@@ -291,7 +291,7 @@ func TestCodecRecords(t *testing.T) {
 		{parseVideoHeader(exVideo(1, exSequenceStart, "av01", readTestdata(t, "av1.av1C")...)),
 			videoParams{Codec: "AV1", CodecString: "av01.0.00M.08", Width: 64, Height: 64, Profile: "Main", Level: 2}},
 		{parseVideoHeader(exVideo(1, exSequenceStart, "vp09", readTestdata(t, "vp9.vpcC")...)),
-			videoParams{Codec: "VP9", CodecString: "vp09.00.10.08", Profile: "0", Level: 1}},
+			videoParams{Codec: "VP9", CodecString: "vp09.00.10.08", Profile: "Profile 0", Level: 1}},
 		{parseVideoHeader(exVideo(1, exSequenceStart, "avc1", readTestdata(t, "h264.avcC")...)),
 			videoParams{Codec: "H264", CodecString: "avc1.4d400a", Width: 64, Height: 64, Profile: "Main", Level: 1}},
 	} {
