@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -2137,5 +2138,155 @@ func TestVersion(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("uncommitted\n"), 0o644)
 	if got, want := versionOf(), `^gms `+pseudo+`\+dirty \(commit `+rev+` of 2001-02-03T04:05:06Z, modified, `+goOSArch+`\)\n$`; !regexp.MustCompile(want).MatchString(got) {
 		t.Errorf("gms -version, tree modified = %q; want it to match %s", got, want)
+	}
+}
+
+// recordings lists ts's recordings through the API.
+func recordings(t *testing.T, ts *testServer) []recordingInfo {
+	t.Helper()
+	var res struct{ Recordings []recordingInfo }
+	if code := getJSON(t, "GET", "http://"+ts.httpAddr+"/api/recordings", &res); code != http.StatusOK {
+		t.Fatalf("GET /api/recordings: %d", code)
+	}
+	return res.Recordings
+}
+
+// TestRecord publishes the clip with -record on: the file must hold every
+// packet of the clip (ffprobe: counts, sizes, timestamps, keyframes), and
+// the API must list it, finished, with its size and duration.
+func TestRecord(t *testing.T) {
+	clip := testClip(t)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	if err := startPublish(t, clip, ts.rtmpURL("rec"))(); err != nil {
+		t.Fatal(err)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	r := list[0]
+	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, ".flv") {
+		t.Errorf("recording listed as %+v; want live/rec/<time>.flv", r)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(r.File))
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != st.Size() {
+		t.Errorf("API size %d; file has %d", r.Size, st.Size())
+	}
+	if r.Duration < 3.5 || r.Duration > 4.1 {
+		t.Errorf("API duration %.3f s; want the clip's ~4 s", r.Duration)
+	}
+	comparePackets(t, "record", ffprobePackets(t, path), ffprobePackets(t, clip))
+	if got := ffprobeStreams(t, path); !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
+		t.Errorf("recorded streams:\n%s", got)
+	}
+	decodesCleanly(t, "record", path)
+}
+
+// TestRecordKilledPublisher records a publisher killed with SIGKILL: the
+// file is closed at the unpublish and reads cleanly; one cut mid-tag (gms
+// itself killed) still reads up to its last whole tag.
+func TestRecordKilledPublisher(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	pub := longPublish(t, ts.rtmpURL("kill"))
+	waitFor(t, "200 KB recorded", func() bool {
+		list := recordings(t, ts)
+		return len(list) == 1 && list[0].Size > 200<<10
+	})
+	pub.Process.Signal(syscall.SIGKILL)
+	var list []recordingInfo
+	waitFor(t, "the recording to end", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	path := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	decodesCleanly(t, "killed publisher", path)
+	whole := len(ffprobePackets(t, path))
+	if whole < 20 {
+		t.Fatalf("%d packets recorded", whole)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.flv")
+	if err := os.WriteFile(cut, data[:len(data)-1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frames := wholeFrames(data[:len(data)-1000])
+	cutPackets, wholePackets := ffprobePackets(t, cut), ffprobePackets(t, path)
+	if len(cutPackets) < frames || frames < whole-20 {
+		t.Errorf("file cut 1000 bytes short: ffprobe read %d packets; it holds %d whole frames (%d before the cut)", len(cutPackets), frames, whole)
+	}
+	for i := range min(frames, len(cutPackets)) {
+		if cutPackets[i] != wholePackets[i] {
+			t.Errorf("cut file: packet %d = %+v; want %+v", i, cutPackets[i], wholePackets[i])
+			break
+		}
+	}
+}
+
+// wholeFrames counts the whole audio and video frames (sequence headers
+// left out) at the start of an FLV file that may end mid-tag.
+func wholeFrames(data []byte) int {
+	frames := 0
+	for off := flvHeaderLen + 4; off+flvTagHeaderLen <= len(data); {
+		n := int(be24(data[off+1 : off+4]))
+		if off+flvTagHeaderLen+n+4 > len(data) {
+			break
+		}
+		body := data[off+flvTagHeaderLen : off+flvTagHeaderLen+n]
+		switch data[off] & 0x1F {
+		case tagAudio:
+			if !audioIsHeader(body) {
+				frames++
+			}
+		case tagVideo:
+			if header, _ := videoInfo(body); !header {
+				frames++
+			}
+		}
+		off += flvTagHeaderLen + n + 4
+	}
+	return frames
+}
+
+// TestRecordWriteError makes the recording directory unusable: the
+// recording fails with a log line and a counter, and the stream and its
+// viewers go on.
+func TestRecordWriteError(t *testing.T) {
+	clip := testClip(t)
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "live")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil { // a file where the app's directory must go
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, ts.httpURL("err"))
+		got <- data
+	}()
+	waitFor(t, "the player", func() bool { return ts.viewers(streamKey{"live", "err"}) == 1 })
+	if err := startPublish(t, clip, ts.rtmpURL("err"))(); err != nil {
+		t.Fatal(err)
+	}
+	_, want := readFLVFile(t, clip)
+	_, tags := parseFLV(t, <-got)
+	compareTags(t, "http", mediaTags(tags), mediaTags(want))
+	if n := ts.rec.errors.Load(); n != 1 {
+		t.Errorf("record errors = %d; want 1", n)
+	}
+	if !strings.Contains(ts.logs.String(), "record: cannot create file") {
+		t.Errorf("no log line for the failed recording")
 	}
 }
