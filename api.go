@@ -34,7 +34,25 @@ func (s *httpServer) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /api/clients/{id}", s.control(s.apiKickClient))
 	mux.HandleFunc("GET /api/server", s.guard(s.apiServer))
 	mux.HandleFunc("GET /api/events", s.guard(s.apiEvents))
+	mux.HandleFunc("GET /api/recordings", s.guard(s.apiRecordings))
 	mux.HandleFunc("GET /metrics", s.guard(s.metrics))
+}
+
+// apiRecordings lists the recordings on disk, newest first (at most
+// 1000), with size and duration; 404 without -record.
+func (s *httpServer) apiRecordings(w http.ResponseWriter, r *http.Request) {
+	if s.rec == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "recording is off (start gms with -record DIR)"})
+		return
+	}
+	list, err := s.rec.list(1000)
+	if err != nil {
+		s.log.Warn("api: listing recordings", "err", err)
+	}
+	if list == nil {
+		list = []recordingInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recordings": list, "errors": s.rec.errors.Load()})
 }
 
 // health answers load balancers and orchestrators: 200 while gms takes
@@ -311,6 +329,10 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "gms_sent_bytes_total %d\n", c.bytesOut.Load())
 	metric("gms_dropped_frames_total", "counter", "Frames skipped for viewers that could not keep up.")
 	fmt.Fprintf(&b, "gms_dropped_frames_total %d\n", c.drops.Load())
+	if s.rec != nil {
+		metric("gms_record_errors_total", "counter", "Recordings that could not be created or were cut short by a file error.")
+		fmt.Fprintf(&b, "gms_record_errors_total %d\n", s.rec.errors.Load())
+	}
 	metric("gms_kicks_total", "counter", "Clients disconnected by the API or for being too slow.")
 	fmt.Fprintf(&b, "gms_kicks_total %d\n", c.kicks.Load())
 	metric("gms_socket_full_total", "counter", "Writes to a viewer that its socket could not take whole (it reads slower than the stream).")

@@ -56,6 +56,10 @@ type config struct {
 	OnPublish, OnPlay, OnUnpublish, OnStop string
 	HookTimeout                            time.Duration
 
+	// RecordDir, if set: every published stream is recorded to
+	// RecordDir/APP/NAME/<start time>.flv.
+	RecordDir string
+
 	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
 	RTMPSAddr, HTTPSAddr string
 	TLSCert, TLSKey      string
@@ -123,6 +127,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "HTTPS/WSS listen `address` (needs -tls-cert and -tls-key)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.StringVar(&cfg.RecordDir, "record", "", "record every published stream to `dir`/APP/NAME/<start time>.flv")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -253,6 +258,10 @@ type nmsConfig struct {
 		APIUser *string `json:"api_user"`
 		APIPass *string `json:"api_pass"`
 	} `json:"auth"`
+	// NMS v4's recording key.
+	Record *struct {
+		Path *string `json:"path"`
+	} `json:"record"`
 	LogType *int `json:"logType"`
 }
 
@@ -265,6 +274,7 @@ var knownKeys = map[string]bool{
 	"https": true, "https.port": true, "https.cert": true, "https.key": true,
 	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true, "auth.publish_secret": true,
 	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
+	"record": true, "record.path": true,
 	"logType": true,
 }
 
@@ -329,6 +339,9 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 			cfg.AllowOrigin = *h.AllowOrigin
 		}
 		setBool(&cfg.API, h.API, set["api"])
+	}
+	if r := nc.Record; r != nil {
+		setString(&cfg.RecordDir, r.Path, set["record"])
 	}
 	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
 	if nc.LogType != nil && !set["log-level"] {

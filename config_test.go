@@ -233,7 +233,7 @@ func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nms.json")
 	os.WriteFile(path, []byte(`{"rtmp":{"port":1936,"chunk_size":4096,"gop_cache":false,"ping":10,"ping_timeout":5,"bogus":1},
-"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{}}`), 0o644)
+"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{},"record":{"path":"/var/rec"}}`), 0o644)
 	var warnings []string
 	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
 	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, nil, io.Discard, warn)
@@ -243,6 +243,7 @@ func TestConfigFile(t *testing.T) {
 	want := defaultConfig()
 	want.RTMPAddr, want.HTTPAddr, want.ChunkSize, want.GOPCache = ":1936", ":8001", 8192, false
 	want.Ping, want.PingTimeout, want.AllowOrigin, want.LogLevel = 10*time.Second, 5*time.Second, "https://example.com", slog.LevelDebug
+	want.RecordDir = "/var/rec"
 	if cfg != want {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}

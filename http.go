@@ -45,6 +45,7 @@ type httpServer struct {
 	players *playerSlots
 
 	cpu cpuSampler // for /api/server
+	rec *recorder  // for /api/recordings; nil without -record
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // hijacked player connections

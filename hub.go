@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,8 @@ type hub struct {
 	// op and were not on its list yet; owned by the hub goroutine.
 	dirty       [][]*subscriber
 	nextFlusher atomic.Uint64
+
+	tappers []func(h *hub, key streamKey) *subscriber // see tap; fixed before run
 }
 
 // action is a lifecycle event, as the API's event stream and the hooks
@@ -118,6 +121,9 @@ func (h *hub) run(ctx context.Context) {
 			for _, s := range h.streams {
 				for sub := range s.subs {
 					sub.end(errSubscriptionEnded)
+				}
+				for _, t := range s.taps {
+					t.end(errSubscriptionEnded)
 				}
 			}
 			return
@@ -200,6 +206,7 @@ type stream struct {
 	key     streamKey
 	pub     *publisher
 	subs    map[*subscriber]struct{}
+	taps    []*subscriber // the server's own outputs of this publish (see hub.tap)
 	started time.Time
 
 	meta, audioHeader, videoHeader *frame
@@ -284,6 +291,11 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.started = time.Now()
 		s.stats = streamStats{}
 		h.emit(actPublish, key, info, reasonNone)
+		for _, t := range h.tappers {
+			if sub := t(h, key); sub != nil {
+				s.taps = append(s.taps, sub)
+			}
+		}
 		notices := noticeCache{}
 		for sub := range s.subs {
 			sub.waitKey, sub.started = false, false
@@ -338,6 +350,10 @@ func (h *hub) endPublish(s *stream) {
 	s.gop, s.gopBytes = nil, 0
 	s.hasAudio, s.hasVideo = false, false
 	s.joinCache.frames = nil
+	for _, t := range s.taps {
+		t.end(errSubscriptionEnded)
+	}
+	s.taps = nil
 	notices := noticeCache{}
 	for sub := range s.subs {
 		n := notices.get(sub, playerForm.unpublishNotice, s.key)
@@ -394,6 +410,9 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 	for sub := range s.subs {
 		h.deliver(s, sub, f, kind)
 	}
+	for _, t := range s.taps {
+		h.deliver(s, t, f, kind)
+	}
 }
 
 // setTrackHeader keeps f as the header of its slot.
@@ -439,17 +458,7 @@ func (h *hub) cacheGOP(s *stream, f *frame) {
 // player's connection: the hub calls it when it drops a player, so that a
 // writer stuck on a full socket ends at once.
 func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup func()) *subscriber {
-	sub := &subscriber{
-		hub:     h,
-		key:     key,
-		info:    info,
-		form:    form.format(),
-		notices: form,
-		hangup:  hangup,
-		ready:   make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		waitKey: true,
-	}
+	sub := h.newSubscriber(key, info, form, hangup)
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
@@ -467,6 +476,40 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 		sub.end(err)
 	}
 	return sub
+}
+
+// newSubscriber makes a subscriber that waits for a keyframe.
+func (h *hub) newSubscriber(key streamKey, info clientInfo, form playerForm, hangup func()) *subscriber {
+	return &subscriber{
+		hub:     h,
+		key:     key,
+		info:    info,
+		form:    form.format(),
+		notices: form,
+		hangup:  hangup,
+		ready:   make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		waitKey: true,
+	}
+}
+
+// tap has fn called on the hub goroutine at every publish; a subscriber
+// it returns is fed the publish from its first keyframe, like a player,
+// and ends with it. Taps (recordings, push relays) are the server's own
+// outputs: they are not players, so they are not listed, counted or
+// reported to hooks. Call tap before run.
+func (h *hub) tap(fn func(h *hub, key streamKey) *subscriber) {
+	h.tappers = append(h.tappers, fn)
+}
+
+// untap removes a tap that stopped by itself (a file error, a relay given
+// up), so the hub stops feeding it.
+func (h *hub) untap(sub *subscriber) {
+	h.call(func() {
+		if s := h.streams[sub.key]; s != nil {
+			s.taps = slices.DeleteFunc(s.taps, func(t *subscriber) bool { return t == sub })
+		}
+	})
 }
 
 // flvHeader is the FLV header with the stream's real audio/video flags,

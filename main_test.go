@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -980,131 +981,6 @@ func TestGStreamerPlay(t *testing.T) {
 	}
 	compareTags(t, "rtmp2src", got, wantRTMP[:min(len(got), len(wantRTMP))])
 	decodesCleanly(t, "rtmp2src", rtmpOut)
-}
-
-// chromiumPage plays the ws and http URLs given in its query with
-// mpegts.js, one <video> each, and posts to /result, per player, either
-// "NAME ok frames=N size=WxH" once 50 frames are decoded, or "NAME error ...".
-const chromiumPage = `<!doctype html><meta charset="utf-8"><body>
-<video id="ws" muted></video><video id="http" muted></video>
-<script src="/mpegts.js"></script>
-<script>
-const report = m => fetch('/result', {method: 'POST', body: m});
-function play(id, url) {
-  const v = document.getElementById(id);
-  const p = mpegts.createPlayer({type: 'flv', isLive: true, url: url});
-  p.on(mpegts.Events.ERROR, (type, detail, info) => report(id + ' error ' + type + ' ' + detail + ' ' + JSON.stringify(info)));
-  p.attachMediaElement(v);
-  p.load();
-  v.play().catch(e => report(id + ' error play(): ' + e));
-  const timer = setInterval(() => {
-    if (v.error) {
-      clearInterval(timer);
-      report(id + ' error media: ' + v.error.code + ' ' + v.error.message);
-      return;
-    }
-    const q = v.getVideoPlaybackQuality();
-    if (q.totalVideoFrames >= 50) {
-      clearInterval(timer);
-      report(id + ' ok frames=' + q.totalVideoFrames + ' size=' + v.videoWidth + 'x' + v.videoHeight);
-    }
-  }, 100);
-}
-const q = new URLSearchParams(location.search);
-if (!window.mpegts) report('page error: mpegts.js did not load');
-else if (!mpegts.getFeatureList().mseLivePlayback) report('page error: no MSE live playback');
-else { play('ws', q.get('ws')); play('http', q.get('http')); }
-</script>`
-
-// TestChromiumMpegtsJS plays the stream in headless Chromium with
-// mpegts.js (the README's browser recipe), over WS-FLV and over HTTP-FLV,
-// both from a page of another origin (so HTTP-FLV needs the CORS header).
-// Each <video> must decode 50 frames at 320x240 with no player or media
-// error. mpegts.js comes from npm: GMS_MPEGTS_JS names its dist/mpegts.js.
-func TestChromiumMpegtsJS(t *testing.T) {
-	chromium := needTool(t, "chromium")
-	js := os.Getenv("GMS_MPEGTS_JS")
-	if js == "" {
-		missingOnCI(t, "GMS_MPEGTS_JS (path of mpegts.js from `npm install mpegts.js`) not set")
-	}
-	if _, err := os.Stat(js); err != nil {
-		t.Fatalf("GMS_MPEGTS_JS: %v", err)
-	}
-	clip := testClip(t)
-	ts := startServer(t, nil)
-	key := streamKey{"live", "browser"}
-
-	results := make(chan string, 16)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, chromiumPage)
-	})
-	mux.HandleFunc("/mpegts.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, js) })
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		select {
-		case results <- string(b):
-		default:
-		}
-	})
-	mux.HandleFunc("/favicon.ico", http.NotFound)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := &http.Server{Handler: mux}
-	go page.Serve(ln)
-	t.Cleanup(func() { page.Close() })
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	profile := t.TempDir()
-	pageURL := "http://" + ln.Addr().String() + "/?ws=ws://" + ts.httpAddr + "/live/browser.flv&http=" + ts.httpURL("browser")
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--mute-audio", "--autoplay-policy=no-user-gesture-required", "--user-data-dir="+profile, pageURL)
-	var chromeLog syncBuffer
-	cmd.Stdout, cmd.Stderr = &chromeLog, &chromeLog
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) } // let it take its helpers down
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { // before the profile directory is removed
-		cancel()
-		<-exited
-	})
-
-	waitFor(t, "both browser players to connect", func() bool { return ts.viewers(key) == 2 })
-	waitPub := startPublish(t, clip, ts.rtmpURL("browser"))
-	got := map[string]string{}
-	giveUp := time.After(30 * time.Second)
-	for len(got) < 2 {
-		select {
-		case r := <-results:
-			name, rest, _ := strings.Cut(r, " ")
-			if name != "ws" && name != "http" {
-				t.Fatalf("browser: %s", r)
-			}
-			got[name] = rest
-		case <-exited:
-			t.Fatalf("chromium exited early:\n%s", chromeLog.String())
-		case <-giveUp:
-			t.Fatalf("gave up waiting for the browser; results so far %v\nchromium log:\n%s", got, chromeLog.String())
-		}
-	}
-	for _, name := range []string{"ws", "http"} {
-		var frames, w, h int
-		if _, err := fmt.Sscanf(got[name], "ok frames=%d size=%dx%d", &frames, &w, &h); err != nil || frames < 50 || w != 320 || h != 240 {
-			t.Errorf("%s player in Chromium: %q; want ok, 50+ frames at 320x240", name, got[name])
-		}
-	}
-	if err := waitPub(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // ---- Limits, leaks, stress and soak ----
@@ -2137,5 +2013,155 @@ func TestVersion(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("uncommitted\n"), 0o644)
 	if got, want := versionOf(), `^gms `+pseudo+`\+dirty \(commit `+rev+` of 2001-02-03T04:05:06Z, modified, `+goOSArch+`\)\n$`; !regexp.MustCompile(want).MatchString(got) {
 		t.Errorf("gms -version, tree modified = %q; want it to match %s", got, want)
+	}
+}
+
+// recordings lists ts's recordings through the API.
+func recordings(t *testing.T, ts *testServer) []recordingInfo {
+	t.Helper()
+	var res struct{ Recordings []recordingInfo }
+	if code := getJSON(t, "GET", "http://"+ts.httpAddr+"/api/recordings", &res); code != http.StatusOK {
+		t.Fatalf("GET /api/recordings: %d", code)
+	}
+	return res.Recordings
+}
+
+// TestRecord publishes the clip with -record on: the file must hold every
+// packet of the clip (ffprobe: counts, sizes, timestamps, keyframes), and
+// the API must list it, finished, with its size and duration.
+func TestRecord(t *testing.T) {
+	clip := testClip(t)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	if err := startPublish(t, clip, ts.rtmpURL("rec"))(); err != nil {
+		t.Fatal(err)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	r := list[0]
+	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, ".flv") {
+		t.Errorf("recording listed as %+v; want live/rec/<time>.flv", r)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(r.File))
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != st.Size() {
+		t.Errorf("API size %d; file has %d", r.Size, st.Size())
+	}
+	if r.Duration < 3.5 || r.Duration > 4.1 {
+		t.Errorf("API duration %.3f s; want the clip's ~4 s", r.Duration)
+	}
+	comparePackets(t, "record", ffprobePackets(t, path), ffprobePackets(t, clip))
+	if got := ffprobeStreams(t, path); !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
+		t.Errorf("recorded streams:\n%s", got)
+	}
+	decodesCleanly(t, "record", path)
+}
+
+// TestRecordKilledPublisher records a publisher killed with SIGKILL: the
+// file is closed at the unpublish and reads cleanly; one cut mid-tag (gms
+// itself killed) still reads up to its last whole tag.
+func TestRecordKilledPublisher(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	pub := longPublish(t, ts.rtmpURL("kill"))
+	waitFor(t, "200 KB recorded", func() bool {
+		list := recordings(t, ts)
+		return len(list) == 1 && list[0].Size > 200<<10
+	})
+	pub.Process.Signal(syscall.SIGKILL)
+	var list []recordingInfo
+	waitFor(t, "the recording to end", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	path := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	decodesCleanly(t, "killed publisher", path)
+	whole := len(ffprobePackets(t, path))
+	if whole < 20 {
+		t.Fatalf("%d packets recorded", whole)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.flv")
+	if err := os.WriteFile(cut, data[:len(data)-1000], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	frames := wholeFrames(data[:len(data)-1000])
+	cutPackets, wholePackets := ffprobePackets(t, cut), ffprobePackets(t, path)
+	if len(cutPackets) < frames || frames < whole-20 {
+		t.Errorf("file cut 1000 bytes short: ffprobe read %d packets; it holds %d whole frames (%d before the cut)", len(cutPackets), frames, whole)
+	}
+	for i := range min(frames, len(cutPackets)) {
+		if cutPackets[i] != wholePackets[i] {
+			t.Errorf("cut file: packet %d = %+v; want %+v", i, cutPackets[i], wholePackets[i])
+			break
+		}
+	}
+}
+
+// wholeFrames counts the whole audio and video frames (sequence headers
+// left out) at the start of an FLV file that may end mid-tag.
+func wholeFrames(data []byte) int {
+	frames := 0
+	for off := flvHeaderLen + 4; off+flvTagHeaderLen <= len(data); {
+		n := int(be24(data[off+1 : off+4]))
+		if off+flvTagHeaderLen+n+4 > len(data) {
+			break
+		}
+		body := data[off+flvTagHeaderLen : off+flvTagHeaderLen+n]
+		switch data[off] & 0x1F {
+		case tagAudio:
+			if !audioIsHeader(body) {
+				frames++
+			}
+		case tagVideo:
+			if header, _ := videoInfo(body); !header {
+				frames++
+			}
+		}
+		off += flvTagHeaderLen + n + 4
+	}
+	return frames
+}
+
+// TestRecordWriteError makes the recording directory unusable: the
+// recording fails with a log line and a counter, and the stream and its
+// viewers go on.
+func TestRecordWriteError(t *testing.T) {
+	clip := testClip(t)
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "live")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil { // a file where the app's directory must go
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, ts.httpURL("err"))
+		got <- data
+	}()
+	waitFor(t, "the player", func() bool { return ts.viewers(streamKey{"live", "err"}) == 1 })
+	if err := startPublish(t, clip, ts.rtmpURL("err"))(); err != nil {
+		t.Fatal(err)
+	}
+	_, want := readFLVFile(t, clip)
+	_, tags := parseFLV(t, <-got)
+	compareTags(t, "http", mediaTags(tags), mediaTags(want))
+	if n := ts.rec.errors.Load(); n != 1 {
+		t.Errorf("record errors = %d; want 1", n)
+	}
+	if !strings.Contains(ts.logs.String(), "record: cannot create file") {
+		t.Errorf("no log line for the failed recording")
 	}
 }

@@ -38,6 +38,7 @@ type server struct {
 	rtmpsLn net.Listener // nil without -rtmps
 	httpsLn net.Listener // nil without -https
 	httpSrv *http.Server
+	rec     *recorder // nil without -record
 
 	args      []string                    // the command line, read again on reload
 	lookupEnv func(string) (string, bool) // the environment, likewise; nil: none
@@ -109,6 +110,11 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		httpsLn: httpsLn,
 	}
 	s.web.connLimits = limits
+	if cfg.RecordDir != "" {
+		s.rec = newRecorder(cfg.RecordDir, log)
+		h.tap(s.rec.tap)
+		s.web.rec = s.rec
+	}
 	players := newPlayerSlots(cfg.MaxConns, &h.counters.playersRefused, log)
 	s.rtmp.players, s.web.players = players, players
 	if a, ok := rtmpLn.Addr().(*net.TCPAddr); ok {
@@ -182,6 +188,9 @@ func (s *server) serve(ctx context.Context) error {
 	time.AfterFunc(s.cfg.HookTimeout, cancelHooks)
 	stopHub()
 	wg.Wait()
+	if s.rec != nil {
+		s.rec.wait() // the hub has ended every recording: their files close now
+	}
 	if errors.Is(err, errServerClosed) || errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
