@@ -276,7 +276,8 @@ func TestParseExTag(t *testing.T) {
 }
 
 // TestCodecRecords: profile, level, size and codec string from the
-// configuration records ffmpeg wrote for the clips (64x64).
+// configuration records ffmpeg wrote for the clips (64x64), and sizes
+// that need cropping.
 func TestCodecRecords(t *testing.T) {
 	for _, tc := range []struct {
 		got  videoParams
@@ -297,6 +298,21 @@ func TestCodecRecords(t *testing.T) {
 	} {
 		if tc.got != tc.want {
 			t.Errorf("got %+v; want %+v", tc.got, tc.want)
+		}
+	}
+	// 100x60 (one frame of libx265, libaom-av1, libx264 remuxed to MP4):
+	// sizes that are no multiple of the coding block, so the SPS's
+	// conformance window (cropping) and AV1's frame size bits are read.
+	for _, tc := range []struct {
+		file string
+		p    []byte
+	}{
+		{"h265-100x60.hvcC", exVideo(1, exSequenceStart, "hvc1", readTestdata(t, "h265-100x60.hvcC")...)},
+		{"av1-100x60.av1C", exVideo(1, exSequenceStart, "av01", readTestdata(t, "av1-100x60.av1C")...)},
+		{"h264-100x60.avcC", append([]byte{0x17, 0, 0, 0, 0}, readTestdata(t, "h264-100x60.avcC")...)},
+	} {
+		if v := parseVideoHeader(tc.p); v.Width != 100 || v.Height != 60 {
+			t.Errorf("%s: %dx%d; want 100x60", tc.file, v.Width, v.Height)
 		}
 	}
 	if w, h := vp9KeySize(vp9FirstFrame(codecClips(t)[3].frames[0])); w != 64 || h != 64 {
@@ -339,6 +355,8 @@ func FuzzCodec(f *testing.F) {
 		}
 	}
 	f.Add(joinBytes(bs(0x80|exVideoMultitrack, 2<<4|exSequenceStart), []byte("hvc1"), bs(0, 0, 0, 1, 0xA), []byte("av01"), bs(2, 0, 0, 0)))
+	f.Add(exVideo(1, exSequenceStart, "hvc1", readTestdata(f, "h265-100x60.hvcC")...))
+	f.Add(exVideo(1, exSequenceStart, "av01", readTestdata(f, "av1-100x60.av1C")...))
 	f.Add(joinBytes(bs(0x90|exAudioMultitrack, 1<<4|exSequenceStart), []byte("Opus"), bs(0, 0, 0, 1, 0xA)))
 	f.Add(joinBytes(bs(0x80|1<<4|exModEx, 2, 0, 0x10, 0, exCodedFrames), []byte("av01"), bs(0x12, 0)))
 	f.Fuzz(func(t *testing.T, p []byte) {
