@@ -90,7 +90,14 @@ func parseExVideo(p []byte, t *exTag) (ok bool, err error) {
 		default:
 			t.packetType = 0x0F // not a type gms knows
 		}
-		t.tracks[0], t.n = exTrack{fourCC: cc, body: p[2:]}, 1
+		// As in Enhanced RTMP, only CodedFrames keep the CompositionTime
+		// before their data (see codedData); a sequence header is the
+		// configuration record alone.
+		body := p[2:]
+		if t.packetType != exCodedFrames {
+			body = p[min(5, len(p)):]
+		}
+		t.tracks[0], t.n = exTrack{fourCC: cc, body: body}, 1
 		return true, nil
 	}
 	return true, parseExBody(p, t, true)

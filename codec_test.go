@@ -189,6 +189,10 @@ func TestClassifyUnmarked(t *testing.T) {
 	h264 := codecClips(t)[0]
 	var cs codecState
 	cs.classifyVideo(append([]byte{0x17, 0, 0, 0, 0}, h264.config...))
+	cs.classifyVideo(append([]byte{0x1C, 0, 0, 0, 0}, codecClips(t)[1].config...))
+	if cs.nalLen["avc1"] != 4 || cs.nalLen["hvc1"] != 4 {
+		t.Fatalf("NAL length sizes from legacy sequence headers %v; want 4 (lengthSizeMinusOne 3 in both records)", cs.nalLen)
+	}
 	for i, f := range h264.frames {
 		legacy := append([]byte{0x27, 1, 0, 0, 0}, f...) // every frame flagged inter
 		if got := cs.classifyVideo(legacy); got.key != isKeyIndex(h264.keys, i) {
