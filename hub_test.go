@@ -330,12 +330,12 @@ func TestCodecParams(t *testing.T) {
 	}{
 		{[]string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=44100",
 			"-c:v", "libx264", "-profile:v", "high", "-level", "3.1", "-c:a", "aac"},
-			videoParams{Codec: "H264", Width: 320, Height: 240, Profile: "High", Level: 3.1},
-			audioParams{Codec: "AAC", Profile: "LC", SampleRate: 44100, Channels: 1}},
+			videoParams{Codec: "H264", CodecString: "avc1.64001f", Width: 320, Height: 240, Profile: "High", Level: 3.1},
+			audioParams{Codec: "AAC", CodecString: "mp4a.40.2", Profile: "LC", SampleRate: 44100, Channels: 1}},
 		{[]string{"-f", "lavfi", "-i", "testsrc2=size=642x362:rate=30", "-f", "lavfi", "-i", "sine=sample_rate=48000",
 			"-c:v", "libx264", "-profile:v", "baseline", "-c:a", "aac", "-ac", "2"},
-			videoParams{Codec: "H264", Width: 642, Height: 362, Profile: "Baseline", Level: 3},
-			audioParams{Codec: "AAC", Profile: "LC", SampleRate: 48000, Channels: 2}},
+			videoParams{Codec: "H264", CodecString: "avc1.42c01e", Width: 642, Height: 362, Profile: "Baseline", Level: 3},
+			audioParams{Codec: "AAC", CodecString: "mp4a.40.2", Profile: "LC", SampleRate: 48000, Channels: 2}},
 	} {
 		path := filepath.Join(t.TempDir(), "c.flv")
 		args := append([]string{"-v", "error"}, tc.args...)
