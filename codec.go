@@ -1070,3 +1070,15 @@ func keyFrameSize(body []byte) (width, height int) {
 	}
 	return 0, 0
 }
+
+// codecString is the RFC 6381 codecs parameter ("avc1.64001f",
+// "hvc1.1.6.L93.B0", "av01.0.04M.08", "vp09.00.10.08", "mp4a.40.2",
+// "opus") of a sequence header (a video or audio tag body: legacy AVC,
+// HEVC id 12, AAC, or an Enhanced RTMP SequenceStart), for MSE and for
+// HLS/DASH manifests; "" when gms cannot tell.
+func codecString(typ uint8, header []byte) string {
+	if typ == msgVideo {
+		return parseVideoHeader(header).CodecString
+	}
+	return parseAudioHeader(header).CodecString
+}

@@ -449,3 +449,23 @@ func TestKeyTrack(t *testing.T) {
 		}
 	}
 }
+
+func TestCodecString(t *testing.T) {
+	for _, tc := range []struct {
+		typ  uint8
+		p    []byte
+		want string
+	}{
+		{msgVideo, append([]byte{0x17, 0, 0, 0, 0}, readTestdata(t, "h264.avcC")...), "avc1.4d400a"},
+		{msgVideo, append([]byte{0x1C, 0, 0, 0, 0}, readTestdata(t, "h265.hvcC")...), "hvc1.1.6.L30.90"},
+		{msgVideo, exVideo(1, exSequenceStart, "av01", readTestdata(t, "av1.av1C")...), "av01.0.00M.08"},
+		{msgVideo, exVideo(1, exSequenceStart, "vp09", readTestdata(t, "vp9.vpcC")...), "vp09.00.10.08"},
+		{msgAudio, testAudioHeader, "mp4a.40.2"},
+		{msgAudio, joinBytes(bs(0x90), []byte("Opus"), opusHead), "opus"},
+		{msgVideo, bs(0x12, 0), ""}, // Sorenson H.263
+	} {
+		if got := codecString(tc.typ, tc.p); got != tc.want {
+			t.Errorf("codecString(% x...) = %q; want %q", tc.p[:2], got, tc.want)
+		}
+	}
+}
