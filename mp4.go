@@ -361,7 +361,7 @@ func (m *mp4Reader) parseMoov(moov mp4Box) error {
 		if b.typ != "trak" {
 			continue
 		}
-		t, err := parseMP4Trak(b, movieScale)
+		t, err := parseMP4Trak(b, movieScale, m.size)
 		if err != nil {
 			return err
 		}
@@ -380,7 +380,7 @@ func (m *mp4Reader) parseMoov(moov mp4Box) error {
 
 // parseMP4Trak reads one track; it returns nil for tracks that are not
 // audio or video, or whose codec cannot be sent.
-func parseMP4Trak(trak mp4Box, movieScale uint32) (*mp4Track, error) {
+func parseMP4Trak(trak mp4Box, movieScale uint32, fileSize int64) (*mp4Track, error) {
 	kids, err := trak.kids()
 	if err != nil {
 		return nil, err
@@ -472,7 +472,7 @@ func parseMP4Trak(trak mp4Box, movieScale uint32) (*mp4Track, error) {
 			return nil, err
 		}
 	}
-	if err := t.parseStbl(sk, stbl); err != nil {
+	if err := t.parseStbl(sk, stbl, fileSize); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -745,8 +745,8 @@ func (t *mp4Track) parseEdts(edts mp4Box, movieScale uint32) error {
 // parseStbl builds the sample list of a plain MP4 from the sample table
 // (§8.6-§8.7): decode times (stts), composition offsets (ctts), sizes
 // (stsz, stz2), chunks (stsc, stco, co64) and sync samples (stss).
-func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box) error {
-	sizes, err := mp4SampleSizes(sk, stbl)
+func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
+	sizes, err := mp4SampleSizes(sk, stbl, fileSize)
 	if err != nil || len(sizes) == 0 {
 		return err
 	}
@@ -828,7 +828,9 @@ func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box) error {
 }
 
 // mp4SampleSizes reads stsz (§8.7.3.2) or stz2 (§8.7.3.3).
-func mp4SampleSizes(sk []mp4Box, stbl mp4Box) ([]uint32, error) {
+// Samples of one fixed size must fit in the file, so a small file cannot
+// make the reader allocate millions of them.
+func mp4SampleSizes(sk []mp4Box, stbl mp4Box, fileSize int64) ([]uint32, error) {
 	if stsz, ok := mp4Find(sk, "stsz"); ok {
 		c := &mp4Cursor{box: stsz}
 		c.fullBox()
@@ -839,6 +841,9 @@ func mp4SampleSizes(sk []mp4Box, stbl mp4Box) ([]uint32, error) {
 		}
 		if n > maxMP4Samples {
 			return nil, mp4Err(stsz.path, stsz.off, "sample count %d too large", n)
+		}
+		if fixed > 0 && uint64(n)*uint64(fixed) > uint64(fileSize) {
+			return nil, mp4Err(stsz.path, stsz.off, "%d samples of %d bytes do not fit in the file (%d bytes)", n, fixed, fileSize)
 		}
 		if fixed == 0 && uint64(n)*4 > uint64(c.left()) {
 			return nil, mp4Err(stsz.path, stsz.off, "sample count %d too large for the box (%d bytes left)", n, c.left())
@@ -1077,8 +1082,11 @@ func (m *mp4Reader) parseMoof(moof mp4Box) error {
 			if err := c.err(); err != nil {
 				return err
 			}
-			if uint64(n)*uint64(per) > uint64(c.left()) || (per == 0 && n > maxMP4Samples) {
+			if uint64(n)*uint64(per) > uint64(c.left()) {
 				return mp4Err(trun.path, trun.off, "sample count %d too large for the box (%d bytes left)", n, c.left())
+			}
+			if tf&0x200 == 0 && uint64(n)*uint64(max(defSize, 1)) > uint64(m.size) {
+				return mp4Err(trun.path, trun.off, "%d samples of %d bytes do not fit in the file (%d bytes)", n, defSize, m.size)
 			}
 			if len(t.samples)-t.next+int(n) > maxMP4Samples {
 				return mp4Err(trun.path, trun.off, "more than %d samples queued for track %d", maxMP4Samples, t.id)
