@@ -127,10 +127,10 @@ func tsTiny() []byte {
 	section := func(tableID byte, body []byte) []byte {
 		s := []byte{0, tableID, 0xB0, 0, 0, 1, 0xC1, 0, 0}
 		s = append(s, body...)
-		binary.BigEndian.PutUint16(s[2:], 0xB000|uint16(len(s)-4+4))
+		binary.BigEndian.PutUint16(s[2:], 0xB000|uint16(len(s)))
 		return binary.BigEndian.AppendUint32(s, tsCRC32(s[1:]))
 	}
-	pat := section(0, []byte{0, 1, 0xF0, 0x00})                                        // program 1 → PMT PID 0x1000
+	pat := section(0, []byte{0, 1, 0xF0, 0x00})                                            // program 1 → PMT PID 0x1000
 	pmt := section(2, []byte{0xE1, 0x01, 0xF0, 0x00, tsStreamAAC, 0xE1, 0x01, 0xF0, 0x00}) // PCR PID, AAC on 0x101
 	adts := func(payload ...byte) []byte {
 		n := 7 + len(payload)
