@@ -229,7 +229,7 @@ func openMP4(r io.ReadSeeker) (tagSource, error) {
 		off += boxSize
 	}
 	if !found {
-		return nil, fmt.Errorf("mp4: no moov box in %d bytes (a recording cut short keeps it nowhere)", size)
+		return nil, fmt.Errorf("mp4: no moov box in %d bytes (a recording stopped before its end has none)", size)
 	}
 	if err := m.parseMoov(moov); err != nil {
 		return nil, err
@@ -266,7 +266,7 @@ func (m *mp4Reader) boxHeader(off int64) (typ string, hdr, size int64, err error
 	}
 	typ = mp4TypeName(b[4:8])
 	if off == 0 && !mp4FirstBoxes[typ] {
-		return "", 0, 0, mp4Err(typ, 0, "not an MP4 file (first box %q)", typ)
+		return "", 0, 0, fmt.Errorf("mp4: not an MP4 file: the first box is %q", typ)
 	}
 	size, hdr = int64(binary.BigEndian.Uint32(b[:])), mp4MinBoxHeader
 	switch size {
@@ -278,7 +278,10 @@ func (m *mp4Reader) boxHeader(off int64) (typ string, hdr, size int64, err error
 		}
 		large := binary.BigEndian.Uint64(b[8:])
 		if large > uint64(m.size) {
-			return "", 0, 0, mp4Err(typ, off, "box size %d larger than the file (%d bytes)", large, m.size)
+			if typ != "mdat" {
+				return "", 0, 0, mp4Err(typ, off, "box size %d larger than the file (%d bytes)", large, m.size)
+			}
+			large = uint64(m.size - off) // clamped below too
 		}
 		size, hdr = int64(large), mp4LargeHeader
 	}

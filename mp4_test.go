@@ -446,6 +446,7 @@ func TestMP4BadInput(t *testing.T) {
 		}(), "moov at offset 24: box size 4294967295 runs past the end"},
 		{"stsz count 1e9", patch([]byte("stsz\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02"), []byte("stsz\x00\x00\x00\x00\x00\x00\x00\x01\x3b\x9a\xca\x00")), "moov/trak/mdia/minf/stbl/stsz at offset"},
 		{"stts count huge", patch([]byte("stts\x00\x00\x00\x00\x00\x00\x00\x01"), []byte("stts\x00\x00\x00\x00\xff\xff\xff\xff")), "stts at offset"},
+		{"mdat cut short", good[:len(good)-3], "sample 1 at offset"},
 		{"no stco", patch([]byte("stco"), []byte("xxxx")), "no stco"},
 	}
 	for _, tc := range cases {
