@@ -288,7 +288,7 @@ func (t *tsReader) readPacket() error {
 	if afc&1 == 0 {
 		payload = nil
 	}
-	if pid == tsPIDNull || payload == nil {
+	if pid == tsPIDNull || len(payload) == 0 {
 		return nil
 	}
 	if pid == tsPIDPAT || int(pid) == t.pmtPID {

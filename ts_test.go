@@ -177,6 +177,15 @@ func TestTSTiny(t *testing.T) {
 	if n := len(demuxReadAll(t, src)); n != len(want) {
 		t.Errorf("after garbage: %d tags, want %d", n, len(want))
 	}
+	// A PAT packet whose adaptation field fills it: no payload to read.
+	full := append([]byte{tsSyncByte, 0x40, 0, 0x30, tsMaxAFLen}, bytes.Repeat([]byte{0xFF}, tsMaxAFLen)...)
+	src, err = openTS(bytes.NewReader(append(full, tsTiny()...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(demuxReadAll(t, src)); n != len(want) {
+		t.Errorf("after an empty packet: %d tags, want %d", n, len(want))
+	}
 }
 
 func TestTSBadInput(t *testing.T) {
