@@ -293,9 +293,37 @@ func TestMP4AgainstFFprobe(t *testing.T) {
 			demuxCompare(t, got, want, demuxShift(want), true)
 			if tc.classic {
 				demuxCheckFLV(t, tags, got)
+			} else {
+				demuxDecodeVideo(t, tags)
+			}
+			if strings.Contains(tc.name, "opus") {
+				demuxCheckOpusHead(t, path, tags)
 			}
 		})
 	}
+}
+
+// demuxCheckOpusHead compares the Opus SequenceStart with the OpusHead
+// ffmpeg builds from the same dOps when it copies the track to Ogg.
+func demuxCheckOpusHead(t testing.TB, path string, tags []flvTag) {
+	t.Helper()
+	ogg := filepath.Join(t.TempDir(), "audio.ogg")
+	demuxFFmpeg(t, "-i", path, "-vn", "-c:a", "copy", ogg)
+	b, err := os.ReadFile(ogg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("OpusHead"))
+	for _, tag := range tags {
+		if tag.Type == tagAudio && audioIsHeader(tag.Data) {
+			head := tag.Data[5:]
+			if i < 0 || !bytes.HasPrefix(b[i:], head) {
+				t.Errorf("OpusHead %x, ffmpeg's Ogg has %x", head, b[max(i, 0):max(i, 0)+len(head)])
+			}
+			return
+		}
+	}
+	t.Error("no Opus sequence header")
 }
 
 // TestMP4Headers checks the sequence headers' bytes for each codec.
@@ -548,4 +576,110 @@ func FuzzMP4(f *testing.F) {
 			}
 		}
 	})
+}
+
+// demuxDecodeVideo writes the Enhanced RTMP video tags' payloads back as an
+// elementary stream (H.265 Annex B from hvcC and length-prefixed NAL
+// units, AV1 low-overhead OBUs, VP9 in IVF) and has ffmpeg decode every
+// frame, so that the sequence header and the frames are checked by a real
+// decoder even where this ffmpeg cannot read Enhanced RTMP FLV.
+func demuxDecodeVideo(t testing.TB, tags []flvTag) {
+	t.Helper()
+	var out []byte
+	var format, ext string
+	frames := 0
+	for _, tag := range tags {
+		d := tag.Data
+		if tag.Type != tagVideo || len(d) < 5 || d[0]&videoExHeader == 0 {
+			continue
+		}
+		packetType, fourCC, body := d[0]&0x0F, string(d[1:5]), d[5:]
+		if packetType == exCodedFrames && fourCC == "hvc1" {
+			body = body[3:] // composition time
+		}
+		switch {
+		case fourCC == "hvc1" && packetType == exSequenceStart:
+			format, ext = "hevc", "hevc"
+			if len(body) < 23 {
+				t.Fatalf("hvcC of %d bytes", len(body))
+			}
+			arrays, p := int(body[22]), body[23:]
+			for range arrays {
+				n := int(binary.BigEndian.Uint16(p[1:]))
+				p = p[3:]
+				for range n {
+					l := int(binary.BigEndian.Uint16(p))
+					out = append(append(out, 0, 0, 0, 1), p[2:2+l]...)
+					p = p[2+l:]
+				}
+			}
+		case fourCC == "hvc1":
+			frames++
+			for p := body; len(p) >= 4; {
+				l := int(binary.BigEndian.Uint32(p))
+				// Leave out in-band VPS, SPS, PPS: the decoder must get
+				// them from the sequence header.
+				if typ := p[4] >> 1 & 0x3F; typ < 32 || typ > 34 {
+					out = append(append(out, 0, 0, 0, 1), p[4:4+l]...)
+				}
+				p = p[4+l:]
+			}
+		case fourCC == "av01" && packetType == exSequenceStart:
+			format, ext = "obu", "obu"
+			out = append(out, 0x12, 0) // temporal delimiter
+			out = append(out, body[4:]...)
+		case fourCC == "av01":
+			if frames > 0 {
+				out = append(out, 0x12, 0)
+			}
+			frames++
+			// OBUs (AV1 §5.3), without sequence headers and temporal
+			// delimiters: those come from av1C and from here.
+			for p := body; len(p) > 0; {
+				typ, ext := p[0]>>3&0x0F, int(p[0]>>2&1)
+				if p[0]&2 == 0 {
+					t.Fatal("an AV1 OBU without obu_size")
+				}
+				size, n := uint64(0), 0
+				for i := 0; i < 8; i++ {
+					b := p[1+ext+i]
+					size |= uint64(b&0x7F) << (7 * i)
+					if n = i + 1; b&0x80 == 0 {
+						break
+					}
+				}
+				end := 1 + ext + n + int(size)
+				if typ != 1 && typ != 2 {
+					out = append(out, p[:end]...)
+				}
+				p = p[end:]
+			}
+		case fourCC == "vp09" && packetType == exSequenceStart:
+			format, ext = "ivf", "ivf"
+			out = append([]byte("DKIF\x00\x00\x20\x00VP90"), 0x40, 1, 0xF0, 0)          // width, height
+			out = binary.LittleEndian.AppendUint32(append(out, 1000&0xFF, 1000>>8, 0, 0), 1) // timebase 1/1000
+			out = append(out, make([]byte, 8)...)                                          // frame count, unused
+		case fourCC == "vp09":
+			frames++
+			out = binary.LittleEndian.AppendUint32(out, uint32(len(body)))
+			out = binary.LittleEndian.AppendUint64(out, uint64(tag.Time))
+			out = append(out, body...)
+		}
+	}
+	if format == "" {
+		t.Fatal("no Enhanced RTMP video sequence header")
+	}
+	path := filepath.Join(t.TempDir(), "video."+ext)
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ffprobe", "-v", "error", "-f", format, "-count_frames", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path)
+	got, err := cmd.Output()
+	var stderr string
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = string(ee.Stderr)
+	}
+	if err != nil || strings.TrimSpace(string(got)) != strconv.Itoa(frames) {
+		t.Errorf("ffprobe decoded %q frames of %d from the tags' %s: %v %s", strings.TrimSpace(string(got)), frames, format, err, stderr)
+	}
 }

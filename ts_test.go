@@ -100,6 +100,8 @@ func TestTSAgainstFFprobe(t *testing.T) {
 			}
 			if tc.classic {
 				demuxCheckFLV(t, tags, got)
+			} else {
+				demuxDecodeVideo(t, tags)
 			}
 		})
 	}
