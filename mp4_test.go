@@ -656,9 +656,9 @@ func demuxDecodeVideo(t testing.TB, tags []flvTag) {
 			}
 		case fourCC == "vp09" && packetType == exSequenceStart:
 			format, ext = "ivf", "ivf"
-			out = append([]byte("DKIF\x00\x00\x20\x00VP90"), 0x40, 1, 0xF0, 0)          // width, height
+			out = append([]byte("DKIF\x00\x00\x20\x00VP90"), 0x40, 1, 0xF0, 0)               // width, height
 			out = binary.LittleEndian.AppendUint32(append(out, 1000&0xFF, 1000>>8, 0, 0), 1) // timebase 1/1000
-			out = append(out, make([]byte, 8)...)                                          // frame count, unused
+			out = append(out, make([]byte, 8)...)                                            // frame count, unused
 		case fourCC == "vp09":
 			frames++
 			out = binary.LittleEndian.AppendUint32(out, uint32(len(body)))
