@@ -83,6 +83,9 @@ type tsStream struct {
 	header   []byte // the sequence header sent last
 	vps      []byte
 	sps, pps []byte
+	carry    []byte // the start of an ADTS frame that runs on into the next PES
+	carryTS  int64
+	aacRate  int64 // sample rate of the last ADTS frame
 }
 
 // tsReader is the tagSource of an MPEG transport stream.
@@ -682,40 +685,64 @@ func tsHvcC(vps, sps, pps []byte) []byte {
 }
 
 // audio splits a PES of ADTS frames (ISO/IEC 13818-7 §6.2) into raw AAC
-// frames, each stamped from the PES time and the samples before it.
-func (t *tsReader) audio(s *tsStream, dts int64, data []byte) {
+// frames, each stamped from the PES time and the samples before it. A
+// frame may run on into the next PES: it keeps the time it began at, and
+// the next PES's PTS is that of the first frame that begins in it
+// (§2.4.3.7).
+func (t *tsReader) audio(s *tsStream, pts int64, data []byte) {
+	ts, carried := pts, len(s.carry)
+	if carried > 0 {
+		data = append(s.carry, data...)
+		ts, s.carry = s.carryTS, nil
+	}
 	var samples int64
-	for len(data) > 0 {
-		if len(data) < 7 || data[0] != 0xFF || data[1]&0xF6 != 0xF0 {
+	for off := 0; off < len(data); {
+		if carried > 0 && off >= carried { // the first frame that begins in this PES
+			ts, samples, carried = pts, 0, 0
+		}
+		rest := data[off:]
+		if len(rest) < 7 && rest[0] == 0xFF {
+			s.carry, s.carryTS = bytes.Clone(rest), ts
+			if s.aacRate > 0 {
+				s.carryTS += samples * tsClock / s.aacRate
+			}
+			return
+		}
+		if len(rest) < 7 || rest[0] != 0xFF || rest[1]&0xF6 != 0xF0 {
 			t.damage("PID %d: PES at offset %d: no ADTS header", s.pid, s.pesOff)
 			return
 		}
-		protectionAbsent := data[1]&1 == 1
-		profile := data[2] >> 6
-		rateIndex := int(data[2] >> 2 & 0x0F)
-		channels := data[2]&1<<2 | data[3]>>6
-		frameLen := int(data[3]&3)<<11 | int(data[4])<<3 | int(data[5]>>5)
-		blocks := int64(data[6]&3) + 1
+		protectionAbsent := rest[1]&1 == 1
+		profile := rest[2] >> 6
+		rateIndex := int(rest[2] >> 2 & 0x0F)
+		channels := rest[2]&1<<2 | rest[3]>>6
+		frameLen := int(rest[3]&3)<<11 | int(rest[4])<<3 | int(rest[5]>>5)
+		blocks := int64(rest[6]&3) + 1
 		headerLen := 7
 		if !protectionAbsent {
 			headerLen = 9
 		}
-		if frameLen <= headerLen || frameLen > len(data) || rateIndex >= len(tsAACRateTable) {
+		if frameLen <= headerLen || rateIndex >= len(tsAACRateTable) {
 			t.damage("PID %d: PES at offset %d: ADTS frame_length %d", s.pid, s.pesOff, frameLen)
 			return
 		}
 		rate := tsAACRateTable[rateIndex]
+		s.aacRate = rate
+		if frameLen > len(rest) {
+			s.carry, s.carryTS = bytes.Clone(rest), ts+samples*tsClock/rate
+			return
+		}
 		// AudioSpecificConfig (ISO/IEC 14496-3 §1.6.2.1): audioObjectType
 		// is the ADTS profile + 1.
 		asc := []byte{(profile+1)<<3 | byte(rateIndex>>1), byte(rateIndex&1)<<7 | channels<<3}
 		header := append([]byte{aacTagByte, 0}, asc...)
-		ts := dts + samples*tsClock/rate
+		at := ts + samples*tsClock/rate
 		if !bytes.Equal(header, s.header) {
 			s.header = header
-			t.queue(s, tsFrame{dts: ts, pts: ts, header: true, data: header})
+			t.queue(s, tsFrame{dts: at, pts: at, header: true, data: header})
 		}
-		t.queue(s, tsFrame{dts: ts, pts: ts, key: true, data: bytes.Clone(data[headerLen:frameLen])})
+		t.queue(s, tsFrame{dts: at, pts: at, key: true, data: bytes.Clone(rest[headerLen:frameLen])})
 		samples += blocks * tsAACFrame
-		data = data[frameLen:]
+		off += frameLen
 	}
 }

@@ -107,9 +107,23 @@ func TestTSAgainstFFprobe(t *testing.T) {
 	}
 }
 
-// tsTiny builds a small transport stream by hand: PAT, PMT with one AAC
-// stream, and one PES with two ADTS frames.
-func tsTiny() []byte {
+// tsADTS is one ADTS frame: MPEG-4, no CRC, AAC LC, 48 kHz (index 3),
+// 2 channels, one raw data block.
+func tsADTS(payload ...byte) []byte {
+	n := 7 + len(payload)
+	h := []byte{0xFF, 0xF1, 1<<6 | 3<<2, 2<<6 | byte(n>>11), byte(n >> 3), byte(n<<5) | 0x1F, 0xFC}
+	return append(h, payload...)
+}
+
+// tsTestPES is an audio PES: its PTS (90 kHz) and its ADTS bytes.
+type tsTestPES struct {
+	pts int64
+	es  []byte
+}
+
+// tsTinyPES builds a small transport stream by hand: PAT, PMT with one
+// AAC stream, and the PES packets given, one transport packet each.
+func tsTinyPES(pes ...tsTestPES) []byte {
 	packet := func(pid uint16, pusi bool, cc byte, payload []byte) []byte {
 		p := []byte{tsSyncByte, byte(pid >> 8), byte(pid), 0x10 | cc}
 		if pusi {
@@ -134,22 +148,20 @@ func tsTiny() []byte {
 	}
 	pat := section(0, []byte{0, 1, 0xF0, 0x00})                                            // program 1 → PMT PID 0x1000
 	pmt := section(2, []byte{0xE1, 0x01, 0xF0, 0x00, tsStreamAAC, 0xE1, 0x01, 0xF0, 0x00}) // PCR PID, AAC on 0x101
-	adts := func(payload ...byte) []byte {
-		n := 7 + len(payload)
-		// MPEG-4, no CRC; AAC LC, 48 kHz (index 3), 2 channels.
-		h := []byte{0xFF, 0xF1, 1<<6 | 3<<2, 2<<6 | byte(n>>11), byte(n >> 3), byte(n<<5) | 0x1F, 0xFC}
-		return append(h, payload...)
-	}
-	es := append(adts(1, 2, 3), adts(4, 5)...)
-	pts := int64(900000)
-	pes := []byte{0, 0, 1, 0xC0, 0, byte(3 + 5 + len(es)), 0x80, 0x80, 5,
-		byte(0x21 | pts>>29&0x0E), byte(pts >> 22), byte(pts>>14 | 1), byte(pts >> 7), byte(pts<<1 | 1)}
-	pes = append(pes, es...)
 	var b []byte
 	b = append(b, packet(0, true, 0, pat)...)
 	b = append(b, packet(0x1000, true, 0, pmt)...)
-	b = append(b, packet(0x101, true, 0, pes)...)
+	for i, p := range pes {
+		pts := p.pts
+		h := []byte{0, 0, 1, 0xC0, 0, byte(3 + 5 + len(p.es)), 0x80, 0x80, 5,
+			byte(0x21 | pts>>29&0x0E), byte(pts >> 22), byte(pts>>14 | 1), byte(pts >> 7), byte(pts<<1 | 1)}
+		b = append(b, packet(0x101, true, byte(i), append(h, p.es...))...)
+	}
 	return b
+}
+
+func tsTiny() []byte {
+	return tsTinyPES(tsTestPES{900000, append(tsADTS(1, 2, 3), tsADTS(4, 5)...)})
 }
 
 func TestTSTiny(t *testing.T) {
@@ -187,6 +199,27 @@ func TestTSTiny(t *testing.T) {
 	}
 	if n := len(demuxReadAll(t, src)); n != len(want) {
 		t.Errorf("after an empty packet: %d tags, want %d", n, len(want))
+	}
+}
+
+// TestTSADTSAcrossPES: an ADTS frame that begins in one PES and ends in
+// the next keeps its own time; the next PES's PTS is its next frame's.
+func TestTSADTSAcrossPES(t *testing.T) {
+	a, b, c := tsADTS(1, 2, 3), tsADTS(4, 5, 6, 7), tsADTS(8)
+	for _, cut := range []int{3, 9} { // in B's header; in B's payload
+		in := tsTinyPES(tsTestPES{0, append(bytes.Clone(a), b[:cut]...)}, tsTestPES{2 * 1920, append(bytes.Clone(b[cut:]), c...)})
+		src, err := openTS(bytes.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, tag := range demuxReadAll(t, src)[1:] {
+			got = append(got, fmt.Sprintf("%d:%x", tag.Time, tag.Data[2:]))
+		}
+		want := "0:010203 21:04050607 43:08" // 1024 samples at 48 kHz: 21.3 ms
+		if strings.Join(got, " ") != want {
+			t.Errorf("cut at %d: %s, want %s", cut, strings.Join(got, " "), want)
+		}
 	}
 }
 
