@@ -20,23 +20,27 @@ import (
 )
 
 const (
-	maxMP4BoxRead   = 256 << 20           // largest moov or moof read whole
-	maxMP4Samples   = 1 << 23             // samples of one track (a day at 90 fps)
-	maxMP4Sample    = maxFLVTagData - 16  // one sample, with room for the tag header
-	maxMP4Depth     = 12                  // box nesting
-	maxMP4TopBoxes  = 1 << 20             // top-level boxes scanned for moov and moof
-	maxMP4Tracks    = 32                  // media tracks read
-	maxMP4EditShift = int64(1) << 40      // edit list shift, in a track's timescale
-	mp4SI24Max      = 1<<23 - 1           // a composition offset must fit SI24
-	mp4SI24Min      = -1 << 23            //
-	mp4NonSync      = 0x00010000          // sample_is_non_sync_sample (§8.8.3.1)
-	mp4BaseIsMoof   = 0x00020000          // tfhd default-base-is-moof (§8.8.7.1)
-	mp4MaxTimescale = uint32(1<<31 - 1)   //
-	mp4MaxTime      = int64(1)<<62 - 1    // decode times stay far from overflow
-	mp4NoEdit       = int64(-1)           // elst media_time of an empty edit
-	mp4MinBoxHeader = 8                   //
-	mp4LargeHeader  = 16                  //
-	mp4MoovHeadRoom = mp4LargeHeader + 16 // bytes read to see a box header
+	maxMP4BoxRead   = 256 << 20          // largest moov or moof read whole
+	maxMP4Samples   = 1 << 23            // samples of one track (a day at 90 fps)
+	maxMP4Sample    = maxFLVTagData - 16 // one sample, with room for the tag header
+	maxMP4Depth     = 12                 // box nesting
+	maxMP4TopBoxes  = 1 << 20            // top-level boxes scanned for moov and moof
+	maxMP4Tracks    = 32                 // media tracks read
+	maxMP4EditShift = int64(1) << 40     // edit list shift, in a track's timescale
+	mp4MaxTimescale = uint32(1<<31 - 1)
+	mp4MaxTime      = int64(1)<<62 - 1 // decode times and offsets stay far from overflow
+
+	// A composition offset must fit the tag's SI24.
+	mp4SI24Max = 1<<23 - 1
+	mp4SI24Min = -1 << 23
+
+	mp4NonSync    = 0x00010000 // sample_is_non_sync_sample (§8.8.3.1)
+	mp4BaseIsMoof = 0x00020000 // tfhd default-base-is-moof (§8.8.7.1)
+	mp4NoEdit     = int64(-1)  // elst media_time of an empty edit (§8.6.6)
+
+	// Box headers: size and type, then a 64-bit largesize when size is 1 (§4.2).
+	mp4MinBoxHeader = 8
+	mp4LargeHeader  = 16
 )
 
 var errMP4Unsupported = errors.New("mp4: unsupported")

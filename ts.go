@@ -25,41 +25,50 @@ import (
 const (
 	tsPacketLen   = 188
 	tsSyncByte    = 0x47
-	tsMaxResync   = 1 << 20                            // bytes searched for a sync byte
-	tsMaxPES      = maxFLVTagData - 16                 // one PES packet, reassembled
-	tsMaxSection  = 1024                               // PSI sections are at most 1024 bytes (§2.4.4.11)
-	tsMaxQueued   = 2048                               // tags held back to interleave streams
-	tsMaxQueueMem = 64 << 20                           // and their bytes
-	tsFindPMT     = 8 << 20                            // bytes read at open to find the PMT
-	tsClock       = 90000                              // PTS/DTS units per second (§2.4.3.7)
-	tsWrap        = int64(1) << 33                     // PTS/DTS are 33 bits
-	tsStreamAVC   = 0x1B                               // Table 2-34
-	tsStreamHEVC  = 0x24                               //
-	tsStreamAAC   = 0x0F                               // ISO/IEC 13818-7 ADTS
-	tsMaxStreams  = 16                                 // elementary streams read
-	tsAACFrame    = 1024                               // samples per AAC raw data block
-	tsPIDPAT      = 0                                  //
-	tsPIDNull     = 0x1FFF                             //
-	tsNoPID       = -1                                 //
-	tsHeaderLen   = 4                                  //
-	tsMaxAFLen    = tsPacketLen - tsHeaderLen - 1      // adaptation_field_length
-	tsPESHead     = 9                                  // PES header up to PES_header_data_length
-	tsMSRound     = tsClock / 1000 / 2                 // half a millisecond, in 90 kHz
-	tsTicksPerMS  = tsClock / 1000                     //
-	tsSI24Max     = int64(mp4SI24Max)                  //
-	tsSI24Min     = int64(mp4SI24Min)                  //
-	tsHalfWrap    = tsWrap / 2                         //
-	tsHEVCVPS     = 32                                 // H.265 Table 7-1
-	tsHEVCSPS     = 33                                 //
-	tsHEVCPPS     = 34                                 //
-	tsAVCIDR      = 5                                  // H.264 Table 7-1
-	tsAVCSPS      = 7                                  //
-	tsAVCPPS      = 8                                  //
-	tsMaxParamSet = 1 << 16                            // a parameter set's length is 16 bits in avcC/hvcC
-	tsMinAVCSPS   = 4                                  // NAL header, profile, constraints, level
-	tsMinHEVCSPS  = 2 + 1 + 12                         // NAL header, ids, general profile_tier_level
-	tsDamagedLog  = "ts: damaged input skipped"        //
-	tsNotTS       = "ts: not an MPEG transport stream" //
+	tsHeaderLen   = 4
+	tsMaxAFLen    = tsPacketLen - tsHeaderLen - 1 // adaptation_field_length
+	tsMaxResync   = 1 << 20                       // bytes searched for a sync byte
+	tsMaxPES      = maxFLVTagData - 16            // one PES packet, reassembled
+	tsMaxSection  = 1024                          // PSI sections are at most 1024 bytes (§2.4.4.11)
+	tsMaxStreams  = 16                            // elementary streams read
+	tsMaxQueued   = 2048                          // tags held back to interleave streams
+	tsMaxQueueMem = 64 << 20                      // and their bytes
+	tsFindPMT     = 8 << 20                       // bytes read at open to find the PMT
+	tsPESHead     = 9                             // PES header up to PES_header_data_length
+	tsMaxParamSet = 1 << 16                       // a parameter set's length is 16 bits in avcC/hvcC
+
+	tsPIDPAT  = 0
+	tsPIDNull = 0x1FFF
+	tsNoPID   = -1
+
+	// stream_type (Table 2-34; 0x0F is ISO/IEC 13818-7 ADTS).
+	tsStreamAVC  = 0x1B
+	tsStreamHEVC = 0x24
+	tsStreamAAC  = 0x0F
+
+	// PTS and DTS: 33 bits of a 90 kHz clock (§2.4.3.7).
+	tsClock      = 90000
+	tsWrap       = int64(1) << 33
+	tsHalfWrap   = tsWrap / 2
+	tsTicksPerMS = tsClock / 1000
+	tsMSRound    = tsTicksPerMS / 2
+	tsSI24Max    = int64(mp4SI24Max)
+	tsSI24Min    = int64(mp4SI24Min)
+
+	tsAACFrame = 1024 // samples per AAC raw data block
+
+	// NAL unit types: H.264 Table 7-1, H.265 Table 7-1.
+	tsAVCIDR     = 5
+	tsAVCSPS     = 7
+	tsAVCPPS     = 8
+	tsHEVCVPS    = 32
+	tsHEVCSPS    = 33
+	tsHEVCPPS    = 34
+	tsMinAVCSPS  = 4          // NAL header, profile, constraints, level
+	tsMinHEVCSPS = 2 + 1 + 12 // NAL header, ids, general profile_tier_level
+
+	tsDamagedLog = "ts: damaged input skipped"
+	tsNotTS      = "ts: not an MPEG transport stream"
 )
 
 var tsAACRateTable = [...]int64{96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
