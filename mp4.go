@@ -753,6 +753,7 @@ func (t *mp4Track) parseEdts(edts mp4Box, movieScale uint32) error {
 // (§8.6-§8.7): decode times (stts), composition offsets (ctts), sizes
 // (stsz, stz2), chunks (stsc, stco, co64) and sync samples (stss).
 func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
+	t.fragEnd = t.shift // where a first fragment without tfdt starts
 	sizes, err := mp4SampleSizes(sk, stbl, fileSize)
 	if err != nil || len(sizes) == 0 {
 		return err
