@@ -181,6 +181,8 @@ type mp4Track struct {
 	timescale uint32
 	header    []byte // sequence header tag body
 	shift     int64  // edit list: added to every decode time (§8.6.6)
+	edited    bool   // the edit list has a media_time
+	editStart int64  // where that edit is presented, in the track's timescale
 
 	samples []mp4Sample
 	next    int
@@ -743,7 +745,7 @@ func (t *mp4Track) parseEdts(edts mp4Box, movieScale uint32) error {
 		if movieScale > 0 {
 			delay = delay * int64(t.timescale) / int64(movieScale)
 		}
-		t.shift = delay - mediaTime
+		t.shift, t.edited, t.editStart = delay-mediaTime, true, delay
 		break
 	}
 	return c.err()
@@ -827,12 +829,37 @@ func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
 			samples[i].key = true
 		}
 	}
+	if t.video && t.edited {
+		t.alignEdit(samples)
+	}
 
 	if err := mp4ChunkOffsets(sk, stbl, samples); err != nil {
 		return err
 	}
 	t.samples = samples
 	return nil
+}
+
+// alignEdit presents the first picture at or after the edit's media_time
+// at the edit's start, as ffmpeg does when an edit begins between two
+// pictures (a stream copy cut off a keyframe): pictures before it keep
+// their places relative to it.
+func (t *mp4Track) alignEdit(samples []mp4Sample) {
+	first, found := int64(0), false
+	for _, s := range samples {
+		if pts := s.dts + int64(s.cto); pts >= t.editStart && (!found || pts < first) {
+			first, found = pts, true
+		}
+	}
+	if !found || first == t.editStart {
+		return
+	}
+	late := first - t.editStart
+	for i := range samples {
+		samples[i].dts -= late
+	}
+	t.shift -= late
+	t.fragEnd -= late
 }
 
 // mp4SampleSizes reads stsz (§8.7.3.2) or stz2 (§8.7.3.3).

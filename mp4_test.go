@@ -256,6 +256,7 @@ func TestMP4AgainstFFprobe(t *testing.T) {
 		classic bool     // ffprobe 5.1 reads the codecs in FLV
 		args    []string // after -i SOURCE (or the lavfi source when src is "")
 		src     string
+		pre     []string // before -i SOURCE
 	}{
 		{name: "h264-aac-moov-last", classic: true, src: h264},
 		{name: "h264-aac-faststart", classic: true, src: h264, args: []string{"-c", "copy", "-movflags", "+faststart"}},
@@ -264,6 +265,9 @@ func TestMP4AgainstFFprobe(t *testing.T) {
 		// An edit list: audio delayed by half a second (an empty edit),
 		// video cut from 1.3 s without re-encoding (a media_time).
 		{name: "edit-list", classic: true, src: h264, args: []string{"-ss", "1.3", "-c", "copy", "-output_ts_offset", "0.5"}},
+		// A stream copy cut at 1.3 s starts at the keyframe before it: the
+		// edit lists' media_times skip 0.3 s (and the audio priming).
+		{name: "edit-list-cut", classic: true, src: h264, pre: []string{"-ss", "1.3"}, args: []string{"-c", "copy"}},
 		{name: "h265", encoder: "libx265", args: []string{"-c:v", "libx265", "-x265-params", "log-level=error:bframes=2:keyint=25", "-tag:v", "hvc1", "-c:a", "aac"}},
 		{name: "h265-fragmented", encoder: "libx265", args: []string{"-c:v", "libx265", "-x265-params", "log-level=error:keyint=25", "-c:a", "aac", "-movflags", "frag_keyframe+empty_moov"}},
 		{name: "av1-opus", encoder: "libaom-av1", args: []string{"-c:v", "libaom-av1", "-cpu-used", "8", "-g", "25", "-c:a", "libopus"}},
@@ -280,7 +284,7 @@ func TestMP4AgainstFFprobe(t *testing.T) {
 			} else if tc.args == nil {
 				path = tc.src
 			} else {
-				demuxFFmpeg(t, append(append([]string{"-i", tc.src}, tc.args...), path)...)
+				demuxFFmpeg(t, append(append(append(tc.pre, "-i", tc.src), tc.args...), path)...)
 			}
 			tags := demuxReadAll(t, openMP4File(t, path))
 			got, headers := demuxTagPackets(t, tags)
