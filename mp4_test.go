@@ -509,11 +509,14 @@ func demuxDrain(src tagSource) (int, error) {
 	}
 }
 
-// demuxDamage yields truncated copies of b and copies with random bytes
-// flipped.
+// demuxCutPercents are where demuxDamage cuts its first copies.
+var demuxCutPercents = []int{1, 10, 25, 50, 75, 90, 99}
+
+// demuxDamage yields truncated copies of b (first, one per
+// demuxCutPercents) and copies with random bytes flipped.
 func demuxDamage(b []byte, seed uint64) [][]byte {
 	var out [][]byte
-	for _, frac := range []int{1, 10, 25, 50, 75, 90, 99} {
+	for _, frac := range demuxCutPercents {
 		out = append(out, b[:len(b)*frac/100])
 	}
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -540,17 +543,20 @@ func TestMP4Damaged(t *testing.T) {
 			t.Fatal(err)
 		}
 		errs := 0
-		for _, bad := range demuxDamage(b, 7) {
+		for i, bad := range demuxDamage(b, 7) {
 			src, err := openMP4(bytes.NewReader(bad))
 			if err == nil {
 				_, err = demuxDrain(src)
 			}
 			if err != nil {
 				errs++
+			} else if i < len(demuxCutPercents) {
+				// Every cut loses the end of the last mdat.
+				t.Errorf("%s cut to %d of %d bytes: no error", flags, len(bad), len(b))
 			}
 		}
-		if errs == 0 {
-			t.Errorf("%s: no damaged copy gave an error", flags)
+		if errs == len(demuxCutPercents) {
+			t.Errorf("%s: no copy with flipped bytes gave an error", flags)
 		}
 	}
 }
