@@ -166,7 +166,7 @@ func (c *mp4Cursor) err() error {
 
 // ---- Tracks and samples ----
 
-type mp4Sample struct {
+type mp4InputSample struct {
 	off  int64
 	size uint32
 	dts  int64 // in the track's timescale, edit list applied
@@ -174,7 +174,7 @@ type mp4Sample struct {
 	key  bool
 }
 
-type mp4Track struct {
+type mp4InputTrack struct {
 	id        uint32
 	codec     string // avc, hevc, av1, vp9, aac, opus
 	video     bool
@@ -184,7 +184,7 @@ type mp4Track struct {
 	edited    bool   // the edit list has a media_time
 	editStart int64  // where that edit is presented, in the track's timescale
 
-	samples []mp4Sample
+	samples []mp4InputSample
 	next    int
 	// fragmented: where the last fragment's samples ended, for a traf
 	// without tfdt, and the trex defaults (§8.8.3).
@@ -197,7 +197,7 @@ type mp4Track struct {
 type mp4Reader struct {
 	r      io.ReadSeeker
 	size   int64
-	tracks []*mp4Track
+	tracks []*mp4InputTrack
 
 	headers  []flvTag // sequence headers, sent first
 	started  bool
@@ -389,12 +389,12 @@ func (m *mp4Reader) parseMoov(moov mp4Box) error {
 
 // parseMP4Trak reads one track; it returns nil for tracks that are not
 // audio or video, or whose codec cannot be sent.
-func parseMP4Trak(trak mp4Box, movieScale uint32, fileSize int64) (*mp4Track, error) {
+func parseMP4Trak(trak mp4Box, movieScale uint32, fileSize int64) (*mp4InputTrack, error) {
 	kids, err := trak.kids()
 	if err != nil {
 		return nil, err
 	}
-	t := &mp4Track{}
+	t := &mp4InputTrack{}
 	tkhd, ok := mp4Find(kids, "tkhd")
 	if !ok {
 		return nil, mp4Err(trak.path, trak.off, "no tkhd")
@@ -489,7 +489,7 @@ func parseMP4Trak(trak mp4Box, movieScale uint32, fileSize int64) (*mp4Track, er
 
 // parseStsd turns the first sample entry (§8.5.2) into the track's
 // sequence header.
-func (t *mp4Track) parseStsd(stsd mp4Box) error {
+func (t *mp4InputTrack) parseStsd(stsd mp4Box) error {
 	c := &mp4Cursor{box: stsd}
 	c.fullBox()
 	if n := c.u32(); n == 0 || c.short {
@@ -706,7 +706,7 @@ func opusHeadFromDOps(dOps mp4Box) ([]byte, error) {
 // parseEdts honours the edit list (§8.6.6) the way players do for the
 // common cases: leading empty edits delay the track, and the first real
 // edit's media_time is the media time presented first.
-func (t *mp4Track) parseEdts(edts mp4Box, movieScale uint32) error {
+func (t *mp4InputTrack) parseEdts(edts mp4Box, movieScale uint32) error {
 	kids, err := edts.kids()
 	if err != nil {
 		return err
@@ -754,14 +754,14 @@ func (t *mp4Track) parseEdts(edts mp4Box, movieScale uint32) error {
 // parseStbl builds the sample list of a plain MP4 from the sample table
 // (§8.6-§8.7): decode times (stts), composition offsets (ctts), sizes
 // (stsz, stz2), chunks (stsc, stco, co64) and sync samples (stss).
-func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
+func (t *mp4InputTrack) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
 	t.fragEnd = t.shift // where a first fragment without tfdt starts
 	sizes, err := mp4SampleSizes(sk, stbl, fileSize)
 	if err != nil || len(sizes) == 0 {
 		return err
 	}
 	n := len(sizes)
-	samples := make([]mp4Sample, n)
+	samples := make([]mp4InputSample, n)
 	for i, s := range sizes {
 		samples[i].size = s
 		samples[i].key = true
@@ -844,7 +844,7 @@ func (t *mp4Track) parseStbl(sk []mp4Box, stbl mp4Box, fileSize int64) error {
 // at the edit's start, as ffmpeg does when an edit begins between two
 // pictures (a stream copy cut off a keyframe): pictures before it keep
 // their places relative to it.
-func (t *mp4Track) alignEdit(samples []mp4Sample) {
+func (t *mp4InputTrack) alignEdit(samples []mp4InputSample) {
 	first, found := int64(0), false
 	for _, s := range samples {
 		if pts := s.dts + int64(s.cto); pts >= t.editStart && (!found || pts < first) {
@@ -932,7 +932,7 @@ func mp4SampleSizes(sk []mp4Box, stbl mp4Box, fileSize int64) ([]uint32, error) 
 
 // mp4ChunkOffsets places each sample in the file: stsc maps samples to
 // chunks (§8.7.4), stco/co64 give each chunk's offset (§8.7.5).
-func mp4ChunkOffsets(sk []mp4Box, stbl mp4Box, samples []mp4Sample) error {
+func mp4ChunkOffsets(sk []mp4Box, stbl mp4Box, samples []mp4InputSample) error {
 	var chunks []int64
 	if stco, ok := mp4Find(sk, "stco"); ok {
 		c := &mp4Cursor{box: stco}
@@ -1023,7 +1023,7 @@ func (m *mp4Reader) loadFragment() (bool, error) {
 	return false, nil
 }
 
-func (m *mp4Reader) track(id uint32) *mp4Track {
+func (m *mp4Reader) track(id uint32) *mp4InputTrack {
 	for _, t := range m.tracks {
 		if t.id == id {
 			return t
@@ -1143,7 +1143,7 @@ func (m *mp4Reader) parseMoof(moof mp4Box) error {
 				if i == 0 && hasFirst {
 					sflags = firstFlags
 				}
-				t.samples = append(t.samples, mp4Sample{off: pos, size: size, dts: dts, cto: cto,
+				t.samples = append(t.samples, mp4InputSample{off: pos, size: size, dts: dts, cto: cto,
 					key: !t.video || sflags&mp4NonSync == 0})
 				pos += int64(size)
 				dts += int64(dur)
@@ -1197,7 +1197,7 @@ func (m *mp4Reader) next() (flvTag, error) {
 		}
 		m.offsetMS = -first
 	}
-	var best *mp4Track
+	var best *mp4InputTrack
 	var bestMS int64
 	for _, t := range m.tracks {
 		if t.next >= len(t.samples) {
@@ -1242,7 +1242,7 @@ func (m *mp4Reader) fill() error {
 }
 
 // sampleTag reads one sample and wraps it in its codec's tag header.
-func (m *mp4Reader) sampleTag(t *mp4Track, s mp4Sample, dtsMS int64) (flvTag, error) {
+func (m *mp4Reader) sampleTag(t *mp4InputTrack, s mp4InputSample, dtsMS int64) (flvTag, error) {
 	sampleNo := t.emitted
 	t.emitted++
 	if s.size > maxMP4Sample {
