@@ -289,12 +289,14 @@ func (t *tsReader) readPacket() error {
 	afc := p[3] >> 4 & 3
 	cc := int(p[3] & 0x0F)
 	payload := p[tsHeaderLen:]
+	discontinuity := false
 	if afc&2 != 0 { // adaptation_field (§2.4.3.4)
 		n := int(p[4])
 		if n > tsMaxAFLen {
 			t.damage("adaptation_field_length %d", n)
 			return nil
 		}
+		discontinuity = n > 0 && p[5]&0x80 != 0 // discontinuity_indicator: the counter may jump
 		payload = p[tsHeaderLen+1+n:]
 	}
 	if afc&1 == 0 {
@@ -311,7 +313,7 @@ func (t *tsReader) readPacket() error {
 	if s == nil {
 		return nil
 	}
-	if s.cc >= 0 && cc != (s.cc+1)&0x0F {
+	if s.cc >= 0 && cc != (s.cc+1)&0x0F && !discontinuity {
 		if cc == s.cc {
 			return nil // a duplicate packet (§2.4.3.3)
 		}
