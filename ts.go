@@ -317,10 +317,15 @@ func (t *tsReader) readPacket() error {
 		if cc == s.cc {
 			return nil // a duplicate packet (§2.4.3.3)
 		}
-		if s.inPES {
-			t.damage("PID %d: continuity_counter %d after %d", pid, cc, s.cc)
+		// A jump at the start of a PES (HLS segments joined with cat restart
+		// their counters) ends the previous PES as it is, as ffmpeg does;
+		// one inside a PES means it lost a piece.
+		if !pusi {
+			if s.inPES {
+				t.damage("PID %d: continuity_counter %d after %d", pid, cc, s.cc)
+			}
+			s.inPES, s.pes = false, s.pes[:0]
 		}
-		s.inPES, s.pes = false, s.pes[:0] // the PES lost a piece
 	}
 	s.cc = cc
 	return t.feedPES(s, pusi, payload)

@@ -26,10 +26,8 @@ func openTSFile(t testing.TB, path string) tagSource {
 	return src
 }
 
-// TestTSAgainstFFprobe makes transport streams with ffmpeg and compares the
-// reader's tags with ffprobe's packets: count, times and keyframes from
-// the TS itself; sizes from the same streams remuxed to MP4, where they
-// are length-prefixed as in the tags.
+// TestTSAgainstFFprobe makes transport streams with ffmpeg and checks the
+// reader's tags against ffprobe (demuxCheckTS).
 func TestTSAgainstFFprobe(t *testing.T) {
 	needFFmpeg(t)
 	dir := t.TempDir()
@@ -49,61 +47,97 @@ func TestTSAgainstFFprobe(t *testing.T) {
 			demuxNeedEncoder(t, tc.encoder)
 			path := filepath.Join(dir, tc.name+".ts")
 			demuxFFmpeg(t, append(append(append([]string{}, demuxSource...), tc.args...), path)...)
-			remux := filepath.Join(dir, tc.name+".mp4")
-			demuxFFmpeg(t, "-i", path, "-c", "copy", remux)
-
-			tags := demuxReadAll(t, openTSFile(t, path))
-			got, headers := demuxTagPackets(t, tags)
-			want := demuxProbe(t, path)
-			for kind := range want {
-				if headers[kind] != 1 {
-					t.Errorf("%s: %d sequence headers, want 1", kind, headers[kind])
-				}
-			}
-			// Times: relative to the earliest first decode time, unwrapped.
-			first := math.Inf(1)
-			for kind, ps := range want {
-				for i := 1; i < len(ps); i++ {
-					for ps[i].dts < ps[i-1].dts-1e6 { // ffprobe shows the 33-bit wrap
-						ps[i].dts += float64(tsWrap) / 90
-						ps[i].pts += float64(tsWrap) / 90
-					}
-					for ps[i].pts < ps[i].dts-1e6 {
-						ps[i].pts += float64(tsWrap) / 90
-					}
-				}
-				want[kind] = ps
-				if len(ps) > 0 {
-					first = math.Min(first, ps[0].dts)
-				}
-			}
-			demuxCompare(t, got, want, -first, false)
-			// Sizes, from the MP4 remux.
-			sized := demuxProbe(t, remux)
-			for kind, ps := range sized {
-				g := got[kind]
-				if len(g) != len(ps) {
-					t.Errorf("%s: %d packets, the MP4 remux has %d", kind, len(g), len(ps))
-					continue
-				}
-				bad := 0
-				for i := range ps {
-					// ffmpeg's HEVC parser cuts access units at the next
-					// one's 00 00 01, so the remux keeps the leading zero of
-					// a 4-byte start code that ends the PES.
-					if d := ps[i].size - g[i].size; d != 0 && !(tc.name == "h265-aac" && d == 1) {
-						if bad++; bad <= 3 {
-							t.Errorf("%s packet %d: %d bytes, the MP4 remux has %d", kind, i, g[i].size, ps[i].size)
-						}
-					}
-				}
-			}
-			if tc.classic {
-				demuxCheckFLV(t, tags, got)
-			} else {
-				demuxDecodeVideo(t, tags)
-			}
+			demuxCheckTS(t, path, tc.classic, strings.HasPrefix(tc.name, "h265"))
 		})
+	}
+}
+
+// TestTSJoinedSegments reads HLS-like segments joined with cat: each one
+// starts again with a PAT, a PMT and continuity counters at 0, and no
+// frame is lost at the joins.
+func TestTSJoinedSegments(t *testing.T) {
+	needFFmpeg(t)
+	dir := t.TempDir()
+	demuxFFmpeg(t, append(append([]string{}, demuxSource...), "-c:v", "libx264", "-g", "25", "-c:a", "aac",
+		"-f", "segment", "-segment_time", "1", "-segment_format", "mpegts", filepath.Join(dir, "seg%d.ts"))...)
+	segs, _ := filepath.Glob(filepath.Join(dir, "seg*.ts"))
+	if len(segs) < 2 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	var joined []byte
+	for i := range segs {
+		b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("seg%d.ts", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, b...)
+	}
+	path := filepath.Join(dir, "joined.ts")
+	if err := os.WriteFile(path, joined, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demuxCheckTS(t, path, true, false)
+}
+
+// demuxCheckTS compares the reader's tags for a transport stream with
+// ffprobe's packets: count, times and keyframes from the TS itself; sizes
+// from the same streams remuxed to MP4, where they are length-prefixed as
+// in the tags. Then ffprobe reads the tags as FLV (classic codecs), or
+// ffmpeg decodes the Enhanced RTMP video.
+func demuxCheckTS(t *testing.T, path string, classic, hevc bool) {
+	t.Helper()
+	remux := strings.TrimSuffix(path, ".ts") + "-remux.mp4"
+	demuxFFmpeg(t, "-i", path, "-c", "copy", remux)
+
+	tags := demuxReadAll(t, openTSFile(t, path))
+	got, headers := demuxTagPackets(t, tags)
+	want := demuxProbe(t, path)
+	for kind := range want {
+		if headers[kind] != 1 {
+			t.Errorf("%s: %d sequence headers, want 1", kind, headers[kind])
+		}
+	}
+	// Times: relative to the earliest first decode time, unwrapped.
+	first := math.Inf(1)
+	for kind, ps := range want {
+		for i := 1; i < len(ps); i++ {
+			for ps[i].dts < ps[i-1].dts-1e6 { // ffprobe shows the 33-bit wrap
+				ps[i].dts += float64(tsWrap) / 90
+				ps[i].pts += float64(tsWrap) / 90
+			}
+			for ps[i].pts < ps[i].dts-1e6 {
+				ps[i].pts += float64(tsWrap) / 90
+			}
+		}
+		want[kind] = ps
+		if len(ps) > 0 {
+			first = math.Min(first, ps[0].dts)
+		}
+	}
+	demuxCompare(t, got, want, -first, false)
+	// Sizes, from the MP4 remux.
+	for kind, ps := range demuxProbe(t, remux) {
+		g := got[kind]
+		if len(g) != len(ps) {
+			t.Errorf("%s: %d packets, the MP4 remux has %d", kind, len(g), len(ps))
+			continue
+		}
+		bad := 0
+		for i := range ps {
+			// ffmpeg's HEVC parser cuts access units at the next one's
+			// 00 00 01, so the remux keeps the leading zero of a 4-byte
+			// start code that ends the PES.
+			if d := ps[i].size - g[i].size; d != 0 && !(hevc && d == 1) {
+				if bad++; bad <= 3 {
+					t.Errorf("%s packet %d: %d bytes, the MP4 remux has %d", kind, i, g[i].size, ps[i].size)
+				}
+			}
+		}
+	}
+	if classic {
+		demuxCheckFLV(t, tags, got)
+	} else {
+		demuxDecodeVideo(t, tags)
 	}
 }
 
