@@ -178,10 +178,10 @@ type flvRecorder struct {
 	w   *bufio.Writer
 	buf []byte
 
-	started                  bool
-	meta, audioHdr, videoHdr *flvTag
-	expectVideo              bool // metadata or a header says the stream has video
-	wroteAudio, wroteVideo   bool
+	started                bool
+	held                   []flvTag // metadata and sequence headers before the start, in their order
+	expectVideo            bool     // metadata or a header says the stream has video
+	wroteAudio, wroteVideo bool
 }
 
 func newFLVRecorder(f *os.File) *flvRecorder {
@@ -204,13 +204,13 @@ func (r *flvRecorder) add(tag flvTag) (wrote bool, err error) {
 		}
 		tag.Data = payload
 		if !r.started {
-			r.meta = cloneTag(tag)
+			r.hold(tag)
 			return false, nil
 		}
 	case tagAudio:
 		if !r.started {
 			if audioIsHeader(tag.Data) {
-				r.audioHdr = cloneTag(tag)
+				r.hold(tag)
 				return false, nil
 			}
 			if r.expectVideo {
@@ -224,7 +224,7 @@ func (r *flvRecorder) add(tag flvTag) (wrote bool, err error) {
 		if !r.started {
 			switch {
 			case header:
-				r.videoHdr = cloneTag(tag)
+				r.hold(tag)
 				return false, nil
 			case !key:
 				return false, nil
@@ -237,29 +237,34 @@ func (r *flvRecorder) add(tag flvTag) (wrote bool, err error) {
 	return true, r.write(tag)
 }
 
-func cloneTag(t flvTag) *flvTag {
-	return &flvTag{Type: t.Type, Time: t.Time, Data: append([]byte(nil), t.Data...)}
+// hold keeps a metadata or header tag until the start, replacing an
+// earlier one of its type.
+func (r *flvRecorder) hold(tag flvTag) {
+	tag.Data = append([]byte(nil), tag.Data...)
+	for i := range r.held {
+		if r.held[i].Type == tag.Type {
+			r.held[i] = tag
+			return
+		}
+	}
+	r.held = append(r.held, tag)
 }
 
 // start writes the file's header, what was kept, and the first frame.
 // Kept tags get no later a time than the frame's, so time never goes back.
 func (r *flvRecorder) start(first flvTag) error {
 	r.started = true
-	hasAudio := r.audioHdr != nil || first.Type == tagAudio
-	hasVideo := r.videoHdr != nil || first.Type == tagVideo
-	if _, err := r.w.Write(appendFLVHeader(nil, hasAudio, hasVideo)); err != nil {
+	// The flags are provisional: close sets them to what was written.
+	if _, err := r.w.Write(appendFLVHeader(nil, true, true)); err != nil {
 		return err
 	}
-	for _, t := range []*flvTag{r.meta, r.audioHdr, r.videoHdr} {
-		if t == nil {
-			continue
-		}
-		kept := *t
+	for _, kept := range r.held {
 		kept.Time = min(kept.Time, first.Time)
 		if err := r.write(kept); err != nil {
 			return err
 		}
 	}
+	r.held = nil
 	return r.write(first)
 }
 
