@@ -520,7 +520,7 @@ func (c *rtmpClientConn) awaitStatus(what string, txn float64, want string) erro
 	for {
 		cmd, err := c.readCommand()
 		if err != nil {
-			return err
+			return fmt.Errorf("%w, waiting for the answer to %s", err, what)
 		}
 		switch {
 		case cmd.Name == "onStatus":
