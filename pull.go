@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -130,8 +131,13 @@ func openStream(ctx context.Context, url string, opt rtmpClientOptions) (tagSour
 }
 
 func openHTTPFLV(ctx context.Context, url string, opt rtmpClientOptions) (tagSource, func(), error) {
+	// A server silent for clientIdleTimeout ends the pull, as over RTMP.
+	ctx, cancel := context.WithCancel(ctx)
+	idle := &idleReader{}
+	idle.timer = time.AfterFunc(clientIdleTimeout, func() { idle.fired.Store(true); cancel() })
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
+		cancel()
 		return nil, nil, fmt.Errorf("pull: %w", err)
 	}
 	timeout := opt.Timeout
@@ -144,18 +150,39 @@ func openHTTPFLV(ctx context.Context, url string, opt rtmpClientOptions) (tagSou
 	client := &http.Client{Transport: tr}
 	resp, err := client.Do(req)
 	if err != nil {
+		cancel()
 		return nil, nil, fmt.Errorf("pull: %w", err)
 	}
+	closeAll := func() { idle.timer.Stop(); cancel(); resp.Body.Close(); tr.CloseIdleConnections() }
 	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
+		closeAll()
 		return nil, nil, fmt.Errorf("pull: %s answered %s", redactStreamURL(url), resp.Status)
 	}
-	src, err := newFLVFileSource(resp.Body, "HTTP-FLV stream")
+	idle.r = resp.Body
+	src, err := newFLVFileSource(idle, "HTTP-FLV stream")
 	if err != nil {
-		resp.Body.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return src, func() { resp.Body.Close(); tr.CloseIdleConnections() }, nil
+	return src, closeAll, nil
+}
+
+// idleReader restarts its timer at every read that brings bytes.
+type idleReader struct {
+	r     io.Reader
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.timer.Reset(clientIdleTimeout)
+	}
+	if err != nil && ir.fired.Load() {
+		err = fmt.Errorf("no data for %s", clientIdleTimeout)
+	}
+	return n, err
 }
 
 // redactStreamURL hides credentials in a URL's query for logs and errors.

@@ -314,6 +314,50 @@ func TestPushReconnect(t *testing.T) {
 	waitFor(t, "the unpublish", func() bool { return strings.Contains(second.logs.String(), "msg=unpublish") })
 }
 
+// TestPushLoop sends a file three times: a player gets every frame three
+// times, the timestamps going on one frame after the last, and the
+// metadata and sequence headers once.
+func TestPushLoop(t *testing.T) {
+	path, tags := synthFLV(t, 50)
+	ts := startServer(t, nil)
+	url := ts.rtmpURL("loop")
+	file := filepath.Join(t.TempDir(), "loop.flv")
+	pulled := make(chan error, 1)
+	go func() {
+		out, err := runCmd(context.Background(), "pull", url, file)
+		if err != nil {
+			err = errors.New(err.Error() + "\n" + out)
+		}
+		pulled <- err
+	}()
+	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", "loop"}) == 1 })
+	out, err := runCmd(context.Background(), "push", "-speed", "0", "-loop", "3", path, url)
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "push: 150 frames") {
+		t.Errorf("summary: want 150 frames:\n%s", out)
+	}
+	if err := <-pulled; err != nil {
+		t.Fatal(err)
+	}
+	var want []flvTag
+	for pass := range 3 {
+		for _, tag := range tags {
+			if pass > 0 && (tag.Type == tagScript || audioIsHeader(tag.Data)) {
+				continue
+			}
+			if header, _ := videoInfo(tag.Data); pass > 0 && tag.Type == tagVideo && header {
+				continue
+			}
+			tag.Time += uint32(pass * 2000) // 50 frames of 40 ms
+			want = append(want, tag)
+		}
+	}
+	_, got := readFLVFile(t, file)
+	compareTags(t, "loop", got, want)
+}
+
 // TestPushPullTLS pushes to rtmps:// and pulls from it (and from
 // https://), the certificate unchecked with -insecure.
 func TestPushPullTLS(t *testing.T) {

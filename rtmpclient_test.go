@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -236,10 +240,16 @@ func TestRTMPClientBadServers(t *testing.T) {
 type scriptConn struct {
 	net.Conn
 	r io.Reader
+	w io.Writer // what the client sends, if the test looks (nil: nowhere)
 }
 
-func (c *scriptConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c *scriptConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *scriptConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *scriptConn) Write(p []byte) (int, error) {
+	if c.w != nil {
+		c.w.Write(p)
+	}
+	return len(p), nil
+}
 func (c *scriptConn) Close() error                     { return nil }
 func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
 func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
@@ -289,8 +299,12 @@ func serverScript(publish bool, refusal string) []byte {
 
 // runScript drives the client through a whole session against a script.
 func runScript(data []byte, publish bool) (tags int, err error) {
+	return runScriptTo(data, publish, nil)
+}
+
+func runScriptTo(data []byte, publish bool, w io.Writer) (tags int, err error) {
 	u, _ := parseRTMPURL("rtmp://h/live/x")
-	c := newRTMPClientConn(&scriptConn{r: bytes.NewReader(data)}, u, rtmpClientOptions{})
+	c := newRTMPClientConn(&scriptConn{r: bytes.NewReader(data), w: w}, u, rtmpClientOptions{})
 	if err := c.start(publish); err != nil {
 		return 0, err
 	}
@@ -317,9 +331,35 @@ func TestRTMPClientScript(t *testing.T) {
 	if _, err := runScript(serverScript(true, ""), true); err != nil {
 		t.Errorf("publish: %v", err)
 	}
-	n, err := runScript(serverScript(false, ""), false)
+	var sent bytes.Buffer
+	n, err := runScriptTo(serverScript(false, ""), false, &sent)
 	if err != io.EOF || n != len(clipTags()) {
 		t.Errorf("play: %d tags, %v; want %d, EOF", n, err, len(clipTags()))
+	}
+	// What the player said: the server's window (100 bytes) acknowledged
+	// (§5.4.3), the peer bandwidth answered with a window (§5.4.5), the
+	// ping answered (§7.1.7), then connect, createStream, play, and
+	// deleteStream at close.
+	cr := newChunkReader(bufio.NewReader(bytes.NewReader(sent.Bytes()[1+2*handshakeSize:])))
+	var said []string
+	for {
+		msg, err := cr.readMessage()
+		if err != nil {
+			break
+		}
+		switch msg.Type {
+		case msgAck, msgWindowAckSize, msgSetChunkSize:
+			said = append(said, map[uint8]string{msgAck: "ack", msgWindowAckSize: "window", msgSetChunkSize: "chunk size"}[msg.Type])
+		case msgUserControl:
+			said = append(said, fmt.Sprintf("user control %d", binary.BigEndian.Uint16(msg.Payload)))
+		case msgCommandAMF0:
+			cmd, _ := decodeCommand(msg.Payload)
+			said = append(said, cmd.Name)
+		}
+	}
+	got := strings.Join(slices.Compact(said), ", ")
+	if want := "chunk size, connect, window, ack, createStream, play, user control 3, ack, user control 7, ack, deleteStream"; got != want {
+		t.Errorf("the player said %s; want %s", got, want)
 	}
 	_, err = runScript(serverScript(true, "NetStream.Publish.BadName"), true)
 	if want := "server refused publish: NetStream.Publish.BadName (no?pe)"; err == nil || !strings.Contains(err.Error(), want) {
