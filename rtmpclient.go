@@ -1,7 +1,8 @@
 package main
 
 // gms as an RTMP client (Adobe RTMP 1.0 from the client's side): dial an
-// rtmp:// or rtmps:// URL, the simple handshake (§5.2.3), connect
+// rtmp:// or rtmps:// URL, the handshake (§5.2, with Flash's digest),
+// connect
 // (§7.2.1.1), then either publish, with the FMLE calls around it that
 // ffmpeg and OBS make (releaseStream, FCPublish; FCUnpublish and
 // deleteStream at the end), or play (§7.2.2.1). A publisher sends tags
@@ -12,7 +13,9 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -206,7 +209,7 @@ func newRTMPClientConn(nc net.Conn, u rtmpURL, opt rtmpClientOptions) *rtmpClien
 func (c *rtmpClientConn) start(publish bool) error {
 	c.nc.SetDeadline(time.Now().Add(c.timeout))
 	defer c.nc.SetDeadline(time.Time{})
-	if err := clientHandshakeSimple(c.br, c.nc); err != nil {
+	if err := clientHandshakeFlash(c.br, c.nc); err != nil {
 		return err
 	}
 	// Our chunk size first (§5.4.1), as ffmpeg does: everything we send,
@@ -217,14 +220,23 @@ func (c *rtmpClientConn) start(publish bool) error {
 	return c.connect(publish)
 }
 
-// clientHandshakeSimple is the client side of the simple handshake
-// (§5.2.3): C0+C1 (time 0, four zero bytes, random), read S0+S1+S2, and C2
-// echoes S1. S2 is not checked: servers that do the digest handshake
-// answer a plain C1 with a plain S2, and some fill it differently.
-func clientHandshakeSimple(r io.Reader, w io.Writer) error {
+// clientHandshakeFlash is the client side of the handshake as ffmpeg and
+// Flash Player do it: C1 carries a client version and an HMAC-SHA256
+// digest (schema 0, keyed with the Flash Player text), which servers that
+// want the digest handshake (FMS, Wowza, some CDNs) require; others
+// answer as to a plain C1 (§5.2.3). If S1 carries a valid server digest,
+// C2 ends with the HMAC keyed by it; otherwise C2 echoes S1, as the simple
+// handshake wants. A digest that does not verify is not an error:
+// servers fill S1 in several ways, and the chunk stream that follows
+// shows soon enough whether the peer speaks RTMP.
+func clientHandshakeFlash(r io.Reader, w io.Writer) error {
 	c0c1 := make([]byte, 1+handshakeSize)
 	c0c1[0] = 3
-	rand.Read(c0c1[9:])
+	c1 := c0c1[1:]
+	rand.Read(c1[8:])
+	copy(c1[4:8], []byte{9, 0, 124, 2}) // a Flash Player version: non-zero asks for the digest handshake
+	off := digestOffset(c1, 0)
+	copy(c1[off:], handshakeDigest(c1, off, clientKeyText))
 	if _, err := w.Write(c0c1); err != nil {
 		return fmt.Errorf("rtmp: writing C0/C1: %w", err)
 	}
@@ -241,11 +253,30 @@ func clientHandshakeSimple(r io.Reader, w io.Writer) error {
 	if _, err := io.ReadFull(r, s[1:]); err != nil {
 		return fmt.Errorf("rtmp: reading S1/S2: %w", err)
 	}
-	if _, err := w.Write(s[1 : 1+handshakeSize]); err != nil {
+	s1 := s[1 : 1+handshakeSize]
+	c2 := s1 // the simple handshake's echo
+	for schema := range 2 {
+		off := digestOffset(s1, schema)
+		if !hmac.Equal(handshakeDigest(s1, off, serverKeyText), s1[off:off+32]) {
+			continue
+		}
+		c2 = make([]byte, handshakeSize)
+		rand.Read(c2)
+		key := hmac.New(sha256.New, clientKeyFull)
+		key.Write(s1[off : off+32])
+		h := hmac.New(sha256.New, key.Sum(nil))
+		h.Write(c2[:handshakeSize-32])
+		copy(c2[handshakeSize-32:], h.Sum(nil))
+		break
+	}
+	if _, err := w.Write(c2); err != nil {
 		return fmt.Errorf("rtmp: writing C2: %w", err)
 	}
 	return nil
 }
+
+// clientKeyFull keys C2's HMAC: the Flash Player text and the common tail.
+var clientKeyFull = append(append([]byte{}, clientKeyText...), handshakeKeyTail...)
 
 // ---- writing ----
 
@@ -625,11 +656,18 @@ func (c *rtmpClientConn) play() error {
 
 // next returns the next media or data message of a stream being played
 // (tagSource). The stream ends with io.EOF when the server says the
-// publisher left or the play stopped. Data is valid until the next call.
+// publisher left or the play stopped, or closes the connection between
+// messages. Data is valid until the next call.
 func (c *rtmpClientConn) next() (flvTag, error) {
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(clientIdleTimeout))
 		msg, err := c.readMessage()
+		if err == io.EOF {
+			// A close between messages: some servers (ffmpeg -listen) end a
+			// stream so, without a status. A close inside a message is an error.
+			c.log.Info("the server closed the connection: the end of the stream")
+			return flvTag{}, io.EOF
+		}
 		if err != nil {
 			return flvTag{}, c.readErr(err)
 		}

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,19 +55,74 @@ func TestParseRTMPURL(t *testing.T) {
 	}
 }
 
-// TestClientHandshake runs the client's simple handshake against the
-// server's.
+// TestClientHandshake runs the client's handshake against the server's:
+// the server finds the client's digest and signs S1 and S2; the client
+// finds the server's digest and signs C2 as Flash Player does.
 func TestClientHandshake(t *testing.T) {
 	cc, sc := net.Pipe()
 	defer cc.Close()
 	defer sc.Close()
-	done := make(chan error, 1)
-	go func() { done <- serverHandshake(sc, sc) }()
-	if err := clientHandshakeSimple(cc, cc); err != nil {
+	type answer struct {
+		c1, s1, c2 []byte
+		err        error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		// The server's side by hand, to see C1 and C2.
+		c0c1 := make([]byte, 1+handshakeSize)
+		if _, err := io.ReadFull(sc, c0c1); err != nil {
+			done <- answer{err: err}
+			return
+		}
+		s1, s2 := makeS1S2(c0c1[1:])
+		sc.Write(append(append([]byte{3}, s1...), s2...))
+		c2 := make([]byte, handshakeSize)
+		_, err := io.ReadFull(sc, c2)
+		done <- answer{c0c1[1:], s1, c2, err}
+	}()
+	if err := clientHandshakeFlash(cc, cc); err != nil {
 		t.Fatalf("client: %v", err)
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("server: %v", err)
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("server: %v", a.err)
+	}
+	if _, _, ok := findClientDigest(a.c1); !ok {
+		t.Errorf("C1 carries no client digest")
+	}
+	// C2: HMAC keyed by HMAC(client full key, S1's digest), over all but
+	// its last 32 bytes.
+	off := digestOffset(a.s1, 0)
+	key := hmac.New(sha256.New, clientKeyFull)
+	key.Write(a.s1[off : off+32])
+	h := hmac.New(sha256.New, key.Sum(nil))
+	h.Write(a.c2[:handshakeSize-32])
+	if !hmac.Equal(h.Sum(nil), a.c2[handshakeSize-32:]) {
+		t.Errorf("C2 does not carry the HMAC keyed by the server's digest")
+	}
+
+	// A server that answers with a plain S1 gets S1 echoed.
+	cc2, sc2 := net.Pipe()
+	defer cc2.Close()
+	defer sc2.Close()
+	go func() {
+		c0c1 := make([]byte, 1+handshakeSize)
+		io.ReadFull(sc2, c0c1)
+		s1 := make([]byte, handshakeSize)
+		rand.Read(s1[8:])
+		sc2.Write(append(append([]byte{3}, s1...), c0c1[1:]...))
+		c2 := make([]byte, handshakeSize)
+		_, err := io.ReadFull(sc2, c2)
+		if err == nil && !bytes.Equal(c2, s1) {
+			err = errors.New("C2 does not echo a plain S1")
+		}
+		done <- answer{err: err}
+	}()
+	if err := clientHandshakeFlash(cc2, cc2); err != nil {
+		t.Fatalf("client, plain server: %v", err)
+	}
+	if a := <-done; a.err != nil {
+		t.Errorf("plain server: %v", a.err)
 	}
 }
 
