@@ -162,6 +162,9 @@ func openHTTPFLV(ctx context.Context, url string, opt rtmpClientOptions) (tagSou
 	src, err := newFLVFileSource(idle, "HTTP-FLV stream")
 	if err != nil {
 		closeAll()
+		if errors.Is(err, io.EOF) {
+			return nil, nil, fmt.Errorf("pull: %s: the stream ended before any media arrived", redactStreamURL(url))
+		}
 		return nil, nil, err
 	}
 	return src, closeAll, nil

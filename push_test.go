@@ -257,6 +257,39 @@ func TestPushErrors(t *testing.T) {
 	}
 }
 
+// TestPullErrors: a play the server refuses, over RTMP and HTTP, a stream
+// that never comes, a server that is not there: a clear error and no file.
+func TestPullErrors(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.Secret, c.PlayAuth, c.PlayWait = "S3CRET", true, 300 * time.Millisecond })
+	open := startServer(t, func(c *config) { c.PlayWait = 300 * time.Millisecond })
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, url, want string }{
+		{"unsigned rtmp", ts.rtmpURL("cam"), "server refused play: NetStream.Play.Unauthorized"},
+		{"unsigned http", ts.httpURL("cam") + "?sign=1-bad", "answered 403 Forbidden"},
+		{"nobody publishes", "rtmp://" + open.rtmpAddr + "/live/none", "the server ended the stream: NetStream.Play.StreamNotFound"},
+		{"nobody publishes, http", open.httpURL("none"), "the stream ended before any media arrived"},
+		{"no server", "rtmp://" + closed + "/live/x", "connection refused"},
+		{"bad scheme", "ftp://" + closed + "/live/x", "want rtmp://, rtmps://, http:// or https://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(dir, "out.flv")
+			out, err := runCmd(context.Background(), "pull", tc.url, file)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("pull: %v; want an error with %q\n%s", err, tc.want, out)
+			}
+			if strings.Contains(err.Error(), "1-bad") {
+				t.Errorf("the error shows the sign: %v", err)
+			}
+			if _, err := os.Stat(file); err == nil {
+				t.Errorf("a failed pull left %s", file)
+			}
+		})
+	}
+}
+
 // TestPushReconnect stops the server under a looping push and starts a
 // new one on the same port: the pusher reconnects and publishes again,
 // starting at a keyframe; a cancel (Ctrl-C) then ends the publish

@@ -465,7 +465,7 @@ func printableRune(r rune) rune {
 func refusal(what string, cmd rtmpCommand) error {
 	_, code, desc := statusInfo(cmd)
 	if code == "" {
-		code = cmd.Name
+		code = truncate(strings.Map(printableRune, cmd.Name), 64)
 	}
 	if desc != "" {
 		return fmt.Errorf("%w: server refused %s: %s (%s)", errRTMPRefused, what, code, desc)
