@@ -260,7 +260,7 @@ func TestPushErrors(t *testing.T) {
 // TestPullErrors: a play the server refuses, over RTMP and HTTP, a stream
 // that never comes, a server that is not there: a clear error and no file.
 func TestPullErrors(t *testing.T) {
-	ts := startServer(t, func(c *config) { c.Secret, c.PlayAuth, c.PlayWait = "S3CRET", true, 300 * time.Millisecond })
+	ts := startServer(t, func(c *config) { c.Secret, c.PlayAuth, c.PlayWait = "S3CRET", true, 300*time.Millisecond })
 	open := startServer(t, func(c *config) { c.PlayWait = 300 * time.Millisecond })
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := ln.Addr().String()
