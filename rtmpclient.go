@@ -139,8 +139,8 @@ type rtmpClientConn struct {
 
 	publishing bool
 	playing    bool
-	readerDone chan struct{} // closed when the publisher's reader goroutine ends
-	serverErr  atomic.Value  // error: why the server ended the publish
+	readerDone chan struct{}         // closed when the publisher's reader goroutine ends
+	serverErr  atomic.Pointer[error] // why the server ended the publish, once known
 	closeOnce  sync.Once
 }
 
@@ -330,8 +330,8 @@ func (c *rtmpClientConn) writeTag(tag flvTag) error {
 	err := c.write(c.wbuf)
 	c.wmu.Unlock()
 	if err != nil {
-		if serr, ok := c.serverErr.Load().(error); ok {
-			return serr // why the server closed: more use than "broken pipe"
+		if serr := c.serverErr.Load(); serr != nil {
+			return *serr // why the server closed: more use than "broken pipe"
 		}
 		return fmt.Errorf("rtmp: sending to %s: %w", c.u.Addr, err)
 	}
@@ -606,26 +606,29 @@ func (c *rtmpClientConn) readWhilePublishing() {
 		msg, err := c.readMessage()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
-				c.serverErr.CompareAndSwap(nil, error(fmt.Errorf("%w: %w", errRTMPStopped, c.readErr(err))))
+				c.setServerErr(fmt.Errorf("%w: %w", errRTMPStopped, c.readErr(err)))
 			}
 			c.nc.Close()
 			return
 		}
 		cmd, ok, err := messageCommand(msg)
 		if err != nil {
-			c.serverErr.CompareAndSwap(nil, error(err))
+			c.setServerErr(err)
 			c.nc.Close()
 			return
 		}
 		if ok && cmd.Name == "onStatus" {
 			if level, code, desc := statusInfo(cmd); level == "error" {
-				c.serverErr.CompareAndSwap(nil, error(fmt.Errorf("%w: %s (%s)", errRTMPStopped, code, desc)))
+				c.setServerErr(fmt.Errorf("%w: %s (%s)", errRTMPStopped, code, desc))
 				c.nc.Close()
 				return
 			}
 		}
 	}
 }
+
+// setServerErr notes why the server ended the publish; the first reason stays.
+func (c *rtmpClientConn) setServerErr(err error) { c.serverErr.CompareAndSwap(nil, &err) }
 
 // play makes the connection a player of the URL's stream: createStream,
 // play (start -2000: live, or recorded if there is no live stream, as
