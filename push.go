@@ -53,10 +53,10 @@ func openMedia(path string) (tagSource, io.Closer, error) {
 	switch kind := mediaKind(head[:n], path); kind {
 	case "flv":
 		src, err = newFLVFileSource(f, filepath.Base(path))
-	case "mp4", "ts":
-		// The MP4 and MPEG-TS readers plug in here: openMP4(f), openTS(f).
-		err = fmt.Errorf("%s: %s input is not supported yet (convert it: ffmpeg -i %s -c copy out.flv)",
-			path, strings.ToUpper(kind), filepath.Base(path))
+	case "mp4":
+		src, err = openMP4(f)
+	case "ts":
+		src, err = openTS(f)
 	default:
 		err = fmt.Errorf("%s: not an FLV, MP4 or MPEG-TS file", path)
 	}
@@ -359,7 +359,7 @@ type pushOptions struct {
 func pushUsage(fs *flag.FlagSet, out io.Writer) func() {
 	return func() {
 		fmt.Fprintln(out, "usage: gms push [flags] FILE rtmp://HOST[:PORT]/APP/NAME[?QUERY]\n"+
-			"Publishes an FLV file (MP4 and MPEG-TS to come) in real time by its timestamps.")
+			"Publishes an FLV, MP4 or MPEG-TS file in real time by its timestamps.")
 		fs.PrintDefaults()
 	}
 }

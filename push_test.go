@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -478,4 +479,102 @@ func FuzzFLVFileSource(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPushMP4TS pushes ffmpeg's clip remuxed to MP4 and to MPEG-TS while
+// ffprobe plays it: the packets ffprobe sees are the source file's (count,
+// keyframe flags, timestamps relative to the first; sizes too for MP4,
+// whose samples are already length-prefixed as FLV's are).
+func TestPushMP4TS(t *testing.T) {
+	clip := testClip(t)
+	ts := startServer(t, nil)
+	dir := t.TempDir()
+	for _, kind := range []string{"mp4", "ts"} {
+		t.Run(kind, func(t *testing.T) {
+			file := filepath.Join(dir, "clip."+kind)
+			if out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-i", clip, "-c", "copy", file).CombinedOutput(); err != nil {
+				t.Fatalf("ffmpeg: %v\n%s", err, out)
+			}
+			url := ts.rtmpURL("push" + kind)
+			type result struct {
+				p   []probePacket
+				err error
+			}
+			probed := make(chan result, 1)
+			go func() { p, err := probeURL(url); probed <- result{p, err} }()
+			waitFor(t, "ffprobe", func() bool { return ts.viewers(streamKey{"live", "push" + kind}) == 1 })
+			if out, err := runCmd(context.Background(), "push", "-speed", "0", file, url); err != nil {
+				t.Fatalf("push: %v\n%s", err, out)
+			}
+			r := <-probed
+			if r.err != nil {
+				t.Fatalf("ffprobe: %v", r.err)
+			}
+			want := ffprobePacketsMS(t, file)
+			got := relativeMS(r.p)
+			for _, media := range []string{"video", "audio"} {
+				g, w := filterPackets(got, media), filterPackets(want, media)
+				if len(g) != len(w) {
+					t.Errorf("%s: %d %s packets, want %d", kind, len(g), media, len(w))
+				}
+				for i := range min(len(g), len(w)) {
+					if kind == "ts" {
+						g[i].Size, w[i].Size = "", "" // Annex B start codes become 4-byte lengths
+					}
+					if g[i].Flags[:1] != w[i].Flags[:1] || max(g[i].DTS-w[i].DTS, w[i].DTS-g[i].DTS) > 1 || max(g[i].PTS-w[i].PTS, w[i].PTS-g[i].PTS) > 1 || g[i].Size != w[i].Size {
+						t.Errorf("%s: %s packet %d = %+v; want %+v", kind, media, i, g[i], w[i])
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// ffprobePacketsMS lists a file's packets with times in milliseconds
+// relative to its first packet.
+func ffprobePacketsMS(t testing.TB, input string) []probePacket {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_entries",
+		"packet=codec_type,dts_time,pts_time,size,flags", "-of", "json", input).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", input, err)
+	}
+	var res struct {
+		Packets []struct {
+			CodecType string `json:"codec_type"`
+			DTS       string `json:"dts_time"`
+			PTS       string `json:"pts_time"`
+			Size      string `json:"size"`
+			Flags     string `json:"flags"`
+		}
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatal(err)
+	}
+	var ps []probePacket
+	for _, p := range res.Packets {
+		dts, _ := strconv.ParseFloat(p.DTS, 64)
+		pts, _ := strconv.ParseFloat(p.PTS, 64)
+		ps = append(ps, probePacket{p.CodecType, int64(math.Round(dts * 1000)), int64(math.Round(pts * 1000)), p.Size, p.Flags})
+	}
+	return relativeMS(ps)
+}
+
+// relativeMS shifts packets (FLV times are in ms already) so that the
+// first dts is 0.
+func relativeMS(ps []probePacket) []probePacket {
+	if len(ps) == 0 {
+		return ps
+	}
+	first := ps[0].DTS
+	for _, p := range ps {
+		first = min(first, p.DTS)
+	}
+	out := slices.Clone(ps)
+	for i := range out {
+		out[i].DTS -= first
+		out[i].PTS -= first
+	}
+	return out
 }
