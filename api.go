@@ -35,6 +35,10 @@ func (s *httpServer) apiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/server", s.guard(s.apiServer))
 	mux.HandleFunc("GET /api/events", s.guard(s.apiEvents))
 	mux.HandleFunc("GET /api/recordings", s.guard(s.apiRecordings))
+	mux.HandleFunc("GET /api/relay", s.guard(s.apiRelays))
+	mux.HandleFunc("POST /api/relay/pull", s.control(s.apiAddRelay(relayPull)))
+	mux.HandleFunc("POST /api/relay/push", s.control(s.apiAddRelay(relayPush)))
+	mux.HandleFunc("DELETE /api/relay/{id}", s.control(s.apiDeleteRelay))
 	mux.HandleFunc("GET /metrics", s.guard(s.metrics))
 }
 
@@ -433,4 +437,57 @@ func cpuModel() string {
 		}
 	}
 	return ""
+}
+
+// apiRelays lists the running relays in NMS v2's shape:
+// {APP: {NAME: {relays: [...]}}}.
+func (s *httpServer) apiRelays(w http.ResponseWriter, r *http.Request) {
+	out := map[string]map[string]map[string][]relayInfo{}
+	for _, ri := range s.relays.list() {
+		if out[ri.App] == nil {
+			out[ri.App] = map[string]map[string][]relayInfo{}
+		}
+		if out[ri.App][ri.Name] == nil {
+			out[ri.App][ri.Name] = map[string][]relayInfo{"relays": {}}
+		}
+		out[ri.App][ri.Name]["relays"] = append(out[ri.App][ri.Name]["relays"], ri)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// apiAddRelay is NMS v2's POST /api/relay/pull and /push: {url, app, name}
+// as JSON or a form; the answer is the new relay's id as text.
+func (s *httpServer) apiAddRelay(mode relayMode) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ URL, App, Name string }
+		r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+				return
+			}
+		} else {
+			if err := r.ParseForm(); err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+				return
+			}
+			req.URL, req.App, req.Name = r.PostForm.Get("url"), r.PostForm.Get("app"), r.PostForm.Get("name")
+		}
+		id, err := s.relays.addAPI(mode, req.App, req.Name, req.URL)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": redactErr(err.Error(), req.URL, redactRelayURL(req.URL, mode == relayPush))})
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, id)
+	}
+}
+
+// apiDeleteRelay is NMS v2's DELETE /api/relay/ID: 200, or 404.
+func (s *httpServer) apiDeleteRelay(w http.ResponseWriter, r *http.Request) {
+	if !s.relays.deleteAPI(r.PathValue("id")) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "relay not found"})
+		return
+	}
+	writeJSON(w, http.StatusOK, "ok")
 }

@@ -60,6 +60,12 @@ type config struct {
 	// RecordDir/APP/NAME/<start time>.flv.
 	RecordDir string
 
+	// Relays (relay.go): pushes to other servers ([APP=]URL), an edge's
+	// origins (rtmp://HOST[:PORT]), and NMS v2's relay tasks.
+	RelayPush  []string
+	Origins    []string
+	RelayTasks []relayTaskConfig
+
 	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
 	RTMPSAddr, HTTPSAddr string
 	TLSCert, TLSKey      string
@@ -128,6 +134,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.StringVar(&cfg.RecordDir, "record", "", "record every published stream to `dir`/APP/NAME/<start time>.flv")
+	fs.Func("relay-push", "forward every published stream (or APP's, with `[APP=]URL`) to URL: rtmp://HOST/APP gets NAME appended, rtmp://HOST/APP/KEY is the target exactly (repeatable)", func(v string) error {
+		cfg.RelayPush = append(cfg.RelayPush, v)
+		return nil
+	})
+	fs.Func("origin", "be an edge of this origin: a player's APP/NAME not published here is pulled from `rtmp://HOST[:PORT]`/APP/NAME (repeatable: tried in turn)", func(v string) error {
+		cfg.Origins = append(cfg.Origins, v)
+		return nil
+	})
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -262,6 +276,9 @@ type nmsConfig struct {
 	Record *struct {
 		Path *string `json:"path"`
 	} `json:"record"`
+	Relay *struct {
+		Tasks []relayTaskConfig `json:"tasks"`
+	} `json:"relay"`
 	LogType *int `json:"logType"`
 }
 
@@ -275,6 +292,7 @@ var knownKeys = map[string]bool{
 	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true, "auth.publish_secret": true,
 	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
 	"record": true, "record.path": true,
+	"relay": true, "relay.tasks": true, "relay.ffmpeg": true,
 	"logType": true,
 }
 
@@ -339,6 +357,9 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 			cfg.AllowOrigin = *h.AllowOrigin
 		}
 		setBool(&cfg.API, h.API, set["api"])
+	}
+	if r := nc.Relay; r != nil && !set["relay-push"] && !set["origin"] {
+		cfg.RelayTasks = r.Tasks
 	}
 	if r := nc.Record; r != nil {
 		setString(&cfg.RecordDir, r.Path, set["record"])

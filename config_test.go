@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -189,7 +190,7 @@ func TestEnvConfig(t *testing.T) {
 			}
 			want := defaultConfig()
 			tc.want(&want)
-			if cfg != want {
+			if !reflect.DeepEqual(cfg, want) {
 				t.Errorf("parseFlags(%q) with %v =\n%+v; want\n%+v", tc.args, tc.env, cfg, want)
 			}
 		})
@@ -224,7 +225,7 @@ func TestDefaults(t *testing.T) {
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
 }
@@ -233,7 +234,8 @@ func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nms.json")
 	os.WriteFile(path, []byte(`{"rtmp":{"port":1936,"chunk_size":4096,"gop_cache":false,"ping":10,"ping_timeout":5,"bogus":1},
-"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{},"record":{"path":"/var/rec"}}`), 0o644)
+"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{},"record":{"path":"/var/rec"},
+"relay":{"ffmpeg":"/usr/bin/ffmpeg","tasks":[{"app":"live","mode":"push","edge":"rtmp://b/live"}]}}`), 0o644)
 	var warnings []string
 	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
 	cfg, err := parseFlags([]string{"-config", path, "-chunk-size", "8192"}, nil, io.Discard, warn)
@@ -244,7 +246,8 @@ func TestConfigFile(t *testing.T) {
 	want.RTMPAddr, want.HTTPAddr, want.ChunkSize, want.GOPCache = ":1936", ":8001", 8192, false
 	want.Ping, want.PingTimeout, want.AllowOrigin, want.LogLevel = 10*time.Second, 5*time.Second, "https://example.com", slog.LevelDebug
 	want.RecordDir = "/var/rec"
-	if cfg != want {
+	want.RelayTasks = []relayTaskConfig{{App: "live", Mode: "push", Edge: "rtmp://b/live"}}
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}
 	joined := strings.Join(warnings, "\n")

@@ -44,8 +44,9 @@ type httpServer struct {
 	// shared with the RTMP server.
 	players *playerSlots
 
-	cpu cpuSampler // for /api/server
-	rec *recorder  // for /api/recordings; nil without -record
+	cpu    cpuSampler // for /api/server
+	rec    *recorder  // for /api/recordings; nil without -record
+	relays *relays    // for /api/relay
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{} // hijacked player connections

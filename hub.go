@@ -65,7 +65,11 @@ type hub struct {
 	dirty       [][]*subscriber
 	nextFlusher atomic.Uint64
 
-	tappers []func(h *hub, key streamKey) *subscriber // see tap; fixed before run
+	tappers []func(h *hub, key streamKey) []*subscriber // see tap; fixed before run
+	// demand, if set, is called on the hub goroutine when a player asks
+	// for a stream that has no publisher (an edge pulls it); it must not
+	// block. Fixed before run.
+	demand func(key streamKey)
 }
 
 // action is a lifecycle event, as the API's event stream and the hooks
@@ -292,9 +296,7 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.stats = streamStats{}
 		h.emit(actPublish, key, info, reasonNone)
 		for _, t := range h.tappers {
-			if sub := t(h, key); sub != nil {
-				s.taps = append(s.taps, sub)
-			}
+			s.taps = append(s.taps, t(h, key)...)
 		}
 		notices := noticeCache{}
 		for sub := range s.subs {
@@ -463,6 +465,9 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
 		h.emit(actPlay, key, info, reasonNone)
+		if s.pub == nil && h.demand != nil {
+			h.demand(key)
+		}
 		if s.pub == nil || len(s.gop) == 0 {
 			return // headers and frames come at the next keyframe
 		}
@@ -498,7 +503,7 @@ func (h *hub) newSubscriber(key streamKey, info clientInfo, form playerForm, han
 // and ends with it. Taps (recordings, push relays) are the server's own
 // outputs: they are not players, so they are not listed, counted or
 // reported to hooks. Call tap before run.
-func (h *hub) tap(fn func(h *hub, key streamKey) *subscriber) {
+func (h *hub) tap(fn func(h *hub, key streamKey) []*subscriber) {
 	h.tappers = append(h.tappers, fn)
 }
 
@@ -510,6 +515,17 @@ func (h *hub) untap(sub *subscriber) {
 			s.taps = slices.DeleteFunc(s.taps, func(t *subscriber) bool { return t == sub })
 		}
 	})
+}
+
+// players is how many players key's stream has.
+func (h *hub) players(key streamKey) int {
+	n := 0
+	h.call(func() {
+		if s := h.streams[key]; s != nil {
+			n = len(s.subs)
+		}
+	})
+	return n
 }
 
 // flvHeader is the FLV header with the stream's real audio/video flags,

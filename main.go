@@ -177,9 +177,18 @@ func (p *playerSlots) release() {
 	p.n--
 }
 
-// run starts the server and serves until ctx ends. lookupEnv is
+// run starts the server and serves until ctx ends; `gms push` and `gms
+// pull` run the RTMP client instead (push.go, pull.go). lookupEnv is
 // os.LookupEnv, or nil for no environment.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] { // the client subcommands; anything else is the server's flags
+		case "push":
+			return runPush(ctx, args[1:], stderr)
+		case "pull":
+			return runPull(ctx, args[1:], stderr)
+		}
+	}
 	var pending []func(*slog.Logger) // warnings from before the logger exists
 	cfg, err := parseFlags(args, lookupEnv, stderr, func(msg string, kv ...any) {
 		pending = append(pending, func(l *slog.Logger) { l.Warn(msg, kv...) })

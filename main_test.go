@@ -25,6 +25,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -2163,5 +2164,182 @@ func TestRecordWriteError(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "record: cannot create file") {
 		t.Errorf("no log line for the failed recording")
+	}
+}
+
+// ---- Relays and edges ----
+
+// relayList reads ts's /api/relay into a flat list.
+func relayList(t *testing.T, ts *testServer) []relayInfo {
+	t.Helper()
+	var res map[string]map[string]struct{ Relays []relayInfo }
+	if code := getJSON(t, "GET", "http://"+ts.httpAddr+"/api/relay", &res); code != http.StatusOK {
+		t.Fatalf("GET /api/relay: %d", code)
+	}
+	var out []relayInfo
+	for _, names := range res {
+		for _, n := range names {
+			out = append(out, n.Relays...)
+		}
+	}
+	return out
+}
+
+// TestRelayPush has gms A push every stream to gms B: a player waiting on
+// B gets every media frame the publisher sent to A, byte for byte. Then B
+// restarts mid-stream: A's push reconnects and B's new players get media
+// again, while A's publisher is never held up (it stays live throughout).
+func TestRelayPush(t *testing.T) {
+	clip := testClip(t)
+	b := startServer(t, func(c *config) { c.PlayWait = 0 })
+	a := startServer(t, func(c *config) { c.RelayPush = []string{"rtmp://" + b.rtmpAddr + "/live"} })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	got := make(chan []byte, 1)
+	go func() {
+		_, data, _ := httpGetFLV(ctx, b.httpURL("r"))
+		got <- data
+	}()
+	waitFor(t, "the player on B", func() bool { return b.viewers(streamKey{"live", "r"}) == 1 })
+	if err := startPublish(t, clip, a.rtmpURL("r"))(); err != nil {
+		t.Fatal(err)
+	}
+	_, want := readFLVFile(t, clip)
+	_, tags := parseFLV(t, <-got)
+	compareTags(t, "relayed", mediaTags(tags), mediaTags(want))
+	waitFor(t, "the push to end", func() bool { return len(relayList(t, a)) == 0 })
+
+	// B goes away mid-stream and comes back on the same port.
+	pub := longPublish(t, a.rtmpURL("r2"))
+	key := streamKey{"live", "r2"}
+	waitFor(t, "the relayed stream on B", func() bool { return b.live(key) })
+	bAddr := b.rtmpAddr
+	if err := b.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the push to retry", func() bool {
+		l := relayList(t, a)
+		return len(l) == 1 && l[0].State != "live" && l[0].Errors > 0
+	})
+	b2 := startServer(t, func(c *config) { c.RTMPAddr = bAddr })
+	waitFor(t, "the push to reconnect", func() bool { return b2.live(key) })
+	ctx2, cancel2 := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel2()
+	_, data, _ := httpGetFLV(ctx2, b2.httpURL("r2"))
+	if _, tags := parseFLV(t, data); len(mediaTags(tags)) < 10 {
+		t.Errorf("after B restarted: %d media tags in 3 s", len(mediaTags(tags)))
+	}
+	if !a.live(key) || pub.ProcessState != nil {
+		t.Errorf("A's publisher did not stay live while B was away")
+	}
+}
+
+// TestEdge puts an edge in front of an origin (after one that does not
+// answer: origins are tried in turn): players of the edge share one pull
+// from the origin, and the pull stops a few seconds after the last one
+// has left.
+func TestEdge(t *testing.T) {
+	origin := startServer(t, nil)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	edge := startServer(t, func(c *config) {
+		c.Origins = []string{"rtmp://" + dead.Addr().String(), "rtmp://" + origin.rtmpAddr}
+	})
+	longPublish(t, origin.rtmpURL("e"))
+	key := streamKey{"live", "e"}
+	waitFor(t, "the origin's stream", func() bool { return origin.live(key) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sizes := make(chan int, 3)
+	for range 3 {
+		go func() {
+			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer pcancel()
+			_, data, _ := httpGetFLV(pctx, edge.httpURL("e"))
+			sizes <- len(data)
+		}()
+	}
+	waitFor(t, "three players on the edge", func() bool { return edge.viewers(key) == 3 })
+	waitFor(t, "the edge's pull on the origin", func() bool { return origin.viewers(key) > 0 })
+	if n := origin.viewers(key); n != 1 {
+		t.Errorf("origin has %d players; want the edge's one pull", n)
+	}
+	for range 3 {
+		if n := <-sizes; n < 50<<10 {
+			t.Errorf("an edge player got %d bytes in 5 s", n)
+		}
+	}
+	waitFor(t, "the pull to stop after the last player", func() bool {
+		return origin.viewers(key) == 0 && !edge.live(key)
+	})
+	if l := relayList(t, edge); len(l) != 0 {
+		t.Errorf("relays after the pull ended: %+v", l)
+	}
+}
+
+// TestStaticRelay pulls a stream from another server from start-up, as
+// NMS's static relay task does, under a local name of its own.
+func TestStaticRelay(t *testing.T) {
+	origin := startServer(t, nil)
+	longPublish(t, origin.rtmpURL("src"))
+	b := startServer(t, func(c *config) {
+		c.RelayTasks = []relayTaskConfig{{App: "live", Mode: "static", Name: "copy", Edge: origin.rtmpURL("src")}}
+	})
+	waitFor(t, "the static pull", func() bool { return b.live(streamKey{"live", "copy"}) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, data, _ := httpGetFLV(ctx, b.httpURL("copy"))
+	if _, tags := parseFLV(t, data); len(mediaTags(tags)) < 10 {
+		t.Errorf("static relay: %d media tags in 2 s", len(mediaTags(tags)))
+	}
+	if l := relayList(t, b); len(l) != 1 || l[0].Mode != relayStatic || l[0].State != "live" {
+		t.Errorf("GET /api/relay = %+v; want one live static relay", l)
+	}
+}
+
+// TestRelayAPI adds a push by NMS's API to a URL that names its stream
+// (a platform's key): the key never shows in the API or the log, and
+// DELETE stops it; a name with a path in it is refused.
+func TestRelayAPI(t *testing.T) {
+	b := startServer(t, nil)
+	a := startServer(t, nil)
+	longPublish(t, a.rtmpURL("api"))
+	waitFor(t, "the stream", func() bool { return a.live(streamKey{"live", "api"}) })
+	const secret = "sk_live_9f8e7d6c"
+	form := url.Values{"url": {"rtmp://" + b.rtmpAddr + "/ingest/" + secret}, "app": {"live"}, "name": {"api"}}
+	resp, err := http.PostForm("http://"+a.httpAddr+"/api/relay/push", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idBytes, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || len(idBytes) == 0 {
+		t.Fatalf("POST /api/relay/push: %d %s", resp.StatusCode, idBytes)
+	}
+	waitFor(t, "the push to be live on B", func() bool { return b.live(streamKey{"ingest", secret}) })
+	l := relayList(t, a)
+	if len(l) != 1 || l[0].Mode != relayPush || l[0].State != "live" || !strings.HasSuffix(l[0].URL, "/ingest/***") {
+		t.Errorf("GET /api/relay = %+v; want one live push to .../ingest/***", l)
+	}
+	raw, _ := http.Get("http://" + a.httpAddr + "/api/relay")
+	body, _ := io.ReadAll(raw.Body)
+	raw.Body.Close()
+	if strings.Contains(string(body), secret) || strings.Contains(a.logs.String(), secret) {
+		t.Errorf("the stream key shows in the API or the log")
+	}
+	if code := getJSON(t, "DELETE", "http://"+a.httpAddr+"/api/relay/"+string(idBytes), nil); code != http.StatusOK {
+		t.Errorf("DELETE /api/relay/ID: %d", code)
+	}
+	waitFor(t, "the push to stop", func() bool { return !b.live(streamKey{"ingest", secret}) })
+	if code := getJSON(t, "DELETE", "http://"+a.httpAddr+"/api/relay/"+string(idBytes), nil); code != http.StatusNotFound {
+		t.Errorf("DELETE of a deleted relay: %d; want 404", code)
+	}
+	form.Set("name", "../x")
+	if resp, err := http.PostForm("http://"+a.httpAddr+"/api/relay/push", form); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("POST with a bad name: %v %v; want 400", resp.StatusCode, err)
 	}
 }

@@ -63,13 +63,13 @@ func (recordForm) unpublishNotice(streamKey) *frame { return nil }
 // tap is called on the hub goroutine at each publish. It returns the
 // recording's subscriber and starts its writer, which opens the file
 // (the hub goroutine never waits for a disk).
-func (r *recorder) tap(h *hub, key streamKey) *subscriber {
+func (r *recorder) tap(h *hub, key streamKey) []*subscriber {
 	sub := h.newSubscriber(key, clientInfo{ID: "record", Protocol: protoRTMP}, recordForm{}, nil)
 	rec := &recording{started: time.Now()}
 	rec.first.Store(-1)
 	rec.last.Store(-1)
 	r.wg.Go(func() { r.write(sub, key, rec) })
-	return sub
+	return []*subscriber{sub}
 }
 
 // write runs one recording until its publish ends or the file fails.

@@ -39,6 +39,7 @@ type server struct {
 	httpsLn net.Listener // nil without -https
 	httpSrv *http.Server
 	rec     *recorder // nil without -record
+	relays  *relays
 
 	args      []string                    // the command line, read again on reload
 	lookupEnv func(string) (string, bool) // the environment, likewise; nil: none
@@ -110,6 +111,12 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 		httpsLn: httpsLn,
 	}
 	s.web.connLimits = limits
+	if s.relays, err = newRelays(cfg, h, log); err != nil {
+		return nil, err
+	}
+	h.tap(s.relays.tap)
+	h.demand = s.relays.demand
+	s.web.relays = s.relays
 	if cfg.RecordDir != "" {
 		s.rec = newRecorder(cfg.RecordDir, log)
 		h.tap(s.rec.tap)
@@ -157,6 +164,10 @@ func (s *server) serve(ctx context.Context) error {
 	defer cancelHooks()
 	events, stopHooks := s.hub.watchLossy(s.hooks.lost)
 	wg.Go(func() { s.hooks.notify(hooksCtx, events) })
+	relaysCtx, stopRelays := context.WithCancel(context.Background())
+	defer stopRelays()
+	relaysDone := make(chan struct{})
+	go func() { s.relays.run(relaysCtx); close(relaysDone) }()
 	errc := make(chan error, 4)
 	wg.Go(func() { errc <- s.rtmp.serve(connCtx, s.rtmpLn) })
 	wg.Go(func() { errc <- s.httpSrv.Serve(s.httpLn) })
@@ -177,6 +188,8 @@ func (s *server) serve(ctx context.Context) error {
 	if s.rtmpsLn != nil {
 		s.rtmpsLn.Close()
 	}
+	stopRelays() // before the connections: a pull's players then hear its end
+	<-relaysDone
 	closeConns() // ends every RTMP connection
 	s.web.closeAll()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
