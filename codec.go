@@ -295,12 +295,12 @@ func anyNAL(data []byte, nalLen int, match func(nal []byte) bool) bool {
 		nalLen = 4
 	}
 	for len(data) >= nalLen {
-		n := 0
+		var n uint64 // not int: 4 length bytes overflow a 32-bit int
 		for _, b := range data[:nalLen] {
-			n = n<<8 | int(b)
+			n = n<<8 | uint64(b)
 		}
 		data = data[nalLen:]
-		if n > len(data) {
+		if n > uint64(len(data)) {
 			return false
 		}
 		if n > 0 && match(data[:n]) {
@@ -415,11 +415,11 @@ func vp9FirstFrame(data []byte) []byte {
 	if len(data) < index || data[len(data)-index] != m {
 		return data
 	}
-	size := 0
+	var size uint64 // not int: 4 size bytes overflow a 32-bit int
 	for i := sizeBytes - 1; i >= 0; i-- {
-		size = size<<8 | int(data[len(data)-index+1+i])
+		size = size<<8 | uint64(data[len(data)-index+1+i])
 	}
-	if size > len(data)-index {
+	if size > uint64(len(data)-index) {
 		return nil
 	}
 	return data[:size]

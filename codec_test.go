@@ -469,3 +469,18 @@ func TestCodecString(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeLengths: lengths that overflow a 32-bit int (gms is built for
+// 32-bit ARM too) are refused, not used.
+func TestHugeLengths(t *testing.T) {
+	if bitstreamKey("avc1", bs(0xFF, 0xFF, 0xFF, 0xFF, 0x65), 4) {
+		t.Error("a NAL unit of 4 GiB in 5 bytes read as an IDR")
+	}
+	// A superframe index (marker 0xDB: 4 size bytes, 4 frames) whose first size is 0xFFFFFFFF.
+	frame := append(bs(0x82, 0x49, 0x83, 0x42), bs(0xDB, 0xFF, 0xFF, 0xFF, 0xFF)...)
+	frame = append(frame, make([]byte, 12)...)
+	frame = append(frame, 0xDB)
+	if got := vp9FirstFrame(frame); got != nil {
+		t.Errorf("vp9FirstFrame of an index claiming 4 GiB = % x; want nil", got)
+	}
+}
