@@ -212,6 +212,9 @@ type flvRecorder struct {
 	held                   []flvTag // metadata and sequence headers before the start, in their order
 	expectVideo            bool     // metadata or a header says the stream has video
 	wroteAudio, wroteVideo bool
+	// codecs finds keyframes and headers as the server does: from the
+	// bitstream when a publisher leaves frame types unmarked.
+	codecs codecState
 }
 
 func newFLVRecorder(f *os.File) *flvRecorder {
@@ -239,7 +242,7 @@ func (r *flvRecorder) add(tag flvTag) (wrote bool, err error) {
 		}
 	case tagAudio:
 		if !r.started {
-			if audioIsHeader(tag.Data) {
+			if r.codecs.classifyAudio(tag.Data).header {
 				r.hold(tag)
 				return false, nil
 			}
@@ -250,13 +253,13 @@ func (r *flvRecorder) add(tag flvTag) (wrote bool, err error) {
 		}
 	case tagVideo:
 		r.expectVideo = true
-		header, key := videoInfo(tag.Data)
 		if !r.started {
+			class := r.codecs.classifyVideo(tag.Data)
 			switch {
-			case header:
+			case class.header:
 				r.hold(tag)
 				return false, nil
-			case !key:
+			case !class.key:
 				return false, nil
 			}
 			return true, r.start(tag)

@@ -127,3 +127,52 @@ func TestProgress(t *testing.T) {
 		t.Errorf("summary %q; want %q...", lines[1], want)
 	}
 }
+
+// TestPullFindsUnmarkedKeyframes: a pulled stream whose publisher marks
+// no keyframe (frame type 0 everywhere, as MediaMTX sends) starts its
+// file at the first keyframe the bitstream shows, as the server's players
+// do, for every codec.
+func TestPullFindsUnmarkedKeyframes(t *testing.T) {
+	for _, c := range codecClips(t) {
+		t.Run(c.fourCC, func(t *testing.T) {
+			if len(c.keys) < 2 {
+				t.Skipf("%s clip has %d keyframes", c.fourCC, len(c.keys))
+			}
+			session := ertmpSession(c, exVideo(0, exSequenceStart, c.fourCC, c.config...),
+				func(i int, data []byte, key bool) []byte { return exFrameBody(0, c.fourCC, data) })
+			path := filepath.Join(t.TempDir(), "out.flv")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := newFLVRecorder(f)
+			// Join after the first keyframe: the file must start at the second.
+			joinAt := c.keys[0] + 1
+			for _, st := range session {
+				if !st.header && st.ts < uint32(joinAt*40) {
+					continue
+				}
+				if _, err := rec.add(flvTag{Type: st.typ, Time: st.ts, Data: st.data}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rec.close(); err != nil {
+				t.Fatal(err)
+			}
+			_, tags := readFLVFile(t, path)
+			var firstVideo *flvTag
+			for i := range tags {
+				if tags[i].Type == tagVideo && tags[i].Data[0]&0x0F != exSequenceStart {
+					firstVideo = &tags[i]
+					break
+				}
+			}
+			if firstVideo == nil {
+				t.Fatalf("no video frame in the file (%d tags)", len(tags))
+			}
+			if want := uint32(c.keys[1] * 40); firstVideo.Time != want {
+				t.Errorf("file starts at video time %d ms; want the second keyframe's, %d ms", firstVideo.Time, want)
+			}
+		})
+	}
+}
