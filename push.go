@@ -410,6 +410,11 @@ type pusher struct {
 	hasVideo                       bool
 	waitKey                        bool // after a reconnect: skip to the next keyframe
 	sendHeaders                    bool // after a reconnect: headers before that keyframe
+	// codecs finds headers and keyframes as the server does, from the
+	// bitstream when a file leaves frame types unmarked; class is what
+	// it said of the tag remember saw last.
+	codecs codecState
+	class  mediaClass
 
 	offset  uint32 // added to the file's timestamps in this pass
 	maxTime uint32 // the latest timestamp sent, offset included
@@ -517,18 +522,19 @@ func (p *pusher) remember(tag flvTag) (isHeader bool) {
 	keep := func(dst **flvTag) {
 		*dst = &flvTag{Type: tag.Type, Data: bytes.Clone(tag.Data)}
 	}
+	p.class = mediaClass{}
 	switch tag.Type {
 	case tagScript:
 		keep(&p.meta)
 		return true
 	case tagVideo:
 		p.hasVideo = true
-		if header, _ := videoInfo(tag.Data); header {
+		if p.class = p.codecs.classifyVideo(tag.Data); p.class.header {
 			keep(&p.videoHeader)
 			return true
 		}
 	case tagAudio:
-		if audioIsHeader(tag.Data) {
+		if p.class = p.codecs.classifyAudio(tag.Data); p.class.header {
 			keep(&p.audioHeader)
 			return true
 		}
@@ -545,11 +551,11 @@ func (p *pusher) resumeAt(tag flvTag) bool {
 	}
 	switch tag.Type {
 	case tagVideo:
-		if _, key := videoInfo(tag.Data); !key {
+		if !p.class.key {
 			return false
 		}
 	case tagAudio:
-		if p.hasVideo || audioIsHeader(tag.Data) {
+		if p.hasVideo || p.class.header {
 			return false
 		}
 	default:

@@ -44,12 +44,15 @@ func synthFLV(t testing.TB, n int) (string, []flvTag) {
 	audio := 0
 	for i := range n {
 		ts := uint32(i * 40)
-		first := byte(0x27)
+		// One NAL unit: a non-IDR slice (type 1), or an IDR (type 5) at
+		// each keyframe, as the bitstream would say.
+		first, nal := byte(0x27), []byte{0x41}
 		if i%10 == 0 {
-			first = 0x17
+			first, nal = 0x17, []byte{0x65}
 		}
-		body := binary.BigEndian.AppendUint32([]byte{first, 1, 0, 0, 0}, uint32(i))
-		tags = append(tags, flvTag{tagVideo, ts, append(body, bytes.Repeat([]byte{byte(i)}, 200+i%7*100)...)})
+		nal = append(nal, bytes.Repeat([]byte{byte(i)}, 200+i%7*100)...)
+		body := binary.BigEndian.AppendUint32([]byte{first, 1, 0, 0, 0}, uint32(len(nal)))
+		tags = append(tags, flvTag{tagVideo, ts, append(body, nal...)})
 		for ; audio*23 <= int(ts); audio++ {
 			tags = append(tags, flvTag{tagAudio, uint32(audio * 23), []byte{0xAF, 1, byte(audio), byte(audio >> 8)}})
 		}
