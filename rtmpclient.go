@@ -482,7 +482,10 @@ func (c *rtmpClientConn) connect(publish bool) error {
 	obj := amfObject{{"app", c.u.App}}
 	if publish {
 		obj = append(obj, amfProp{"type", "nonprivate"}, amfProp{"flashVer", "FMLE/3.0 (compatible; gms)"},
-			amfProp{"tcUrl", c.u.TCURL})
+			amfProp{"tcUrl", c.u.TCURL},
+			// Enhanced RTMP: the codecs we may send beyond the legacy ones,
+			// as ffmpeg declares them (some ingests want it for HEVC and AV1).
+			amfProp{"fourCcList", []any{"hvc1", "av01", "vp09", "Opus"}})
 	} else {
 		obj = append(obj, amfProp{"flashVer", "LNX 9,0,124,2"}, amfProp{"tcUrl", c.u.TCURL},
 			amfProp{"fpad", false}, amfProp{"capabilities", 15.0}, amfProp{"audioCodecs", 4071.0},
