@@ -114,7 +114,7 @@ func (sub *subscriber) queueLen() int {
 func (sub *subscriber) fits(fs []*frame) bool {
 	n := 0
 	for _, f := range fs {
-		n += len(f.bytes(sub.form))
+		n += f.wireLen(sub.form)
 	}
 	return sub.queueLen()+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
 }
@@ -208,7 +208,7 @@ func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 func (sub *subscriber) dequeued(batch []*frame) {
 	var n int64
 	for _, f := range batch {
-		n += int64(len(f.bytes(sub.form)))
+		n += int64(f.wireLen(sub.form))
 	}
 	sub.queued.Add(-n)
 }
@@ -238,12 +238,12 @@ func (sub *subscriber) writeBatch(batch []*frame, bufs *net.Buffers, write func(
 	*bufs = (*bufs)[:0]
 	var total int
 	for _, f := range batch {
-		b := f.bytes(sub.form)
-		if len(b) == 0 || sub.skip(f) {
+		n := f.wireLen(sub.form)
+		if n == 0 || sub.skip(f) {
 			continue
 		}
-		*bufs = append(*bufs, b)
-		total += len(b)
+		*bufs = f.appendWire(*bufs, sub.form)
+		total += n
 	}
 	if total == 0 {
 		return nil

@@ -44,6 +44,74 @@ func TestViewerQueueBytesBound(t *testing.T) {
 	}
 }
 
+// TestStalledViewerHeld is issue 15's stalled viewer, counted in bytes
+// instead of RSS: 20 s of a 20 Mbit/s stream (a 500 kB keyframe a
+// second, 30 fps) to an HTTP-FLV and an RTMP viewer that take nothing.
+// What the hub holds for them (each frame once, however many viewers and
+// forms share it) stays within a queue's limit plus the GOP cache, and
+// the viewers are dropped once they have taken nothing for -stall-time of
+// media. It prints what was held at each second of media.
+func TestStalledViewerHeld(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "stalled"}
+	flvSub := h.subscribe(key, clientInfo{ID: "FLV"}, flvForm{}, nil)
+	rtmpSub := h.subscribe(key, clientInfo{ID: "RTMP"}, rtmpForm{h.cfg.ChunkSize}, nil)
+	p := startTestPublish(t, h, key)
+	const keyBytes, interBytes, fps, seconds = 500_000, 70_000, 30, 20
+	var series []string
+	var most int
+	for i := range seconds * fps {
+		ts := uint32(i * 1000 / fps)
+		size := interBytes
+		if i%fps == 0 {
+			size = keyBytes
+		}
+		p.ingest(msgVideo, ts, testVideo(i%fps == 0, size))
+		if i%fps == fps-1 {
+			held, queued := heldBy(h, key, flvSub, rtmpSub)
+			most = max(most, held)
+			series = append(series, fmt.Sprintf("%.1f/%.1f", float64(held)/1e6, float64(queued)/1e6))
+		}
+	}
+	t.Logf("MB held / MB queued for the two viewers, each second of media: %s", strings.Join(series, " "))
+	var gop int
+	h.call(func() { gop = h.streams[key].gopBytes })
+	if bound := h.cfg.QueueBytes + gop + 64<<10; most > bound {
+		t.Errorf("held up to %d bytes for two stalled viewers; want at most a queue (%d) and the GOP cache (%d)", most, h.cfg.QueueBytes, gop)
+	}
+	for _, sub := range []*subscriber{flvSub, rtmpSub} {
+		if q := sub.queued.Load(); q > int64(h.cfg.QueueBytes) {
+			t.Errorf("%s: %d bytes queued; want at most %d", sub.info.ID, q, h.cfg.QueueBytes)
+		}
+	}
+}
+
+// heldBy is what the frames queued for subs and the stream's GOP cache
+// hold, each frame counted once, and the bytes queued for subs.
+func heldBy(h *hub, key streamKey, subs ...*subscriber) (held, queued int) {
+	seen := map[*frame]bool{}
+	count := func(f *frame) {
+		if !seen[f] {
+			seen[f] = true
+			held += f.heldBytes()
+		}
+	}
+	h.call(func() {
+		for _, f := range h.streams[key].gop {
+			count(f)
+		}
+		for _, sub := range subs {
+			sub.qmu.Lock()
+			for _, f := range sub.q {
+				count(f)
+			}
+			sub.qmu.Unlock()
+			queued += int(sub.queued.Load())
+		}
+	})
+	return held, queued
+}
+
 // TestStalledViewerCostsItsQueue pushes 26 MB through a server while one
 // HTTP-FLV viewer never reads: another viewer gets every frame, the
 // publisher finishes while the stalled one is still connected (so it never

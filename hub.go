@@ -383,18 +383,18 @@ func (h *hub) cacheGOP(s *stream, f *frame) {
 		return
 	}
 	if f.key {
-		s.gop, s.gopBytes = []*frame{f}, f.size() // a new slice: joiners may hold the old one
+		s.gop, s.gopBytes = []*frame{f}, f.heldBytes() // a new slice: joiners may hold the old one
 		return
 	}
 	if s.gop == nil {
 		return
 	}
-	if len(s.gop) >= gopMaxFrames || s.gopBytes+f.size() > gopMaxBytes {
+	if len(s.gop) >= gopMaxFrames || s.gopBytes+f.heldBytes() > gopMaxBytes {
 		s.gop, s.gopBytes = nil, 0
 		return
 	}
 	s.gop = append(s.gop, f)
-	s.gopBytes += f.size()
+	s.gopBytes += f.heldBytes()
 }
 
 // ---- Playing ----
@@ -564,15 +564,15 @@ func (h *hub) startNow() {
 
 // push queues f for sub without blocking; false when the queue is full.
 func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
-	b := f.bytes(sub.form)
-	if b == nil {
+	n := int64(f.wireLen(sub.form))
+	if n == 0 {
 		return true // nothing to send in this form
 	}
 	maxBytes, maxFrames := int64(h.cfg.QueueBytes), subQueueFrames
 	if f.typ == 0 {
 		maxBytes, maxFrames = maxBytes+statusSlackBytes, maxFrames+statusSlackFrames
 	}
-	if sub.queued.Load()+int64(len(b)) > maxBytes {
+	if sub.queued.Load()+n > maxBytes {
 		h.dropped(sub)
 		return false
 	}
@@ -584,7 +584,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	}
 	sub.q = append(sub.q, f)
 	sub.qmu.Unlock()
-	sub.queued.Add(int64(len(b)))
+	sub.queued.Add(n)
 	if fl := sub.flusher.Load(); fl == nil {
 		select {
 		case sub.ready <- struct{}{}:

@@ -78,6 +78,11 @@ func takeQueued(sub *subscriber) []string {
 	return out
 }
 
+// wireBytes is f in form as one slice: what a player gets for it.
+func (f *frame) wireBytes(form outputFormat) []byte {
+	return bytes.Join(f.appendWire(nil, form), nil)
+}
+
 func describeFrame(f *frame) string {
 	switch {
 	case f.typ == 0 && f.flv != nil:
@@ -380,7 +385,7 @@ func TestTimestampJumps(t *testing.T) {
 		if f.typ != msgVideo {
 			continue
 		}
-		msg, err := newChunkReader(bufio.NewReader(bytes.NewReader(f.rtmp))).readMessage()
+		msg, err := newChunkReader(bufio.NewReader(bytes.NewReader(f.wireBytes(formatRTMP)))).readMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -570,7 +575,7 @@ func TestJoinHeadersStamped(t *testing.T) {
 			if ts := be24(f.flv[4:7]) | uint32(f.flv[7])<<24; ts != 2000 {
 				t.Errorf("%s: FLV tag of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
 			}
-			if ts := be24(f.rtmp[1:4]); ts != 2000 { // type 0 chunk header: timestamp after the basic header
+			if ts := be24(f.wireBytes(formatRTMP)[1:4]); ts != 2000 { // type 0 chunk header: timestamp after the basic header
 				t.Errorf("%s: RTMP chunk of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
 			}
 		}
