@@ -32,6 +32,8 @@ type config struct {
 	// or *); empty: none. DELETE is allowed only to origins named here.
 	APIAllowOrigin string
 	QueueBytes     int           // most bytes queued for one viewer before it skips to the next keyframe
+	QueueTime      time.Duration // most media time queued for one viewer before it skips to the next keyframe (0: no limit)
+	StallTime      time.Duration // a viewer that takes nothing for this much media is disconnected (0: never)
 	WriteDelay     time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
@@ -71,6 +73,8 @@ func defaultConfig() config {
 		PingTimeout: 30 * time.Second,
 		AllowOrigin: "*",
 		QueueBytes:  16 << 20,
+		QueueTime:   3 * time.Second,
+		StallTime:   5 * time.Second,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,
@@ -99,6 +103,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` of media (HTTP-FLV, WS-FLV; empty = no CORS headers)")
 	fs.StringVar(&cfg.APIAllowOrigin, "api-allow-origin", "", "`origins` (comma-separated, or *) whose pages may call the API and admin page; DELETE only for named ones")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
+	fs.DurationVar(&cfg.QueueTime, "queue-time", cfg.QueueTime, "most media `duration` queued for one viewer; past it the viewer skips to the next keyframe (0 = no limit)")
+	fs.DurationVar(&cfg.StallTime, "stall-time", cfg.StallTime, "disconnect a viewer that takes nothing for this `duration` of media (0 = never)")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
@@ -157,6 +163,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.QueueBytes < 64<<10 {
 		return cfg, fmt.Errorf("-queue-bytes %d below 65536", cfg.QueueBytes)
+	}
+	if cfg.QueueTime < 0 || cfg.StallTime < 0 {
+		return cfg, fmt.Errorf("-queue-time and -stall-time must not be negative")
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")

@@ -46,20 +46,27 @@ func TestViewerQueueBytesBound(t *testing.T) {
 
 // TestStalledViewerHeld is issue 15's stalled viewer, counted in bytes
 // instead of RSS: 20 s of a 20 Mbit/s stream (a 500 kB keyframe a
-// second, 30 fps) to an HTTP-FLV and an RTMP viewer that take nothing.
-// What the hub holds for them (each frame once, however many viewers and
-// forms share it) stays within a queue's limit plus the GOP cache, and
-// the viewers are dropped once they have taken nothing for -stall-time of
-// media. It prints what was held at each second of media.
+// second, 30 fps) to an HTTP-FLV and an RTMP viewer that take nothing,
+// at the defaults. Each frame is held once, however many viewers and
+// forms share it; a viewer's queue stops at -queue-time of media (it
+// skips from there); in fake time; both viewers are dropped after -stall-time of media
+// to 1.25 times that, their frames let go at once, so that what is held
+// comes back to the GOP cache and stays there. It prints what was held
+// at each second of media.
 func TestStalledViewerHeld(t *testing.T) {
+	synctest.Test(t, testStalledViewerHeld)
+}
+
+func testStalledViewerHeld(t *testing.T) {
 	h := newTestHub(t, nil)
 	key := streamKey{"live", "stalled"}
 	flvSub := h.subscribe(key, clientInfo{ID: "FLV"}, flvForm{}, nil)
 	rtmpSub := h.subscribe(key, clientInfo{ID: "RTMP"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	p := startTestPublish(t, h, key)
 	const keyBytes, interBytes, fps, seconds = 500_000, 70_000, 30, 20
+	const perSecond = keyBytes + (fps-1)*interBytes
 	var series []string
-	var most int
+	var most, gop int
 	for i := range seconds * fps {
 		ts := uint32(i * 1000 / fps)
 		size := interBytes
@@ -67,22 +74,38 @@ func TestStalledViewerHeld(t *testing.T) {
 			size = keyBytes
 		}
 		p.ingest(msgVideo, ts, testVideo(i%fps == 0, size))
-		if i%fps == fps-1 {
-			held, queued := heldBy(h, key, flvSub, rtmpSub)
-			most = max(most, held)
-			series = append(series, fmt.Sprintf("%.1f/%.1f", float64(held)/1e6, float64(queued)/1e6))
+		time.Sleep(time.Second / fps) // in real time (fake time: no wait)
+		if i%fps != fps-1 {
+			continue
+		}
+		sec := i/fps + 1
+		held, queued := heldBy(h, key, flvSub, rtmpSub)
+		h.call(func() { gop = h.streams[key].gopBytes })
+		most = max(most, held)
+		series = append(series, fmt.Sprintf("%.1f/%.1f", float64(held)/1e6, float64(queued)/1e6))
+		// A queue of -queue-time of media and the frame that found it
+		// full: the queues share their frames.
+		if bound := gop + int(h.cfg.QueueTime.Seconds()*perSecond) + keyBytes + 64<<10; held > bound {
+			t.Errorf("second %d: held %d bytes; want at most %d (a queue of %v and the GOP cache)", sec, held, bound, h.cfg.QueueTime)
+		}
+		gone := flvSub.isDone() && rtmpSub.isDone()
+		switch {
+		case float64(sec) < h.cfg.StallTime.Seconds() && gone:
+			t.Errorf("second %d: stalled viewers dropped before the stall time %v", sec, h.cfg.StallTime)
+		case float64(sec) > 1.25*h.cfg.StallTime.Seconds()+1 && !gone:
+			t.Fatalf("second %d: stalled viewers still connected; want them dropped after %v", sec, h.cfg.StallTime)
+		case gone && held != gop:
+			t.Errorf("second %d: %d bytes held after the viewers were dropped; want the GOP cache's %d", sec, held, gop)
 		}
 	}
-	t.Logf("MB held / MB queued for the two viewers, each second of media: %s", strings.Join(series, " "))
-	var gop int
-	h.call(func() { gop = h.streams[key].gopBytes })
-	if bound := h.cfg.QueueBytes + gop + 64<<10; most > bound {
-		t.Errorf("held up to %d bytes for two stalled viewers; want at most a queue (%d) and the GOP cache (%d)", most, h.cfg.QueueBytes, gop)
-	}
+	t.Logf("MB held / MB queued for the two viewers, each second of media: %s (most %.1f MB)", strings.Join(series, " "), float64(most)/1e6)
 	for _, sub := range []*subscriber{flvSub, rtmpSub} {
-		if q := sub.queued.Load(); q > int64(h.cfg.QueueBytes) {
-			t.Errorf("%s: %d bytes queued; want at most %d", sub.info.ID, q, h.cfg.QueueBytes)
+		if !errors.Is(sub.err, errViewerStalled) {
+			t.Errorf("%s ended with %v; want errViewerStalled", sub.info.ID, sub.err)
 		}
+	}
+	if n := h.counters.stalled.Load(); n != 2 {
+		t.Errorf("stalled counter %d; want 2", n)
 	}
 }
 
@@ -119,7 +142,9 @@ func heldBy(h *hub, key streamKey, subs ...*subscriber) (held, queued int) {
 // by no more than the queue cap plus the GOP cache.
 func TestStalledViewerCostsItsQueue(t *testing.T) {
 	const queue = 2 << 20
-	ts := startServer(t, func(c *config) { c.QueueBytes = queue })
+	// No stall limit: the point is that the publisher never waits for the
+	// stalled viewer while it stays (TestStalledViewerHeld drops it).
+	ts := startServer(t, func(c *config) { c.QueueBytes, c.StallTime = queue, 0 })
 	key := streamKey{"live", "stall"}
 
 	stalled, err := net.Dial("tcp", ts.httpAddr)
