@@ -411,6 +411,7 @@ func (o *sink) writeMedia(bufs *net.Buffers) error {
 	}
 	b := *o.withHeader(bufs) // a copy: WriteTo consumes it
 	n, err := b.WriteTo(o.nc)
+	o.releaseHeader()
 	o.count(int(n))
 	return err
 }
@@ -440,12 +441,31 @@ func (o *sink) finishPending() error {
 func (o *sink) dropPending() {
 	clear(o.pendStore)
 	o.pending, o.queuedOwn = nil, 0
+	if cap(o.pendStore) > smallBuffers {
+		o.pendStore = nil // a join burst's: not kept for the connection's life
+	}
+}
+
+// smallBuffers is how many slices a sink's own lists keep between
+// writes: those of a batch at the write delay; a longer list (a join
+// burst) is let go after its write.
+const smallBuffers = 16
+
+// releaseHeader lets go of the slices withHeader listed. mu is held.
+func (o *sink) releaseHeader() {
+	clear(o.withHdr)
+	o.withHdr = o.withHdr[:0]
+	if cap(o.withHdr) > smallBuffers {
+		o.withHdr = nil
+	}
 }
 
 // writeNow sends one batch of media without blocking; what the socket does
 // not take now stays pending. mu is held and nothing is pending.
 func (o *sink) writeNow(bufs *net.Buffers) error {
-	return o.tryWrite(*o.withHeader(bufs))
+	err := o.tryWrite(*o.withHeader(bufs))
+	o.releaseHeader()
+	return err
 }
 
 // tryWrite writes what b's socket takes now and keeps the rest pending.
