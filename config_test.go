@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,10 @@ func TestEnvConfig(t *testing.T) {
 			}},
 		{"durations, level, format", nil, map[string]string{"GMS_PING": "10s", "GMS_LOG_LEVEL": "debug", "GMS_LOG_FORMAT": "json"},
 			func(c *config) { c.Ping, c.LogLevel, c.LogFormat = 10*time.Second, slog.LevelDebug, "json" }},
+		{"media limits, memory limit", []string{"-memory-limit", "512MiB"}, map[string]string{"GMS_QUEUE_TIME": "2s", "GMS_STALL_TIME": "0"},
+			func(c *config) { c.MemoryLimit, c.QueueTime, c.StallTime = 512<<20, 2*time.Second, 0 }},
+		{"memory limit in bytes, from the environment", nil, map[string]string{"GMS_MEMORY_LIMIT": "1000000"},
+			func(c *config) { c.MemoryLimit = 1000000 }},
 		{"set but empty", nil, map[string]string{"GMS_ALLOW_ORIGIN": ""}, func(c *config) { c.AllowOrigin = "" }},
 		{"other names ignored", nil, map[string]string{"MAX_CONNS": "1", "gms_max_conns": "2", "GMS_MAXCONNS": "3", "GMS_MAX-CONNS": "4"},
 			func(*config) {}},
@@ -277,5 +282,37 @@ func TestFlagErrors(t *testing.T) {
 		if !strings.Contains(help.String(), f) {
 			t.Errorf("-h does not document %s", f)
 		}
+	}
+}
+
+// TestByteSize reads sizes as GOMEMLIMIT writes them.
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "123": 123, "10B": 10, "4KiB": 4 << 10, "512MiB": 512 << 20, "2GiB": 2 << 30, "1TiB": 1 << 40} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "12x", "1.5GiB", "MiB", "1 MiB", "9999999TiB", "1mib"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d; want an error", in, b)
+		}
+	}
+}
+
+// TestApplyMemoryLimit: -memory-limit sets the runtime's limit, unless
+// GOMEMLIMIT is set, which wins.
+func TestApplyMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	applyMemoryLimit(300<<20, envMap(map[string]string{"GOMEMLIMIT": "1GiB"}), log)
+	if got := debug.SetMemoryLimit(-1); got != prev {
+		t.Errorf("with GOMEMLIMIT set, the limit became %d; want it left at %d", got, prev)
+	}
+	applyMemoryLimit(300<<20, envMap(nil), log)
+	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
+		t.Errorf("limit %d; want %d", got, 300<<20)
 	}
 }
