@@ -194,10 +194,9 @@ func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
 // It returns when the subscription ends or a write fails.
 func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 	bufs := make(net.Buffers, 0, 64)
-	if err := sub.writeBatch(sub.burst, &bufs, write); err != nil {
+	if err := sub.writeBurst(&bufs, write); err != nil {
 		return err
 	}
-	sub.burst = nil
 	delay := sub.hub.cfg.WriteDelay
 	var lastWrite time.Time
 	var timer *time.Timer
@@ -247,6 +246,23 @@ func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 		clear(batch)
 		batch = batch[:0]
 	}
+}
+
+// writeBurst writes the join burst (the GOP cache) with blocking writes
+// of burstPiece frames, each counted as progress (took): a long GOP going
+// to a slow player is not a stall (hub.stalled).
+func (sub *subscriber) writeBurst(bufs *net.Buffers, write func(*net.Buffers) error) error {
+	const burstPiece = 16
+	for b := sub.burst; len(b) > 0; {
+		n := min(len(b), burstPiece)
+		if err := sub.writeBatch(b[:n], bufs, write); err != nil {
+			return err
+		}
+		sub.took.Add(1)
+		b = b[n:]
+	}
+	sub.burst = nil
+	return nil
 }
 
 // dequeued takes batch's bytes off the queue's count.
@@ -538,10 +554,9 @@ func (sub *subscriber) pump(out *sink) error {
 		return sub.pumpBlocking(out.writeMedia)
 	}
 	var bufs net.Buffers
-	if err := sub.writeBatch(sub.burst, &bufs, out.writeMedia); err != nil {
+	if err := sub.writeBurst(&bufs, out.writeMedia); err != nil {
 		return err // the join burst goes out at once
 	}
-	sub.burst = nil
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
 	failed := make(chan struct{})
 	out.mu.Lock()

@@ -1048,3 +1048,41 @@ func TestWriteDeadlineShortTimeout(t *testing.T) {
 		}
 	})
 }
+
+// TestSlowJoinIsNotAStall: a joiner whose GOP burst takes longer than
+// -stall-time to write (a slow link, a long GOP) is taking it, and is not
+// dropped as stalled (fake time).
+func TestSlowJoinIsNotAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.QueueTime, c.StallTime, c.WriteDelay = 0, time.Second, 0 })
+		key := streamKey{"live", "slowjoin"}
+		p := startTestPublish(t, h, key)
+		ts := uint32(0)
+		for i := range 100 { // a GOP of 100 frames
+			p.ingest(msgVideo, ts, testVideo(i == 0, 100))
+			ts += 40
+		}
+		h.sync()
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+		done := make(chan error, 1)
+		go func() {
+			// 30 ms a frame: the burst alone takes 3 s.
+			done <- sub.pumpBlocking(func(b *net.Buffers) error {
+				time.Sleep(time.Duration(len(*b)) * 30 * time.Millisecond)
+				b.WriteTo(io.Discard)
+				return nil
+			})
+		}()
+		for range 100 { // 4 s more of the stream, in real time
+			p.ingest(msgVideo, ts, testVideo(false, 100))
+			ts += 40
+			time.Sleep(40 * time.Millisecond)
+		}
+		h.sync()
+		if sub.isDone() {
+			t.Fatalf("a joiner taking its burst was dropped: %v", sub.err)
+		}
+		h.unsubscribe(sub)
+		<-done
+	})
+}
