@@ -73,12 +73,14 @@ type frame struct {
 	chunkCont        [3 + 4]byte
 }
 
-// wireLen is how many bytes f is in form.
+// wireLen is how many bytes f is in form; 0 for a form it has none in.
 func (f *frame) wireLen(form outputFormat) int {
-	if form == formatFLV {
+	switch {
+	case form == formatFLV:
 		return len(f.flv)
-	}
-	if f.rtmp != nil || f.headLen == 0 {
+	case form != formatRTMP:
+		return 0
+	case f.rtmp != nil || f.headLen == 0:
 		return len(f.rtmp)
 	}
 	n := len(f.body())
@@ -90,17 +92,15 @@ func (f *frame) wireLen(form outputFormat) int {
 // the FLV tag whole; the RTMP chunks as headers between cuts of the
 // payload (no copy).
 func (f *frame) appendWire(bufs [][]byte, form outputFormat) [][]byte {
-	if form == formatFLV {
-		if f.flv == nil {
-			return bufs
-		}
+	switch {
+	case form == formatFLV && f.flv != nil:
 		return append(bufs, f.flv)
-	}
-	if f.rtmp != nil || f.headLen == 0 {
-		if f.rtmp == nil {
-			return bufs
-		}
+	case form != formatRTMP:
+		return bufs
+	case f.rtmp != nil:
 		return append(bufs, f.rtmp)
+	case f.headLen == 0:
+		return bufs
 	}
 	bufs = append(bufs, f.chunkHead[:f.headLen])
 	body := f.body()
