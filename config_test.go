@@ -316,3 +316,24 @@ func TestApplyMemoryLimit(t *testing.T) {
 		t.Errorf("limit %d; want %d", got, 300<<20)
 	}
 }
+
+// FuzzByteSize: any text either fails or gives a non-negative size that
+// prints back as the same number of bytes.
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"0", "512MiB", "2GiB", "1TiB", "10B", "4KiB", "12x", "-1", "8388607TiB", "8388608TiB", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b byteSize
+		if err := b.Set(s); err != nil {
+			return
+		}
+		if b < 0 {
+			t.Fatalf("Set(%q) = %d", s, b)
+		}
+		var again byteSize
+		if err := again.Set(b.String()); err != nil || again != b {
+			t.Fatalf("Set(%q) = %d; Set(%q) = %d, %v", s, b, b.String(), again, err)
+		}
+	})
+}
