@@ -339,6 +339,8 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 	}
 	metric("gms_kicks_total", "counter", "Clients disconnected by the API or for being too slow.")
 	fmt.Fprintf(&b, "gms_kicks_total %d\n", c.kicks.Load())
+	metric("gms_viewers_stalled_total", "counter", "Viewers disconnected for taking nothing for -stall-time of media (also in gms_kicks_total).")
+	fmt.Fprintf(&b, "gms_viewers_stalled_total %d\n", c.stalled.Load())
 	metric("gms_socket_full_total", "counter", "Writes to a viewer that its socket could not take whole (it reads slower than the stream).")
 	fmt.Fprintf(&b, "gms_socket_full_total %d\n", c.socketFull.Load())
 	metric("gms_auth_failures_total", "counter", "Refused signatures, by protocol.")

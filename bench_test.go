@@ -375,23 +375,35 @@ func fanRefWriter(nc net.Conn, q chan []byte, delay time.Duration) {
 
 // fanViewers opens n viewers of app "live" stream name on ts, waiting for
 // a publisher, and returns their raw connections with nothing buffered.
-func fanViewers(tb testing.TB, ts *testServer, form outputFormat, n int, name string) []net.Conn {
+// proto is protoRTMP, protoHTTP or protoWS. Only the sockets stay in this
+// process's heap (BenchmarkViewerHeap counts the rest as the server's).
+func fanViewers(tb testing.TB, ts *testServer, proto protocol, n int, name string) []net.Conn {
 	var conns []net.Conn
 	for range n {
-		if form == formatFLV {
+		if proto != protoRTMP {
 			nc, err := net.Dial("tcp", ts.httpAddr)
 			if err != nil {
 				tb.Fatal(err)
 			}
 			tb.Cleanup(func() { nc.Close() })
-			fmt.Fprintf(nc, "GET /live/%s.flv HTTP/1.1\r\nHost: gms\r\n\r\n", name)
-			if err := fanReadHTTPHeader(nc); err != nil {
+			status := "HTTP/1.1 200 "
+			if proto == protoWS {
+				// RFC 6455 §4.1; the key's accept is checked by the WS tests.
+				status = "HTTP/1.1 101 "
+				fmt.Fprintf(nc, "GET /live/%s.flv HTTP/1.1\r\nHost: gms\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", name)
+			} else {
+				fmt.Fprintf(nc, "GET /live/%s.flv HTTP/1.1\r\nHost: gms\r\n\r\n", name)
+			}
+			if err := fanReadHTTPHeader(nc, status); err != nil {
 				tb.Fatal(err)
 			}
 			conns = append(conns, nc)
 			continue
 		}
-		c := dialRTMP(tb, ts.rtmpAddr, false)
+		c := dialRTMPOwned(tb, ts.rtmpAddr, false)
+		nc := c.nc // the cleanup holds the socket, not the client and its buffers
+		tb.Cleanup(func() { nc.Close() })
 		c.nc.SetDeadline(time.Time{})
 		c.connect("live")
 		sid := c.createStream()
@@ -412,8 +424,8 @@ func fanViewers(tb testing.TB, ts *testServer, form outputFormat, n int, name st
 
 // fanReadHTTPHeader reads a response header, and nothing after it (the
 // server sends nothing more before a publisher arrives), without keeping
-// a buffer.
-func fanReadHTTPHeader(nc net.Conn) error {
+// a buffer; the status line must begin with status.
+func fanReadHTTPHeader(nc net.Conn, status string) error {
 	var buf [1024]byte
 	n := 0
 	for !bytes.HasSuffix(buf[:n], []byte("\r\n\r\n")) {
@@ -426,7 +438,7 @@ func fanReadHTTPHeader(nc net.Conn) error {
 		}
 		n += k
 	}
-	if !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 200 ")) {
+	if !bytes.HasPrefix(buf[:n], []byte(status)) {
 		return fmt.Errorf("response: %q", buf[:n])
 	}
 	return nil
@@ -463,7 +475,7 @@ func runFanout(b *testing.B, form outputFormat, n int, delay time.Duration) {
 	var enc publishState
 	encoded := func(m fanMsg) []byte {
 		f, _ := enc.encode(m.typ, m.ts, m.payload, ts.cfg.ChunkSize)
-		return f.bytes(form)
+		return f.wireBytes(form)
 	}
 	for _, m := range headers {
 		encoded(m) // the same encoder state as the publisher's
@@ -475,7 +487,11 @@ func runFanout(b *testing.B, form outputFormat, n int, delay time.Duration) {
 
 	ref, refReaders := startFanRef(b, n, delay)
 	refFlow := &fanFlow{r: refReaders}
-	conns := fanViewers(b, ts, form, n, key.Name)
+	proto := protoRTMP
+	if form == formatFLV {
+		proto = protoHTTP
+	}
+	conns := fanViewers(b, ts, proto, n, key.Name)
 	gmsReaders := startFanReaders(b, conns)
 	drops0 := ts.hub.counters.drops.Load()
 	gmsFlow := &fanFlow{r: gmsReaders, check: func() error {
@@ -628,10 +644,11 @@ func (r *fanRepeat) Read(p []byte) (int, error) {
 
 var fanSink *frame
 
-// BenchmarkEncodeFrame encodes each message once into both output forms
-// (publishState.encode, chunk size 60000). The reference makes the two
-// buffers of the same sizes and copies the payload into each: the least
-// encode-once can do. One op is one message.
+// BenchmarkEncodeFrame encodes each message (publishState.encode, chunk
+// size 60000): one copy of the payload, in its FLV tag, with the RTMP
+// chunk headers beside it. The reference makes a buffer of the tag's size
+// and copies the payload into it: the least a copy of the payload can
+// cost. One op is one message.
 func BenchmarkEncodeFrame(b *testing.B) {
 	second := fanSecond()
 	var total int
@@ -642,11 +659,9 @@ func BenchmarkEncodeFrame(b *testing.B) {
 	t0 := time.Now()
 	for i := range b.N {
 		m := second[i%len(second)]
-		r := make([]byte, len(m.payload)+16)
-		copy(r[12:], m.payload)
 		f := make([]byte, len(m.payload)+15)
 		copy(f[11:], m.payload)
-		fanSink = &frame{rtmp: r, flv: f}
+		fanSink = &frame{flv: f}
 	}
 	ref := time.Since(t0)
 	var ps publishState
@@ -662,31 +677,46 @@ func BenchmarkEncodeFrame(b *testing.B) {
 	b.ReportMetric(gms.Seconds()/ref.Seconds(), "ratio")
 }
 
-// BenchmarkViewerHeap is the memory a connected, idle HTTP-FLV viewer
-// costs: 1000 viewers wait for a stream that has no publisher; heap in use
-// (after GC) and goroutine stacks, per viewer. The reference is 1000 bare
-// loopback socket pairs held open with no goroutine, both ends in this
-// process as with the viewers; net-B/viewer is what gms holds beyond that.
-// The ops do nothing: the metrics are the result. With GMS_HEAP_PROFILE=FILE
-// (and -memprofilerate 512) it writes a heap profile while the viewers are
-// connected.
+// BenchmarkViewerHeap is the memory a connected viewer costs, for each
+// player protocol, idle (waiting for a publisher) and streaming (a second
+// of the synthetic stream delivered, the GOP cache full, readers
+// settled): heap in use after GC and goroutine stacks, per viewer, with
+// 1000 viewers. The reference is 1000 bare loopback socket pairs, both
+// ends in this process as with the viewers, and for streaming the same
+// readers on them; net-B/viewer and net-stack-B/viewer are what gms holds
+// beyond that. Streaming includes the GOP cache shared by all, about 0.3
+// KB a viewer in one form. The ops do nothing: the metrics are the result.
+// With GMS_HEAP_PROFILE=FILE (and -memprofilerate 512) each case writes
+// a heap profile, FILE.CASE, while its viewers are connected.
 func BenchmarkViewerHeap(b *testing.B) {
-	const n = 1000
-	heap := func() (heapInuse, stack uint64) {
-		var ms runtime.MemStats
-		runtime.GC()
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		return ms.HeapInuse, ms.StackInuse
+	for _, proto := range []protocol{protoRTMP, protoHTTP, protoWS} {
+		for _, streaming := range []bool{false, true} {
+			state := "idle"
+			if streaming {
+				state = "streaming"
+			}
+			b.Run(proto.String()+"/"+state, func(b *testing.B) { viewerHeap(b, proto, streaming) })
+		}
 	}
+}
 
-	// Reference: bare socket pairs.
+func heapNow() (heapInuse, stack int64) {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse), int64(ms.StackInuse)
+}
+
+func viewerHeap(b *testing.B, proto protocol, streaming bool) {
+	const n = 1000
+	// Reference: bare socket pairs, read like the viewers when streaming.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	h0, _ := heap()
-	var pairs []net.Conn
+	h0, s0 := heapNow()
+	var clients, servers []net.Conn
 	for range n {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -696,34 +726,66 @@ func BenchmarkViewerHeap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		pairs = append(pairs, c, s)
+		clients, servers = append(clients, c), append(servers, s)
 	}
-	h1, _ := heap()
+	var refReaders *fanReaders
+	if streaming {
+		refReaders = startFanReaders(b, clients)
+	}
+	h1, s1 := heapNow()
 	ln.Close()
-	for _, c := range pairs {
+	if refReaders != nil {
+		refReaders.stop.Store(true)
+	}
+	for _, c := range append(clients, servers...) {
 		c.Close()
 	}
-	refPer := float64(int64(h1)-int64(h0)) / n
+	if refReaders != nil {
+		refReaders.wg.Wait()
+	}
+	clients, servers = nil, nil
+	refHeap, refStack := float64(h1-h0)/n, float64(s1-s0)/n
 
-	ts := startServer(b, func(c *config) { c.LogLevel = slog.LevelWarn })
-	h0, s0 := heap()
-	fanViewers(b, ts, formatFLV, n, "idle")
-	h1, s1 := heap()
+	ts := startServer(b, func(c *config) {
+		c.LogLevel = slog.LevelWarn
+		c.PingTimeout = time.Hour // viewers that only read are never idle-timed-out mid-run
+	})
+	key := streamKey{"live", "heap"}
+	h0, s0 = heapNow()
+	conns := fanViewers(b, ts, proto, n, key.Name)
+	if streaming {
+		readers := startFanReaders(b, conns)
+		pub, err := ts.hub.publish(key, clientInfo{ID: "HEAPPUB", IP: "127.0.0.1", Protocol: protoRTMP, Created: time.Now()},
+			func() uint64 { return 0 }, func() {})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range append(fanHeaders(), fanSecond()...) {
+			if err := pub.ingest(m.typ, m.ts, m.payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		readers.settle(b, 200*time.Millisecond+2*ts.cfg.WriteDelay)
+		if d := ts.hub.counters.drops.Load(); d > 0 {
+			b.Fatalf("%d frames dropped", d)
+		}
+	}
+	h1, s1 = heapNow()
 	if path := os.Getenv("GMS_HEAP_PROFILE"); path != "" {
 		// What the viewers hold, while connected: go test -memprofilerate 512 ...
-		f, err := os.Create(path)
+		f, err := os.Create(path + "." + proto.String() + map[bool]string{false: ".idle", true: ".streaming"}[streaming])
 		if err != nil {
 			b.Fatal(err)
 		}
 		pprof.Lookup("heap").WriteTo(f, 0)
 		f.Close()
 	}
-	per := float64(int64(h1)-int64(h0)) / n
+	heap, stack := float64(h1-h0)/n, float64(s1-s0)/n
 	for range b.N {
 	}
-	b.ReportMetric(per, "heap-B/viewer")
-	b.ReportMetric(float64(int64(s1)-int64(s0))/n, "stack-B/viewer")
-	b.ReportMetric(refPer, "ref-heap-B/conn")
-	b.ReportMetric(per-refPer, "net-B/viewer")
-	b.ReportMetric(per/refPer, "ratio")
+	b.ReportMetric(heap, "heap-B/viewer")
+	b.ReportMetric(stack, "stack-B/viewer")
+	b.ReportMetric(heap-refHeap, "net-B/viewer")
+	b.ReportMetric(stack-refStack, "net-stack-B/viewer")
+	b.ReportMetric(refHeap, "ref-heap-B/conn")
 }

@@ -299,15 +299,8 @@ func growLen(b []byte, n int) []byte {
 // message starts with a full header so that the same bytes can be sent to
 // any player, whatever that player received before.
 func appendChunks(dst []byte, csid uint32, typ uint8, streamID, ts uint32, payload []byte, chunkSize int) []byte {
-	dst = appendBasicHeader(dst, 0, csid)
+	dst = appendChunkHeader(dst, csid, typ, streamID, ts, len(payload))
 	field := min(ts, 0xFFFFFF)
-	dst = append(dst, byte(field>>16), byte(field>>8), byte(field))
-	n := len(payload)
-	dst = append(dst, byte(n>>16), byte(n>>8), byte(n), typ)
-	dst = binary.LittleEndian.AppendUint32(dst, streamID)
-	if field == 0xFFFFFF {
-		dst = binary.BigEndian.AppendUint32(dst, ts)
-	}
 	for {
 		k := min(len(payload), chunkSize)
 		dst = append(dst, payload[:k]...)
@@ -320,6 +313,20 @@ func appendChunks(dst []byte, csid uint32, typ uint8, streamID, ts uint32, paylo
 			dst = binary.BigEndian.AppendUint32(dst, ts)
 		}
 	}
+}
+
+// appendChunkHeader appends the first chunk's header of an n-byte message:
+// basic header, type 0 message header (§5.3.1.2.1), extended timestamp.
+func appendChunkHeader(dst []byte, csid uint32, typ uint8, streamID, ts uint32, n int) []byte {
+	dst = appendBasicHeader(dst, 0, csid)
+	field := min(ts, 0xFFFFFF)
+	dst = append(dst, byte(field>>16), byte(field>>8), byte(field))
+	dst = append(dst, byte(n>>16), byte(n>>8), byte(n), typ)
+	dst = binary.LittleEndian.AppendUint32(dst, streamID)
+	if field == 0xFFFFFF {
+		dst = binary.BigEndian.AppendUint32(dst, ts)
+	}
+	return dst
 }
 
 // chunksLen is the length appendChunks will produce.

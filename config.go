@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,6 +34,9 @@ type config struct {
 	// or *); empty: none. DELETE is allowed only to origins named here.
 	APIAllowOrigin string
 	QueueBytes     int           // most bytes queued for one viewer before it skips to the next keyframe
+	QueueTime      time.Duration // most media time queued for one viewer before it skips to the next keyframe (0: no limit)
+	StallTime      time.Duration // a viewer that takes nothing for this much media is disconnected (0: never)
+	MemoryLimit    byteSize      // the Go runtime's soft memory limit (0: none; GOMEMLIMIT wins, see applyMemoryLimit)
 	WriteDelay     time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
@@ -81,6 +86,8 @@ func defaultConfig() config {
 		PingTimeout: 30 * time.Second,
 		AllowOrigin: "*",
 		QueueBytes:  16 << 20,
+		QueueTime:   3 * time.Second,
+		StallTime:   5 * time.Second,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,
@@ -109,6 +116,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.AllowOrigin, "allow-origin", cfg.AllowOrigin, "Access-Control-Allow-Origin `value` of media (HTTP-FLV, WS-FLV; empty = no CORS headers)")
 	fs.StringVar(&cfg.APIAllowOrigin, "api-allow-origin", "", "`origins` (comma-separated, or *) whose pages may call the API and admin page; DELETE only for named ones")
 	fs.IntVar(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, "most `bytes` queued for one viewer; past it the viewer skips to the next keyframe")
+	fs.DurationVar(&cfg.QueueTime, "queue-time", cfg.QueueTime, "most media `duration` queued for one viewer; past it the viewer skips to the next keyframe (0 = no limit)")
+	fs.DurationVar(&cfg.StallTime, "stall-time", cfg.StallTime, "disconnect a viewer that takes nothing for this `duration` of media (0 = never)")
+	fs.Var(&cfg.MemoryLimit, "memory-limit", "soft limit of the memory the Go runtime uses, a `size` in bytes or with B, KiB, MiB, GiB or TiB (0 = none; GOMEMLIMIT wins)")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")
@@ -176,6 +186,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.QueueBytes < 64<<10 {
 		return cfg, fmt.Errorf("-queue-bytes %d below 65536", cfg.QueueBytes)
+	}
+	if cfg.QueueTime < 0 || cfg.StallTime < 0 {
+		return cfg, fmt.Errorf("-queue-time and -stall-time must not be negative")
 	}
 	if cfg.PingTimeout <= 0 {
 		return cfg, fmt.Errorf("-ping-timeout must be positive")
@@ -440,4 +453,30 @@ func (f *logFormat) UnmarshalText(b []byte) error {
 		return nil
 	}
 	return errors.New("want text or json")
+}
+
+// byteSize is a number of bytes, written as GOMEMLIMIT is: an integer
+// with an optional unit, B, KiB, MiB, GiB or TiB ("512MiB").
+type byteSize int64
+
+func (b *byteSize) String() string { return fmt.Sprint(int64(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	units := []struct {
+		suffix string
+		shift  uint
+	}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+	num, shift := s, uint(0)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, shift = n, u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64>>shift {
+		return fmt.Errorf("%q: want bytes, or a number with B, KiB, MiB, GiB or TiB", s)
+	}
+	*b = byteSize(n << shift)
+	return nil
 }

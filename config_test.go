@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,10 @@ func TestEnvConfig(t *testing.T) {
 			}},
 		{"durations, level, format", nil, map[string]string{"GMS_PING": "10s", "GMS_LOG_LEVEL": "debug", "GMS_LOG_FORMAT": "json"},
 			func(c *config) { c.Ping, c.LogLevel, c.LogFormat = 10*time.Second, slog.LevelDebug, "json" }},
+		{"media limits, memory limit", []string{"-memory-limit", "512MiB"}, map[string]string{"GMS_QUEUE_TIME": "2s", "GMS_STALL_TIME": "0"},
+			func(c *config) { c.MemoryLimit, c.QueueTime, c.StallTime = 512<<20, 2*time.Second, 0 }},
+		{"memory limit in bytes, from the environment", nil, map[string]string{"GMS_MEMORY_LIMIT": "1000000"},
+			func(c *config) { c.MemoryLimit = 1000000 }},
 		{"set but empty", nil, map[string]string{"GMS_ALLOW_ORIGIN": ""}, func(c *config) { c.AllowOrigin = "" }},
 		{"other names ignored", nil, map[string]string{"MAX_CONNS": "1", "gms_max_conns": "2", "GMS_MAXCONNS": "3", "GMS_MAX-CONNS": "4"},
 			func(*config) {}},
@@ -223,6 +228,7 @@ func TestDefaults(t *testing.T) {
 	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
+		QueueTime: 3 * time.Second, StallTime: 5 * time.Second,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second}
 	if !reflect.DeepEqual(cfg, want) {
@@ -281,4 +287,57 @@ func TestFlagErrors(t *testing.T) {
 			t.Errorf("-h does not document %s", f)
 		}
 	}
+}
+
+// TestByteSize reads sizes as GOMEMLIMIT writes them.
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "123": 123, "10B": 10, "4KiB": 4 << 10, "512MiB": 512 << 20, "2GiB": 2 << 30, "1TiB": 1 << 40} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "12x", "1.5GiB", "MiB", "1 MiB", "9999999TiB", "1mib"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("Set(%q) = %d; want an error", in, b)
+		}
+	}
+}
+
+// TestApplyMemoryLimit: -memory-limit sets the runtime's limit, unless
+// GOMEMLIMIT is set, which wins.
+func TestApplyMemoryLimit(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prev)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	applyMemoryLimit(300<<20, envMap(map[string]string{"GOMEMLIMIT": "1GiB"}), log)
+	if got := debug.SetMemoryLimit(-1); got != prev {
+		t.Errorf("with GOMEMLIMIT set, the limit became %d; want it left at %d", got, prev)
+	}
+	applyMemoryLimit(300<<20, envMap(nil), log)
+	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
+		t.Errorf("limit %d; want %d", got, 300<<20)
+	}
+}
+
+// FuzzByteSize: any text either fails or gives a non-negative size that
+// prints back as the same number of bytes.
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"0", "512MiB", "2GiB", "1TiB", "10B", "4KiB", "12x", "-1", "8388607TiB", "8388608TiB", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b byteSize
+		if err := b.Set(s); err != nil {
+			return
+		}
+		if b < 0 {
+			t.Fatalf("Set(%q) = %d", s, b)
+		}
+		var again byteSize
+		if err := again.Set(b.String()); err != nil || again != b {
+			t.Fatalf("Set(%q) = %d; Set(%q) = %d, %v", s, b, b.String(), again, err)
+		}
+	})
 }

@@ -7,10 +7,11 @@ package main
 //
 // Who owns what:
 //   - The hub goroutine owns a subscriber's join state (waitKey, started,
-//     behindSince, ended, lastDropLog) and is the only one to append to
-//     its queue.
-//   - The queue (q) is guarded by subscriber.qmu; queued, listed and the
-//     counters are atomics. The writer takes all of q at once.
+//     behindSince, ended, lastDropLog), its limits' state (qStart,
+//     checkedAt, movedAt, lastTook) and is the only one to append to its
+//     queue.
+//   - The queue (q) is guarded by subscriber.qmu; queued, listed, took
+//     and the counters are atomics. The writer takes all of q at once.
 //   - The writer owns burst and waitVideoKey: the player's own goroutine
 //     in pump, or a flusher while it holds the player's sink.mu.
 //   - A sink is guarded by its mu, except what is fixed when it is made
@@ -86,12 +87,28 @@ type subscriber struct {
 	drops, bytesOut         atomic.Uint64
 	noAudio, noVideo, pause atomic.Bool
 
+	// took counts the writer's progress: batches taken from q, and
+	// non-blocking writes the socket took something of. The hub reads it
+	// to find a player that takes nothing (hub.stalled).
+	took atomic.Uint64
+
 	// Owned by the hub goroutine.
-	waitKey     bool      // skipping until the next keyframe
-	started     bool      // the FLV header has been queued
-	behindSince time.Time // when it started skipping; zero when in step
-	ended       bool
-	lastDropLog time.Time
+	// qStart is the stream's media clock when the oldest frame in q was
+	// queued (q was empty then), qStartWall the hub's wall clock then
+	// (hub.now), for the limit in media time (tooLate).
+	qStart     int64
+	qStartWall time.Duration
+	// Stall watch (hub.stalled): when it last looked, when the player
+	// last took something (media clock, ms; and wall clock), and took
+	// then.
+	checkedAt, movedAt int64
+	movedWall          time.Duration
+	lastTook           uint64
+	waitKey            bool      // skipping until the next keyframe
+	started            bool      // the FLV header has been queued
+	behindSince        time.Time // when it started skipping; zero when in step
+	ended              bool
+	lastDropLog        time.Time
 	// waitingSince is when it began to wait for a publisher, as the hub's
 	// sweep saw it (hub.sweepWaiting); stale while the stream is live.
 	waitingSince time.Time
@@ -111,12 +128,40 @@ func (sub *subscriber) queueLen() int {
 	return len(sub.q)
 }
 
-func (sub *subscriber) fits(fs []*frame) bool {
+// fits reports whether fs can be queued now, at the stream's media clock
+// and the hub's wall clock. On the hub goroutine.
+func (sub *subscriber) fits(fs []*frame, clock int64, now time.Duration) bool {
 	n := 0
 	for _, f := range fs {
-		n += len(f.bytes(sub.form))
+		n += f.wireLen(sub.form)
 	}
-	return sub.queueLen()+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes)
+	q := sub.queueLen()
+	return q+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes) &&
+		(q == 0 || !sub.tooLate(clock, now))
+}
+
+// tooLate reports whether the oldest frame in sub's non-empty queue is
+// more than config.QueueTime of media old at clock, and was queued that
+// long ago (now, hub.now): the player is that far behind, and skips to
+// the next keyframe rather than fall further. On the hub goroutine.
+func (sub *subscriber) tooLate(clock int64, now time.Duration) bool {
+	limit := sub.hub.cfg.QueueTime
+	return limit > 0 && clock-sub.qStart > limit.Milliseconds() && now-sub.qStartWall > limit
+}
+
+// forget drops what is queued, when the subscription ends with no more
+// to send: a dropped player's frames are not kept until its writer
+// notices.
+func (sub *subscriber) forget() {
+	sub.qmu.Lock()
+	var n int64
+	for _, f := range sub.q {
+		n += int64(f.wireLen(sub.form))
+	}
+	clear(sub.q)
+	sub.q = nil
+	sub.qmu.Unlock()
+	sub.queued.Add(-n)
 }
 
 // end closes the subscription once; the writer drains what is queued
@@ -149,10 +194,9 @@ func (sub *subscriber) setPaused(p bool) { sub.pause.Store(p) }
 // It returns when the subscription ends or a write fails.
 func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 	bufs := make(net.Buffers, 0, 64)
-	if err := sub.writeBatch(sub.burst, &bufs, write); err != nil {
+	if err := sub.writeBurst(&bufs, write); err != nil {
 		return err
 	}
-	sub.burst = nil
 	delay := sub.hub.cfg.WriteDelay
 	var lastWrite time.Time
 	var timer *time.Timer
@@ -204,11 +248,31 @@ func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 	}
 }
 
+// writeBurst writes the join burst (the GOP cache) with blocking writes
+// of burstPiece frames, each counted as progress (took): a long GOP going
+// to a slow player is not a stall (hub.stalled).
+func (sub *subscriber) writeBurst(bufs *net.Buffers, write func(*net.Buffers) error) error {
+	const burstPiece = 16
+	for b := sub.burst; len(b) > 0; {
+		n := min(len(b), burstPiece)
+		if err := sub.writeBatch(b[:n], bufs, write); err != nil {
+			return err
+		}
+		sub.took.Add(1)
+		b = b[n:]
+	}
+	sub.burst = nil
+	return nil
+}
+
 // dequeued takes batch's bytes off the queue's count.
 func (sub *subscriber) dequeued(batch []*frame) {
+	if len(batch) > 0 {
+		sub.took.Add(1)
+	}
 	var n int64
 	for _, f := range batch {
-		n += int64(len(f.bytes(sub.form)))
+		n += int64(f.wireLen(sub.form))
 	}
 	sub.queued.Add(-n)
 }
@@ -238,12 +302,12 @@ func (sub *subscriber) writeBatch(batch []*frame, bufs *net.Buffers, write func(
 	*bufs = (*bufs)[:0]
 	var total int
 	for _, f := range batch {
-		b := f.bytes(sub.form)
-		if len(b) == 0 || sub.skip(f) {
+		n := f.wireLen(sub.form)
+		if n == 0 || sub.skip(f) {
 			continue
 		}
-		*bufs = append(*bufs, b)
-		total += len(b)
+		*bufs = f.appendWire(*bufs, sub.form)
+		total += n
 	}
 	if total == 0 {
 		return nil
@@ -363,6 +427,7 @@ func (o *sink) writeMedia(bufs *net.Buffers) error {
 	}
 	b := *o.withHeader(bufs) // a copy: WriteTo consumes it
 	n, err := b.WriteTo(o.nc)
+	o.releaseHeader()
 	o.count(int(n))
 	return err
 }
@@ -392,12 +457,31 @@ func (o *sink) finishPending() error {
 func (o *sink) dropPending() {
 	clear(o.pendStore)
 	o.pending, o.queuedOwn = nil, 0
+	if cap(o.pendStore) > smallBuffers {
+		o.pendStore = nil // a join burst's: not kept for the connection's life
+	}
+}
+
+// smallBuffers is how many slices a sink's own lists keep between
+// writes: those of a batch at the write delay; a longer list (a join
+// burst) is let go after its write.
+const smallBuffers = 16
+
+// releaseHeader lets go of the slices withHeader listed. mu is held.
+func (o *sink) releaseHeader() {
+	clear(o.withHdr)
+	o.withHdr = o.withHdr[:0]
+	if cap(o.withHdr) > smallBuffers {
+		o.withHdr = nil
+	}
 }
 
 // writeNow sends one batch of media without blocking; what the socket does
 // not take now stays pending. mu is held and nothing is pending.
 func (o *sink) writeNow(bufs *net.Buffers) error {
-	return o.tryWrite(*o.withHeader(bufs))
+	err := o.tryWrite(*o.withHeader(bufs))
+	o.releaseHeader()
+	return err
 }
 
 // tryWrite writes what b's socket takes now and keeps the rest pending.
@@ -415,6 +499,9 @@ func (o *sink) tryWrite(b net.Buffers) error {
 	}
 	if n > 0 {
 		o.moved = now
+		if o.sub != nil {
+			o.sub.took.Add(1) // for hub.stalled: it takes something
+		}
 	}
 	for len(b) > 0 && n >= len(b[0]) {
 		n -= len(b[0])
@@ -467,10 +554,9 @@ func (sub *subscriber) pump(out *sink) error {
 		return sub.pumpBlocking(out.writeMedia)
 	}
 	var bufs net.Buffers
-	if err := sub.writeBatch(sub.burst, &bufs, out.writeMedia); err != nil {
+	if err := sub.writeBurst(&bufs, out.writeMedia); err != nil {
 		return err // the join burst goes out at once
 	}
-	sub.burst = nil
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
 	failed := make(chan struct{})
 	out.mu.Lock()

@@ -44,6 +44,97 @@ func TestViewerQueueBytesBound(t *testing.T) {
 	}
 }
 
+// TestStalledViewerHeld is issue 15's stalled viewer, counted in bytes
+// instead of RSS: 20 s of a 20 Mbit/s stream (a 500 kB keyframe a
+// second, 30 fps) to an HTTP-FLV and an RTMP viewer that take nothing,
+// at the defaults. Each frame is held once, however many viewers and
+// forms share it; a viewer's queue stops at -queue-time of media (it
+// skips from there); in fake time; both viewers are dropped after -stall-time of media
+// to 1.25 times that, their frames let go at once, so that what is held
+// comes back to the GOP cache and stays there. It prints what was held
+// at each second of media.
+func TestStalledViewerHeld(t *testing.T) {
+	synctest.Test(t, testStalledViewerHeld)
+}
+
+func testStalledViewerHeld(t *testing.T) {
+	h := newTestHub(t, nil)
+	key := streamKey{"live", "stalled"}
+	flvSub := h.subscribe(key, clientInfo{ID: "FLV"}, flvForm{}, nil)
+	rtmpSub := h.subscribe(key, clientInfo{ID: "RTMP"}, rtmpForm{h.cfg.ChunkSize}, nil)
+	p := startTestPublish(t, h, key)
+	const keyBytes, interBytes, fps, seconds = 500_000, 70_000, 30, 20
+	const perSecond = keyBytes + (fps-1)*interBytes
+	var series []string
+	var most, gop int
+	for i := range seconds * fps {
+		ts := uint32(i * 1000 / fps)
+		size := interBytes
+		if i%fps == 0 {
+			size = keyBytes
+		}
+		p.ingest(msgVideo, ts, testVideo(i%fps == 0, size))
+		time.Sleep(time.Second / fps) // in real time (fake time: no wait)
+		if i%fps != fps-1 {
+			continue
+		}
+		sec := i/fps + 1
+		held, queued := heldBy(h, key, flvSub, rtmpSub)
+		h.call(func() { gop = h.streams[key].gopBytes })
+		most = max(most, held)
+		series = append(series, fmt.Sprintf("%.1f/%.1f", float64(held)/1e6, float64(queued)/1e6))
+		// A queue of -queue-time of media and the frame that found it
+		// full: the queues share their frames.
+		if bound := gop + int(h.cfg.QueueTime.Seconds()*perSecond) + keyBytes + 64<<10; held > bound {
+			t.Errorf("second %d: held %d bytes; want at most %d (a queue of %v and the GOP cache)", sec, held, bound, h.cfg.QueueTime)
+		}
+		gone := flvSub.isDone() && rtmpSub.isDone()
+		switch {
+		case float64(sec) < h.cfg.StallTime.Seconds() && gone:
+			t.Errorf("second %d: stalled viewers dropped before the stall time %v", sec, h.cfg.StallTime)
+		case float64(sec) > 1.25*h.cfg.StallTime.Seconds()+1 && !gone:
+			t.Fatalf("second %d: stalled viewers still connected; want them dropped after %v", sec, h.cfg.StallTime)
+		case gone && held != gop:
+			t.Errorf("second %d: %d bytes held after the viewers were dropped; want the GOP cache's %d", sec, held, gop)
+		}
+	}
+	t.Logf("MB held / MB queued for the two viewers, each second of media: %s (most %.1f MB)", strings.Join(series, " "), float64(most)/1e6)
+	for _, sub := range []*subscriber{flvSub, rtmpSub} {
+		if !errors.Is(sub.err, errViewerStalled) {
+			t.Errorf("%s ended with %v; want errViewerStalled", sub.info.ID, sub.err)
+		}
+	}
+	if n := h.counters.stalled.Load(); n != 2 {
+		t.Errorf("stalled counter %d; want 2", n)
+	}
+}
+
+// heldBy is what the frames queued for subs and the stream's GOP cache
+// hold, each frame counted once, and the bytes queued for subs.
+func heldBy(h *hub, key streamKey, subs ...*subscriber) (held, queued int) {
+	seen := map[*frame]bool{}
+	count := func(f *frame) {
+		if !seen[f] {
+			seen[f] = true
+			held += f.heldBytes()
+		}
+	}
+	h.call(func() {
+		for _, f := range h.streams[key].gop {
+			count(f)
+		}
+		for _, sub := range subs {
+			sub.qmu.Lock()
+			for _, f := range sub.q {
+				count(f)
+			}
+			sub.qmu.Unlock()
+			queued += int(sub.queued.Load())
+		}
+	})
+	return held, queued
+}
+
 // TestStalledViewerCostsItsQueue pushes 26 MB through a server while one
 // HTTP-FLV viewer never reads: another viewer gets every frame, the
 // publisher finishes while the stalled one is still connected (so it never
@@ -51,7 +142,9 @@ func TestViewerQueueBytesBound(t *testing.T) {
 // by no more than the queue cap plus the GOP cache.
 func TestStalledViewerCostsItsQueue(t *testing.T) {
 	const queue = 2 << 20
-	ts := startServer(t, func(c *config) { c.QueueBytes = queue })
+	// No stall limit: the point is that the publisher never waits for the
+	// stalled viewer while it stays (TestStalledViewerHeld drops it).
+	ts := startServer(t, func(c *config) { c.QueueBytes, c.StallTime = queue, 0 })
 	key := streamKey{"live", "stall"}
 
 	stalled, err := net.Dial("tcp", ts.httpAddr)
@@ -957,5 +1050,43 @@ func TestWriteDeadlineShortTimeout(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
+	})
+}
+
+// TestSlowJoinIsNotAStall: a joiner whose GOP burst takes longer than
+// -stall-time to write (a slow link, a long GOP) is taking it, and is not
+// dropped as stalled (fake time).
+func TestSlowJoinIsNotAStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.QueueTime, c.StallTime, c.WriteDelay = 0, time.Second, 0 })
+		key := streamKey{"live", "slowjoin"}
+		p := startTestPublish(t, h, key)
+		ts := uint32(0)
+		for i := range 100 { // a GOP of 100 frames
+			p.ingest(msgVideo, ts, testVideo(i == 0, 100))
+			ts += 40
+		}
+		h.sync()
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+		done := make(chan error, 1)
+		go func() {
+			// 30 ms a frame: the burst alone takes 3 s.
+			done <- sub.pumpBlocking(func(b *net.Buffers) error {
+				time.Sleep(time.Duration(len(*b)) * 30 * time.Millisecond)
+				b.WriteTo(io.Discard)
+				return nil
+			})
+		}()
+		for range 100 { // 4 s more of the stream, in real time
+			p.ingest(msgVideo, ts, testVideo(false, 100))
+			ts += 40
+			time.Sleep(40 * time.Millisecond)
+		}
+		h.sync()
+		if sub.isDone() {
+			t.Fatalf("a joiner taking its burst was dropped: %v", sub.err)
+		}
+		h.unsubscribe(sub)
+		<-done
 	})
 }

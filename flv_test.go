@@ -372,7 +372,7 @@ func TestParseMetadata(t *testing.T) {
 // chunkSize, and the FLV tag after a header.
 func decodeFrameForms(t testing.TB, f *frame, chunkSize int) (rtmpMessage, flvTag) {
 	t.Helper()
-	cr := newChunkReader(bufio.NewReader(bytes.NewReader(f.rtmp)))
+	cr := newChunkReader(bufio.NewReader(bytes.NewReader(f.wireBytes(formatRTMP))))
 	cr.chunkSize = uint32(chunkSize)
 	msg, err := cr.readMessage()
 	if err != nil {
@@ -474,11 +474,18 @@ func TestPublishStateEncode(t *testing.T) {
 				if !sameMessage(msg, want) {
 					t.Errorf("step %d: RTMP form = %s; want %s", i, describeMessage(msg), describeMessage(want))
 				}
-				if got := uint32(f.rtmp[0] & 0x3F); f.rtmp[0]>>6 != 0 || got != s.csid {
-					t.Errorf("step %d: RTMP form starts with % x; want fmt 0 on csid %d", i, f.rtmp[0], s.csid)
+				// The RTMP form is appendChunks' bytes exactly, its length
+				// known without making it.
+				wantChunks := appendChunks(nil, s.csid, s.outTyp, mediaStreamID, s.ts, s.out, tc.chunkSize)
+				if got := f.wireBytes(formatRTMP); !bytes.Equal(got, wantChunks) {
+					t.Errorf("step %d: RTMP form % x; want % x", i, got, wantChunks)
 				}
-				if n := chunksLen(s.csid, s.ts, len(s.out), tc.chunkSize); len(f.rtmp) != n || cap(f.rtmp) != n {
-					t.Errorf("step %d: RTMP form len %d cap %d; want both chunksLen = %d", i, len(f.rtmp), cap(f.rtmp), n)
+				if n := chunksLen(s.csid, s.ts, len(s.out), tc.chunkSize); f.wireLen(formatRTMP) != n {
+					t.Errorf("step %d: RTMP form len %d; want chunksLen = %d", i, f.wireLen(formatRTMP), n)
+				}
+				// The payload is held once, in the FLV tag.
+				if f.heldBytes() != flvTagHeaderLen+len(s.out)+4 {
+					t.Errorf("step %d: frame holds %d bytes; want the FLV tag's %d", i, f.heldBytes(), flvTagHeaderLen+len(s.out)+4)
 				}
 				if tag.Type != s.outTyp || tag.Time != s.ts || !bytes.Equal(tag.Data, s.out) {
 					t.Errorf("step %d: FLV form = {%d %d % x}; want {%d %d % x}", i, tag.Type, tag.Time, tag.Data, s.outTyp, s.ts, s.out)
@@ -645,9 +652,10 @@ func FuzzEncodeFrame(f *testing.F) {
 		if tag.Type != wantType || tag.Time != ts || !bytes.Equal(tag.Data, want) {
 			t.Fatalf("FLV form = {%d %d %d bytes}; want {%d %d %d bytes}", tag.Type, tag.Time, len(tag.Data), wantType, ts, len(want))
 		}
-		csid := uint32(fr.rtmp[0] & 0x3F)
-		if n := chunksLen(csid, ts, len(want), chunkSize); n != len(fr.rtmp) {
-			t.Fatalf("chunksLen = %d; the RTMP form has %d", n, len(fr.rtmp))
+		rtmpForm := fr.wireBytes(formatRTMP)
+		csid := uint32(rtmpForm[0] & 0x3F)
+		if n := chunksLen(csid, ts, len(want), chunkSize); n != len(rtmpForm) || n != fr.wireLen(formatRTMP) {
+			t.Fatalf("chunksLen = %d; the RTMP form has %d, wireLen says %d", n, len(rtmpForm), fr.wireLen(formatRTMP))
 		}
 		if n := flvTagHeaderLen + len(want) + 4; len(fr.flv) != n || binary.BigEndian.Uint32(fr.flv[n-4:]) != uint32(n-4) {
 			t.Fatalf("FLV form has %d bytes; want %d", len(fr.flv), n)

@@ -35,6 +35,7 @@ var (
 	errStreamBusy        = errors.New("stream is already being published")
 	errSubscriptionEnded = errors.New("subscription ended")
 	errViewerTooSlow     = errors.New("viewer too slow: disconnected")
+	errViewerStalled     = errors.New("viewer took nothing for the stall time: disconnected")
 	errHubClosed         = errors.New("hub closed")
 )
 
@@ -70,7 +71,14 @@ type hub struct {
 	// for a stream that has no publisher (an edge pulls it); it must not
 	// block. Fixed before run.
 	demand func(key streamKey)
+	// now is when the op being run began (onFrame's frame arrived), since
+	// hubEpoch: the limits in media time also want that much wall time,
+	// so that a publisher sending faster than real time (a file pushed
+	// at once) does not make viewers that keep up look behind.
+	now time.Duration
 }
+
+var hubEpoch = time.Now()
 
 // action is a lifecycle event, as the API's event stream and the hooks
 // name it (NMS's hook actions).
@@ -132,6 +140,7 @@ func (h *hub) run(ctx context.Context) {
 			}
 			return
 		case op := <-h.ops:
+			h.now = time.Since(hubEpoch)
 			if op.fn != nil {
 				op.fn()
 			} else {
@@ -238,6 +247,31 @@ type stream struct {
 
 	stats     streamStats
 	bytesGone uint64 // bytes sent to players that have left
+
+	// clock is the stream's media time, ms: how much audio and video has
+	// come, from frame timestamps, across publishers. Viewers' limits in
+	// media time are measured on it. A jump of the timestamps (a wrap, a
+	// new encoder session) is not media time: it moves the clock by
+	// nothing (see tick).
+	clock    int64
+	lastTime uint32 // the latest media timestamp
+	ticking  bool   // lastTime is set: a publisher's media has come
+}
+
+// tick moves s's media clock to a media frame at ts. Timestamps that go
+// back a little (audio and video interleaved out of order) move it by
+// nothing; a step of more than maxClockStep either way is a jump, and
+// the clock goes on from the new time.
+func (s *stream) tick(ts uint32) {
+	const maxClockStep = 1000 // ms
+	d := int64(int32(ts - s.lastTime))
+	switch {
+	case !s.ticking || d > maxClockStep || d < -maxClockStep:
+		s.lastTime, s.ticking = ts, true
+	case d > 0:
+		s.clock += d
+		s.lastTime = ts
+	}
 }
 
 func (h *hub) stream(key streamKey) *stream {
@@ -351,6 +385,7 @@ func (h *hub) endPublish(s *stream) {
 	s.headersGen++
 	s.gop, s.gopBytes = nil, 0
 	s.hasAudio, s.hasVideo = false, false
+	s.ticking = false // the next publisher's timestamps start afresh
 	s.joinCache.frames = nil
 	for _, t := range s.taps {
 		t.end(errSubscriptionEnded)
@@ -381,6 +416,7 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 			kind = kindTrackHeader
 		}
 	}
+	h.now = time.Since(hubEpoch)
 	s.stats.onFrame(f, kind)
 	if kind != kindMedia {
 		s.headersGen++
@@ -401,6 +437,7 @@ func (h *hub) onFrame(p *publisher, f *frame, kind frameKind) {
 		s.videoHeader = f
 		s.hasVideo = true
 	case kindMedia:
+		s.tick(f.time)
 		switch f.typ {
 		case msgAudio:
 			s.hasAudio = true
@@ -438,18 +475,18 @@ func (h *hub) cacheGOP(s *stream, f *frame) {
 		return
 	}
 	if f.key {
-		s.gop, s.gopBytes = []*frame{f}, f.size() // a new slice: joiners may hold the old one
+		s.gop, s.gopBytes = []*frame{f}, f.heldBytes() // a new slice: joiners may hold the old one
 		return
 	}
 	if s.gop == nil {
 		return
 	}
-	if len(s.gop) >= gopMaxFrames || s.gopBytes+f.size() > gopMaxBytes {
+	if len(s.gop) >= gopMaxFrames || s.gopBytes+f.heldBytes() > gopMaxBytes {
 		s.gop, s.gopBytes = nil, 0
 		return
 	}
 	s.gop = append(s.gop, f)
-	s.gopBytes += f.size()
+	s.gopBytes += f.heldBytes()
 }
 
 // ---- Playing ----
@@ -464,6 +501,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
+		sub.checkedAt, sub.movedAt, sub.movedWall = s.clock, s.clock, time.Since(hubEpoch)
 		h.emit(actPlay, key, info, reasonNone)
 		if s.pub == nil && h.demand != nil {
 			h.demand(key)
@@ -587,6 +625,11 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason closeReason) {
 // drops frames until the next keyframe, then gets the sequence headers
 // again with it; one that cannot catch up for maxBehind is disconnected.
 func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
+	if h.stalled(s, sub) {
+		h.counters.stalled.Add(1)
+		h.kickSub(s, sub, errViewerStalled)
+		return
+	}
 	if sub.waitKey {
 		h.resync(s, sub, f)
 		return
@@ -613,6 +656,25 @@ func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
 	}
 }
 
+// stalled reports whether sub has taken nothing (no frame from its queue,
+// no byte on its socket) for config.StallTime of media, and as long in
+// wall time, while it had frames queued: a player that stopped reading,
+// whose queue would otherwise hold its limit until the write timeout. It
+// looks a few times per StallTime of media, so a stalled viewer of a
+// real-time stream goes after 1 to 1.25 StallTime.
+func (h *hub) stalled(s *stream, sub *subscriber) bool {
+	limit := h.cfg.StallTime.Milliseconds()
+	if limit <= 0 || s.clock-sub.checkedAt < limit/4 {
+		return false
+	}
+	sub.checkedAt = s.clock
+	if took := sub.took.Load(); took != sub.lastTook || sub.queued.Load() == 0 {
+		sub.lastTook, sub.movedAt, sub.movedWall = took, s.clock, h.now
+		return false
+	}
+	return s.clock-sub.movedAt > limit && h.now-sub.movedWall > h.cfg.StallTime
+}
+
 // resync starts (or restarts) a player at a keyframe: FLV header if it
 // has none yet, metadata and sequence headers (they may have changed while
 // it skipped), then the keyframe, all or nothing.
@@ -631,7 +693,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	}
 	join = append(join, h.joinHeaders(s, f.time)...)
 	join = append(join, f)
-	if !sub.fits(join) {
+	if !sub.fits(join, s.clock, h.now) {
 		sub.drops.Add(1)
 		h.counters.drops.Add(1)
 		if !sub.behindSince.IsZero() && time.Since(sub.behindSince) > maxBehind {
@@ -656,27 +718,30 @@ func (h *hub) startNow() {
 
 // push queues f for sub without blocking; false when the queue is full.
 func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
-	b := f.bytes(sub.form)
-	if b == nil {
+	n := int64(f.wireLen(sub.form))
+	if n == 0 {
 		return true // nothing to send in this form
 	}
 	maxBytes, maxFrames := int64(h.cfg.QueueBytes), subQueueFrames
 	if f.typ == 0 {
 		maxBytes, maxFrames = maxBytes+statusSlackBytes, maxFrames+statusSlackFrames
 	}
-	if sub.queued.Load()+int64(len(b)) > maxBytes {
+	if sub.queued.Load()+n > maxBytes {
 		h.dropped(sub)
 		return false
 	}
 	sub.qmu.Lock()
-	if len(sub.q) >= maxFrames {
+	if len(sub.q) >= maxFrames || f.typ != 0 && len(sub.q) > 0 && sub.tooLate(s.clock, h.now) {
 		sub.qmu.Unlock()
 		h.dropped(sub)
 		return false
 	}
+	if len(sub.q) == 0 {
+		sub.qStart, sub.qStartWall = s.clock, h.now
+	}
 	sub.q = append(sub.q, f)
 	sub.qmu.Unlock()
-	sub.queued.Add(int64(len(b)))
+	sub.queued.Add(n)
 	if fl := sub.flusher.Load(); fl == nil {
 		select {
 		case sub.ready <- struct{}{}:
@@ -702,8 +767,10 @@ func (h *hub) dropped(sub *subscriber) {
 func (h *hub) kickSub(s *stream, sub *subscriber, err error) {
 	h.counters.kicks.Add(1)
 	h.removeSub(s, sub, closeReason(err.Error()))
-	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load())
+	h.log.Warn("disconnecting viewer", "conn", sub.info.ID, "stream", s.key.String(), "reason", err, "drops", sub.drops.Load(),
+		"queued", sub.queued.Load())
 	sub.end(err)
+	sub.forget() // its writer stops without sending them
 	if sub.hangup != nil {
 		sub.hangup()
 	}

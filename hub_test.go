@@ -36,6 +36,10 @@ func newTestHub(t *testing.T, edit func(*config)) *hub {
 	return h
 }
 
+// noMediaLimits turns off the limits in media time (-queue-time,
+// -stall-time), for tests of the limits in frames and bytes.
+func noMediaLimits(c *config) { c.QueueTime, c.StallTime = 0, 0 }
+
 // sync waits until the hub has handled everything sent to it before.
 func (h *hub) sync() { h.call(func() {}) }
 
@@ -78,6 +82,11 @@ func takeQueued(sub *subscriber) []string {
 	return out
 }
 
+// wireBytes is f in form as one slice: what a player gets for it.
+func (f *frame) wireBytes(form outputFormat) []byte {
+	return bytes.Join(f.appendWire(nil, form), nil)
+}
+
 func describeFrame(f *frame) string {
 	switch {
 	case f.typ == 0 && f.flv != nil:
@@ -117,7 +126,7 @@ func equalStrings(a, b []string) bool {
 // never blocks the publisher, and restarts at the next keyframe with the
 // sequence headers before it.
 func TestSlowViewerSkipsToKeyframe(t *testing.T) {
-	h := newTestHub(t, nil)
+	h := newTestHub(t, noMediaLimits)
 	key := streamKey{"live", "slow"}
 	sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 	p := startTestPublish(t, h, key)
@@ -152,7 +161,7 @@ func TestSlowViewerSkipsToKeyframe(t *testing.T) {
 // than maxBehind is ended with errViewerTooSlow (in fake time).
 func TestViewerTooSlowIsDisconnected(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newTestHub(t, nil)
+		h := newTestHub(t, noMediaLimits)
 		key := streamKey{"live", "stuck"}
 		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
 		p := startTestPublish(t, h, key)
@@ -380,7 +389,7 @@ func TestTimestampJumps(t *testing.T) {
 		if f.typ != msgVideo {
 			continue
 		}
-		msg, err := newChunkReader(bufio.NewReader(bytes.NewReader(f.rtmp))).readMessage()
+		msg, err := newChunkReader(bufio.NewReader(bytes.NewReader(f.wireBytes(formatRTMP)))).readMessage()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -397,7 +406,7 @@ func TestTimestampJumps(t *testing.T) {
 // of media when its publisher leaves still gets UnpublishNotify, and the
 // next publisher's Publish.Notify; the queue's overflow stays bounded.
 func TestLaggingPlayerStillGetsUnpublish(t *testing.T) {
-	h := newTestHub(t, nil)
+	h := newTestHub(t, noMediaLimits)
 	key := streamKey{"live", "lag"}
 	sub := h.subscribe(key, clientInfo{ID: "SUB"}, rtmpForm{h.cfg.ChunkSize}, nil)
 	for round := range 40 { // more rounds than the slack: it must stay bounded
@@ -570,7 +579,7 @@ func TestJoinHeadersStamped(t *testing.T) {
 			if ts := be24(f.flv[4:7]) | uint32(f.flv[7])<<24; ts != 2000 {
 				t.Errorf("%s: FLV tag of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
 			}
-			if ts := be24(f.rtmp[1:4]); ts != 2000 { // type 0 chunk header: timestamp after the basic header
+			if ts := be24(f.wireBytes(formatRTMP)[1:4]); ts != 2000 { // type 0 chunk header: timestamp after the basic header
 				t.Errorf("%s: RTMP chunk of type %d stamped %d; want 2000", sub.info.ID, f.typ, ts)
 			}
 		}
@@ -648,5 +657,89 @@ func TestTrackHeadersForJoiners(t *testing.T) {
 	h.sync()
 	if len(sub.burst) != 5 { // FLV header, metadata, two headers, the keyframe
 		t.Errorf("after a new publish a joiner got %d frames; want 5: the old tracks' headers stay behind", len(sub.burst))
+	}
+}
+
+// TestViewerQueueTime: a viewer whose queue holds more than -queue-time
+// of media skips to the next keyframe, whatever the bytes; one that
+// keeps taking its queue is never dropped for stalling, however far
+// behind it was.
+func TestViewerQueueTime(t *testing.T) {
+	synctest.Test(t, testViewerQueueTime)
+}
+
+func testViewerQueueTime(t *testing.T) {
+	h := newTestHub(t, func(c *config) { c.QueueTime, c.StallTime = time.Second, 2*time.Second })
+	key := streamKey{"live", "late"}
+	sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+	p := startTestPublish(t, h, key)
+	ts := uint32(0)
+	for i := range 50 { // 2 s of 25 fps, a keyframe each second; nobody reads
+		p.ingest(msgVideo, ts, testVideo(i%25 == 0, 100))
+		time.Sleep(40 * time.Millisecond) // in real time (fake time: no wait)
+		ts += 40
+	}
+	h.sync()
+	got := takeQueued(sub) // the player takes its queue at last
+	// Header, metadata, two sequence headers, then 1 s of media and the
+	// frame at 1 s: the next (at 1040 ms) was more than 1 s after the first.
+	if want := 4 + 26; len(got) != want {
+		t.Errorf("queued %d frames; want %d (1 s of media after the headers): %v", len(got), want, got)
+	}
+	if sub.drops.Load() == 0 {
+		t.Errorf("no drops counted")
+	}
+	for sec := range 5 { // 5 s more, taken as it comes: never stalled
+		for i := range 25 {
+			p.ingest(msgVideo, ts, testVideo(i == 0, 100))
+			time.Sleep(40 * time.Millisecond)
+			ts += 40
+		}
+		h.sync()
+		got = takeQueued(sub)
+		// It goes back in step at the next keyframe, with the headers again.
+		if want := []string{"meta", "aseq", "vseq", "key"}; sec == 0 && (len(got) < 4 || !equalStrings(got[:4], want)) {
+			t.Errorf("the second after it took its queue: %v; want it to start with %v", got, want)
+		}
+	}
+	if sub.isDone() {
+		t.Fatalf("a viewer that takes its queue was dropped: %v", sub.err)
+	}
+}
+
+// TestBurstIsNotLate: a publisher that sends media faster than real
+// time (a file pushed at once) does not make a viewer look behind or
+// stalled: the limits in media time also want as much wall time.
+func TestBurstIsNotLate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, func(c *config) { c.QueueTime, c.StallTime = time.Second, 2*time.Second })
+		key := streamKey{"live", "burst"}
+		sub := h.subscribe(key, clientInfo{ID: "SUB"}, flvForm{}, nil)
+		p := startTestPublish(t, h, key)
+		for i := range 250 { // 10 s of media in 0.25 s
+			p.ingest(msgVideo, uint32(40*i), testVideo(i%25 == 0, 100))
+			time.Sleep(time.Millisecond)
+		}
+		h.sync()
+		if got := takeQueued(sub); len(got) != 4+250 || sub.drops.Load() != 0 || sub.isDone() {
+			t.Errorf("queued %d frames, dropped %d, ended %v; want all 254, no drops, still there", len(got), sub.drops.Load(), sub.isDone())
+		}
+	})
+}
+
+// TestStreamClock: the media clock moves with frame timestamps, not
+// with their wraps, jumps or interleaving.
+func TestStreamClock(t *testing.T) {
+	var s stream
+	for _, ts := range []uint32{
+		0, 40, 30, 80, // audio behind video: no step back
+		0x80000000, 0xFFFFFFE0, 0xFFFFFFF0, 8, // jumps, then a wrap: 16 and 24
+		5000, 5040, // a jump forward: 40
+		100, 140, // a jump back: 40
+	} {
+		s.tick(ts)
+	}
+	if want := int64(80 + 16 + 24 + 40 + 40); s.clock != want {
+		t.Errorf("clock %d ms; want %d", s.clock, want)
 	}
 }

@@ -16,6 +16,12 @@ package main
 //	                  running (node-media-server, nginx-rtmp, another gms) by
 //	                  its PID, instead of starting gms; the same publisher and
 //	                  viewers, so the numbers compare in one run
+//	GMS_LOAD_KBIT     the publishers' bitrate, kbit/s; default about 1900
+//	                  (frame sizes scale with it, the frame rate stays)
+//	GMS_LOAD_STALL    how many of the viewers never read after their play
+//	                  request (a stalled player): they are left out of the
+//	                  delivery and delay numbers, and the run prints the
+//	                  server's RSS each second of the window
 //	GMS_LOAD_PROFILE  a file: run the server in this process instead and
 //	                  write a CPU profile of the window there; the load
 //	                  client's goroutines carry the label role=client, so
@@ -76,6 +82,8 @@ type loadConfig struct {
 	delay            time.Duration
 	window           time.Duration
 	profile          string
+	kbit             int // publishers' bitrate; 0: the default sizes
+	stall            int // viewers that never read
 }
 
 func loadEnv(t *testing.T) loadConfig {
@@ -112,7 +120,31 @@ func loadEnv(t *testing.T) loadConfig {
 			t.Fatalf("GMS_LOAD_STREAMS=%q", s)
 		}
 	}
+	if s := os.Getenv("GMS_LOAD_KBIT"); s != "" {
+		if lc.kbit, err = strconv.Atoi(s); err != nil || lc.kbit <= 0 {
+			t.Fatalf("GMS_LOAD_KBIT=%q", s)
+		}
+	}
+	if s := os.Getenv("GMS_LOAD_STALL"); s != "" {
+		if lc.stall, err = strconv.Atoi(s); err != nil || lc.stall < 0 || lc.stall > lc.viewers {
+			t.Fatalf("GMS_LOAD_STALL=%q: want 0 to GMS_LOAD", s)
+		}
+	}
 	return lc
+}
+
+// loadDefaultKbit is the bitrate of the default frame sizes: a keyframe,
+// 29 other frames and 43 audio frames a second.
+const loadDefaultKbit = (loadKeyBytes + (loadFPS-1)*loadInterBytes + 43*loadAudioBytes) * 8 / 1000
+
+// loadSizes are the publishers' video frame sizes for kbit (0: default);
+// audio stays as it is.
+func loadSizes(kbit int) (key, inter int) {
+	if kbit == 0 {
+		return loadKeyBytes, loadInterBytes
+	}
+	scale := float64(kbit*1000/8-43*loadAudioBytes) / float64(loadKeyBytes+(loadFPS-1)*loadInterBytes)
+	return max(int(loadKeyBytes*scale), 21), max(int(loadInterBytes*scale), 21)
 }
 
 func TestLoad(t *testing.T) {
@@ -140,6 +172,9 @@ func TestLoad(t *testing.T) {
 	pprof.Do(context.Background(), clientLabels, func(context.Context) {
 		for i := range lc.streams {
 			p, err := dialLoadPublisher(srv.rtmpAddr, fmt.Sprintf("s%d", i))
+			if p != nil {
+				p.keyBytes, p.interBytes = loadSizes(lc.kbit)
+			}
 			if err != nil {
 				t.Fatalf("publisher %d: %v", i, err)
 			}
@@ -173,7 +208,10 @@ func TestLoad(t *testing.T) {
 	pprof.Do(context.Background(), clientLabels, func(context.Context) {
 		for i := range lc.viewers {
 			v := &loadViewer{stream: i % lc.streams, proto: protos[i%len(protos)], stopping: &stopping,
-				samples: make([]loadSample, 0, int(lc.window.Seconds()+15)*loadFPS)}
+				stalled: i < lc.stall, quit: make(chan struct{})}
+			if !v.stalled {
+				v.samples = make([]loadSample, 0, int(lc.window.Seconds()+15)*loadFPS)
+			}
 			viewers = append(viewers, v)
 			sem <- struct{}{}
 			ramp.Add(1)
@@ -189,7 +227,7 @@ func TestLoad(t *testing.T) {
 	for time.Since(settle) < 10*time.Second {
 		waiting := 0
 		for _, v := range viewers {
-			if v.ttff.Load() == 0 && !v.failed.Load() {
+			if v.ttff.Load() == 0 && !v.failed.Load() && !v.stalled {
 				waiting++
 			}
 		}
@@ -216,7 +254,14 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	cpu0, client0, t0 := srv.cpu(), processCPU(), time.Now()
-	time.Sleep(lc.window)
+	var rssSeries []int64 // with stalled viewers: RSS at each second of the window
+	if lc.stall > 0 {
+		for i := 1; time.Duration(i)*time.Second <= lc.window; i++ {
+			time.Sleep(time.Until(t0.Add(time.Duration(i) * time.Second)))
+			rssSeries = append(rssSeries, srv.rss())
+		}
+	}
+	time.Sleep(time.Until(t0.Add(lc.window)))
 	cpu1, client1, elapsed := srv.cpu(), processCPU(), time.Since(t0)
 	if prof != nil {
 		pprof.StopCPUProfile()
@@ -234,7 +279,7 @@ func TestLoad(t *testing.T) {
 	for time.Since(grace) < 2*time.Second+4*lc.delay {
 		behind := 0
 		for _, v := range viewers {
-			if !v.failed.Load() && v.lastSeq.Load() < endSeq[v.stream] {
+			if !v.failed.Load() && !v.stalled && v.lastSeq.Load() < endSeq[v.stream] {
 				behind++
 			}
 		}
@@ -264,6 +309,9 @@ func TestLoad(t *testing.T) {
 	failed := 0
 	var firstErr error
 	for _, v := range viewers {
+		if v.stalled {
+			continue
+		}
 		if v.failed.Load() {
 			failed++
 			if firstErr == nil {
@@ -287,6 +335,18 @@ func TestLoad(t *testing.T) {
 	}
 	if srv.warnings.Load() > 0 {
 		t.Logf("server warnings: %d; last: %s", srv.warnings.Load(), srv.lastWarning())
+	}
+	if len(rssSeries) > 0 {
+		var line strings.Builder
+		for _, r := range rssSeries {
+			fmt.Fprintf(&line, " %.1f", float64(r)/(1<<20))
+		}
+		mid := rssSeries[(len(rssSeries)-1)/2]
+		stallRow := fmt.Sprintf("stalled viewers %d of %d, %s, %d kbit/s: RSS joined %.1f MB; growth %+.1f MB over the window, %+.1f MB in its second half; RSS each second (MB):%s",
+			lc.stall, lc.viewers, lc.proto, max(lc.kbit, loadDefaultKbit), float64(rssJoined)/(1<<20),
+			float64(rssEnd-rssJoined)/(1<<20), float64(rssEnd-mid)/(1<<20), line.String())
+		t.Log(stallRow)
+		fmt.Println(stallRow)
 	}
 	viewerSecs := float64(lc.viewers) * elapsed.Seconds()
 	serverCPU := "in-process"
@@ -495,6 +555,8 @@ type loadPublisher struct {
 	once  sync.Once
 	err   error
 	inbox sync.WaitGroup
+	// The video frame sizes (loadSizes).
+	keyBytes, interBytes int
 }
 
 // loadCommand encodes an AMF0 command at chunk size.
@@ -616,8 +678,8 @@ func (p *loadPublisher) run() {
 			return
 		}
 	}
-	key := fanFill(make([]byte, loadKeyBytes), 3)
-	inter := fanFill(make([]byte, loadInterBytes), 5)
+	key := fanFill(make([]byte, p.keyBytes), 3)
+	inter := fanFill(make([]byte, p.interBytes), 5)
 	audio := fanFill(make([]byte, loadAudioBytes), 7)
 	audio[0], audio[1] = 0xAF, 0x01
 	key[0], inter[0] = 0x17, 0x27
@@ -673,6 +735,7 @@ type loadSample struct {
 type loadViewer struct {
 	stream   int
 	proto    string
+	stalled  bool // reads nothing after its play request
 	stopping *atomic.Bool
 	start    time.Time
 	ttff     atomic.Int64 // ns from dialing to the first keyframe; 0 until then
@@ -684,6 +747,14 @@ type loadViewer struct {
 	mu     sync.Mutex
 	nc     net.Conn
 	closed bool
+	quit   chan struct{} // closed by close
+}
+
+// stall is a stalled viewer's life after its play request: it reads
+// nothing until the run ends.
+func (v *loadViewer) stall() error {
+	<-v.quit
+	return net.ErrClosed
 }
 
 func (v *loadViewer) setConn(nc net.Conn) bool {
@@ -699,6 +770,9 @@ func (v *loadViewer) setConn(nc net.Conn) bool {
 func (v *loadViewer) close() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if !v.closed {
+		close(v.quit)
+	}
 	v.closed = true
 	if v.nc != nil {
 		v.nc.Close()
@@ -783,6 +857,10 @@ func (v *loadViewer) runHTTP(addr, name string, ready func()) error {
 		return net.ErrClosed
 	}
 	fmt.Fprintf(nc, "GET /live/%s.flv HTTP/1.1\r\nHost: %s\r\n\r\n", name, addr)
+	if v.stalled {
+		ready()
+		return v.stall()
+	}
 	br := bufio.NewReaderSize(nc, 16<<10)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -807,6 +885,9 @@ func (v *loadViewer) runWS(addr, name string, ready func()) error {
 		return net.ErrClosed
 	}
 	ready()
+	if v.stalled {
+		return v.stall()
+	}
 	return v.readFLV(bufio.NewReaderSize(&loadWSReader{c: c}, 16<<10))
 }
 
@@ -871,6 +952,9 @@ func (v *loadViewer) runRTMP(addr, name string, ready func()) error {
 		return err
 	}
 	ready()
+	if v.stalled {
+		return v.stall()
+	}
 	for {
 		msg, err := cr.readMessage()
 		if err != nil {

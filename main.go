@@ -204,6 +204,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	for _, w := range pending {
 		w(log)
 	}
+	applyMemoryLimit(int64(cfg.MemoryLimit), lookupEnv, log)
 	srv, err := listen(&cfg, log)
 	if err != nil {
 		return err
@@ -219,6 +220,28 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	defer signal.Stop(hup)
 	srv.args, srv.lookupEnv, srv.hup = args, lookupEnv, hup
 	return srv.serve(ctx)
+}
+
+// applyMemoryLimit makes limit the Go runtime's soft memory limit, unless
+// GOMEMLIMIT is set: the runtime read that at start-up, and it wins. Near
+// the limit the GC runs more often, so that the heap, and the RSS with
+// it, stays close to what is live (queued media, GOP caches) instead of
+// growing to twice that (GOGC=100) before a collection; the price is GC
+// CPU when the live heap nears the limit (the runtime caps it at about
+// half the CPU, so a limit set too low slows the server down rather than
+// stopping it).
+func applyMemoryLimit(limit int64, lookupEnv func(string) (string, bool), log *slog.Logger) {
+	if limit <= 0 {
+		return
+	}
+	if lookupEnv != nil {
+		if v, ok := lookupEnv("GOMEMLIMIT"); ok && v != "" {
+			log.Info("memory limit: GOMEMLIMIT wins over -memory-limit", "GOMEMLIMIT", v, "memory_limit", limit)
+			return
+		}
+	}
+	debug.SetMemoryLimit(limit)
+	log.Info("memory limit", "bytes", limit)
 }
 
 // newLogger builds the server's logger: -log-format's handler at -log-level.

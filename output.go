@@ -1,8 +1,11 @@
 package main
 
-// A frame: one message from a publisher, encoded once into each output
-// form (RTMP chunks, FLV tags) and shared read-only by every player and
-// the GOP cache; and the part each player protocol plays in the hub.
+// A frame: one message from a publisher, its payload held once and given
+// to players in each output form (FLV tags, RTMP chunks), shared read-only
+// by every player and the GOP cache; and the part each player protocol
+// plays in the hub.
+
+import "encoding/binary"
 
 // playerForm is a player protocol's part in the hub: which bytes of a
 // frame its players get, and what they are told when a stream's publisher
@@ -39,30 +42,85 @@ const (
 	formatFLV                      // FLV tags (HTTP-FLV and WS-FLV)
 )
 
-// frame is one message encoded once per output form. The byte slices are
-// shared by every subscriber and the GOP cache and must not be modified.
+// frame is one message in every output form, its payload held once: the
+// FLV tag (header, payload, PreviousTagSize) is the one copy, and the RTMP
+// form is its payload cut at the chunk size behind chunk headers kept in
+// the frame itself (§5.3.1: every chunk after the first has the same
+// type 3 header). A frame costs its payload whatever protocols its viewers
+// use; a writer gets a form's bytes as the slices to write (appendWire).
+// The bytes are shared by every subscriber and the GOP cache and must not
+// be modified.
 type frame struct {
 	typ  uint8  // msgAudio, msgVideo, msgDataAMF0, or 0 for control frames
 	time uint32 // RTMP timestamp, ms
 	// key marks a point where a player can start: a video keyframe, or any
 	// audio frame in a stream without video.
-	key  bool
+	key bool
+	// flv is the FLV tag, or for control frames their FLV bytes (the FLV
+	// header), or nil.
+	flv []byte
+	// rtmp is a control frame's RTMP bytes (a status message); nil for
+	// media and data frames, whose RTMP form is made from flv.
 	rtmp []byte
-	flv  []byte
 	meta *metaInfo // on metadata frames: what the metadata declares
+
+	// The RTMP form of a media or data frame: the first chunk's header
+	// (basic header, type 0 message header, extended timestamp), and the
+	// header of each further chunk of chunkSize bytes.
+	chunkSize        int32
+	headLen, contLen uint8
+	chunkHead        [3 + 11 + 4]byte
+	chunkCont        [3 + 4]byte
 }
 
-func (f *frame) bytes(form outputFormat) []byte {
-	if form == formatRTMP {
-		return f.rtmp
+// wireLen is how many bytes f is in form; 0 for a form it has none in.
+func (f *frame) wireLen(form outputFormat) int {
+	switch {
+	case form == formatFLV:
+		return len(f.flv)
+	case form != formatRTMP:
+		return 0
+	case f.rtmp != nil || f.headLen == 0:
+		return len(f.rtmp)
 	}
-	return f.flv
+	n := len(f.body())
+	chunks := max(1, (n+int(f.chunkSize)-1)/int(f.chunkSize))
+	return int(f.headLen) + n + (chunks-1)*int(f.contLen)
+}
+
+// appendWire appends f's bytes in form to bufs, as the slices to write:
+// the FLV tag whole; the RTMP chunks as headers between cuts of the
+// payload (no copy).
+func (f *frame) appendWire(bufs [][]byte, form outputFormat) [][]byte {
+	switch {
+	case form == formatFLV && f.flv != nil:
+		return append(bufs, f.flv)
+	case form != formatRTMP:
+		return bufs
+	case f.rtmp != nil:
+		return append(bufs, f.rtmp)
+	case f.headLen == 0:
+		return bufs
+	}
+	bufs = append(bufs, f.chunkHead[:f.headLen])
+	body := f.body()
+	for {
+		k := min(len(body), int(f.chunkSize))
+		if k > 0 {
+			bufs = append(bufs, body[:k])
+		}
+		if body = body[k:]; len(body) == 0 {
+			return bufs
+		}
+		bufs = append(bufs, f.chunkCont[:f.contLen])
+	}
 }
 
 // body is the message payload: the FLV tag's data.
 func (f *frame) body() []byte { return f.flv[flvTagHeaderLen : len(f.flv)-4] }
 
-func (f *frame) size() int { return len(f.rtmp) + len(f.flv) }
+// heldBytes is the memory f's bytes take.
+func (f *frame) heldBytes() int { return len(f.rtmp) + len(f.flv) }
 
 // frameKind says how the hub treats a frame.
 type frameKind int
@@ -130,11 +188,17 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 	return f, kind
 }
 
-// encode fills f's output forms with payload at f's type and time.
+// encode fills f's output forms with payload at f's type and time: the
+// FLV tag, the one copy of the payload, and the RTMP chunk headers that go
+// around it (what appendChunks writes, without the payload).
 func (f *frame) encode(csid uint32, payload []byte, chunkSize int) {
-	f.rtmp = appendChunks(make([]byte, 0, chunksLen(csid, f.time, len(payload), chunkSize)),
-		csid, f.typ, mediaStreamID, f.time, payload, chunkSize)
 	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), f.typ, f.time, payload)
+	head := appendChunkHeader(f.chunkHead[:0], csid, f.typ, mediaStreamID, f.time, len(payload))
+	cont := appendBasicHeader(f.chunkCont[:0], 3, csid)
+	if f.time >= 0xFFFFFF {
+		cont = binary.BigEndian.AppendUint32(cont, f.time) // §5.3.1.3: type 3 chunks repeat it
+	}
+	f.headLen, f.contLen, f.chunkSize = uint8(len(head)), uint8(len(cont)), int32(chunkSize)
 }
 
 // at is a copy of the media or data frame f stamped ts, in every output

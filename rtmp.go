@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -194,7 +195,7 @@ func (c *rtmpConn) serve(ctx context.Context) {
 
 	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	c.in.r = c.nc
-	c.br = bufio.NewReaderSize(&c.in, 16<<10)
+	c.br = bufio.NewReaderSize(&c.in, publisherReadBuffer)
 	if err := serverHandshake(c.br, c.nc); err != nil {
 		counters.handshakeFailures.Add(1)
 		reason = reasonOf(err)
@@ -219,6 +220,31 @@ func (c *rtmpConn) cleanup() {
 	}
 	c.nc.Close()
 	c.helpers.Wait()
+}
+
+// The read buffer of a connection: a publisher's media comes in large
+// reads; a player sends only small messages (acknowledgements, ping
+// answers, commands), and a thousand players must not hold 16 KiB each.
+// A message longer than the buffer is read past it (chunkReader reads
+// payloads with io.ReadFull).
+const (
+	publisherReadBuffer = 16 << 10
+	playerReadBuffer    = 512
+)
+
+// setReadBuffer gives the connection a read buffer of size, keeping what
+// the old one had read ahead.
+func (c *rtmpConn) setReadBuffer(size int) {
+	if c.br.Size() == size {
+		return
+	}
+	var r io.Reader = &c.in
+	if n := c.br.Buffered(); n > 0 {
+		ahead, _ := c.br.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), &c.in)
+	}
+	c.br = bufio.NewReaderSize(r, size)
+	c.cr.r = c.br
 }
 
 // readTimeout is how long the peer may stay silent. A publisher sends media
@@ -293,27 +319,45 @@ func (d *drainReader) Read(p []byte) (int, error) {
 
 // startPinger sends a PingRequest every ping interval (§7.1.7 event 6), so
 // that a peer that vanished without a FIN is noticed by the idle timeout.
+// A timer, not a goroutine of its own: a thousand idle players would hold
+// a thousand stacks for a message a minute. A ping being sent counts in
+// helpers, so that cleanup waits for it.
 func (c *rtmpConn) startPinger() (stop func()) {
-	if c.srv.cfg.Ping <= 0 {
+	every := c.srv.cfg.Ping
+	if every <= 0 {
 		return func() {}
 	}
-	done := make(chan struct{})
-	c.helpers.Go(func() {
-		t := time.NewTicker(c.srv.cfg.Ping)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				ms := uint32(time.Since(c.created).Milliseconds())
-				if c.writeRaw(appendUserControl(nil, ucPingRequest, ms)) != nil {
-					return
-				}
-			}
+	var mu sync.Mutex
+	stopped := false
+	var t *time.Timer
+	ping := func() {
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			return
 		}
-	})
-	return func() { close(done) }
+		c.helpers.Add(1)
+		mu.Unlock()
+		defer c.helpers.Done()
+		ms := uint32(time.Since(c.created).Milliseconds())
+		if c.writeRaw(appendUserControl(nil, ucPingRequest, ms)) != nil {
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			t.Reset(every)
+		}
+		mu.Unlock()
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, ping)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+	}
 }
 
 // ackIfDue sends an Acknowledgement (§5.4.3) each time the bytes received
@@ -564,6 +608,7 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 		return fmt.Errorf("rtmp: publish rejected: %w", err)
 	}
 	c.pub = pub
+	c.setReadBuffer(publisherReadBuffer)
 	c.log.Info("publish", "query", redactQuery(info.Query))
 	var out []byte
 	out = appendUserControl(out, ucStreamBegin, mediaStreamID)
@@ -606,6 +651,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	}
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
+	c.setReadBuffer(playerReadBuffer)
 	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, func() { c.nc.Close() })
 	c.log.Info("play", "query", redactQuery(info.Query))
 	sub := c.sub

@@ -12,6 +12,7 @@ type counters struct {
 	active            [protoCount]atomic.Int64
 	bytesIn, bytesOut atomic.Uint64
 	drops, kicks      atomic.Uint64
+	stalled           atomic.Uint64 // viewers disconnected for taking nothing (also in kicks)
 	authFailures      [protoCount]atomic.Uint64
 	hookRejects       atomic.Uint64
 	hookDropped       atomic.Uint64 // unpublish and stop events the hooks' queue had no room for

@@ -10,6 +10,7 @@ package main
 
 import (
 	"net"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -26,11 +27,16 @@ var blockingWrites bool
 // needs from one call to the next, so that a write allocates nothing.
 type nonblockWriter struct {
 	rc    syscall.RawConn
-	iov   []syscall.Iovec
+	iov   []syscall.Iovec // borrowed from iovPool for one call
 	n     uintptr
 	errno syscall.Errno
 	call  func(fd uintptr) bool // w.writev, bound once
 }
+
+// iovPool holds the iovec arrays of writes in progress: one per flusher
+// at a time, not one per socket (a join burst's array would stay with its
+// viewer for good).
+var iovPool = sync.Pool{New: func() any { return new([]syscall.Iovec) }}
 
 // newNonblockWriter returns nc's non-blocking write, or nil when nc is not
 // a plain TCP connection (TLS, or a test's pipe): those viewers get
@@ -55,7 +61,13 @@ func newNonblockWriter(nc net.Conn) func(net.Buffers) (int, error) {
 // write writes as much of bufs as the socket takes without waiting and
 // returns how many bytes that was: 0 and no error when it is full.
 func (w *nonblockWriter) write(bufs net.Buffers) (int, error) {
-	w.iov = w.iov[:0]
+	pooled := iovPool.Get().(*[]syscall.Iovec)
+	w.iov = (*pooled)[:0]
+	defer func() {
+		clear(w.iov) // no pointers into frames kept past the write
+		*pooled, w.iov = w.iov[:0], nil
+		iovPool.Put(pooled)
+	}()
 	for _, b := range bufs {
 		if len(w.iov) == iovMax {
 			break
@@ -70,7 +82,6 @@ func (w *nonblockWriter) write(bufs net.Buffers) (int, error) {
 		return 0, nil
 	}
 	err := w.rc.Write(w.call)
-	clear(w.iov) // no pointers into frames kept past the write
 	switch {
 	case err != nil:
 		return 0, err
