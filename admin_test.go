@@ -571,7 +571,7 @@ const previewJS = `(() => {
 // TestAdminPreview: /admin/?preview=live/NAME plays the stream in the page
 // (FLV remuxed to fragmented MP4 for Media Source Extensions): H.264+AAC,
 // video only and audio only decode and advance; a Sorenson H.263 + ADPCM
-// stream gets a clear message instead. Saves /tmp/admin.png.
+// stream gets a clear message instead.
 func TestAdminPreview(t *testing.T) {
 	av := testClip(t)
 	videoOnly := adminClip(t, "video", false, "-an")
@@ -603,11 +603,9 @@ func TestAdminPreview(t *testing.T) {
 		if !strings.Contains(s.Title, "frames=") {
 			t.Errorf("title %q does not give the frame count", s.Title)
 		}
-		// The table and the server charts fill in too; then a picture.
-		waitEval(p, "the table and a bandwidth figure", `document.querySelectorAll('tbody tr').length === 4 &&
+		// The table and the server charts fill in too.
+		waitEval(p, "the table and a bandwidth figure", `document.querySelectorAll('#streams tbody tr').length === 4 &&
 		  /b\/s/.test(document.querySelector('#card-bw .value').textContent)`, func(ok bool) bool { return ok })
-		p.screenshot("/tmp/admin.png")
-		t.Log("screenshot: /tmp/admin.png")
 
 		// Live latency: put playback back at the start of the buffer,
 		// more than 3 s behind the live edge; the page jumps forward.
@@ -861,18 +859,18 @@ type adminRelay struct {
 	Stop                                               bool
 }
 
-const adminRelaysJS = `(document.getElementById('relays-sec').hidden ? null :
+const adminRelaysJS = `(!document.getElementById('relays-sec').checkVisibility() ? null :
   [...document.querySelectorAll('#relays tbody tr')].map((r) => ({mode: r.children[0].textContent,
     stream: r.children[1].textContent, url: r.children[2].textContent, state: r.children[3].textContent,
     bytes: r.children[4].textContent, errors: r.children[5].textContent, lastError: r.children[6].textContent,
-    stop: !r.querySelector('[data-action=stop-relay]').hidden})))`
+    stop: r.querySelector('[data-action=stop-relay]').checkVisibility()})))`
 
 type adminRecording struct {
 	Stream, File, Size, Duration, Modified string
 	Recording                              bool
 }
 
-const adminRecordingsJS = `(document.getElementById('recordings-sec').hidden ? null :
+const adminRecordingsJS = `(!document.getElementById('recordings-sec').checkVisibility() ? null :
   [...document.querySelectorAll('#recordings tbody tr')].map((r) => ({stream: r.children[0].textContent,
     file: r.dataset.file, size: r.children[2].textContent, duration: r.children[3].textContent,
     modified: r.children[4].textContent, recording: !!r.querySelector('.pill')})))`
@@ -882,7 +880,8 @@ const adminRecordingsJS = `(document.getElementById('recordings-sec').hidden ? n
 // and the last error) and the file being recorded; the stream's play
 // URLs include HLS; Chromium, which answers canPlayType for HLS too,
 // still previews through Media Source Extensions unless ?via=hls; and the
-// relay's stop button ends the push.
+// relay's stop button ends the push. Saves /tmp/admin.png (the README's
+// testdata/admin.png).
 func TestAdminRelaysRecordings(t *testing.T) {
 	clip := testClip(t)
 	b := startChromium(t)
@@ -911,6 +910,10 @@ func TestAdminRelaysRecordings(t *testing.T) {
 	if r := recs[0]; r.Stream != "live/relayed" || !regexp.MustCompile(`^live/relayed/\d{4}(-\d\d){5}(-\d+)?\.flv$`).MatchString(r.File) {
 		t.Errorf("recording row %+v; want live/relayed/<start time>.flv", r)
 	}
+	var errorsShown bool
+	if err := p.eval(`document.getElementById('rec-errors').checkVisibility()`, &errorsShown); err != nil || errorsShown {
+		t.Errorf("a record error count is shown (%v) with no errors", err)
+	}
 
 	row := waitEval(p, "the stream's row", adminRowJS+`("live/relayed")`, func(r *adminRow) bool { return r != nil })
 	if want := "http://" + ts.httpAddr + "/live/relayed/index.m3u8"; len(row.URLs) != 4 || row.URLs[3] != want {
@@ -928,6 +931,11 @@ func TestAdminRelaysRecordings(t *testing.T) {
 	if v.Via != "flv" || !strings.HasPrefix(v.Src, "blob:") {
 		t.Errorf("preview via %q from %q; want flv from a blob: URL", v.Via, v.Src)
 	}
+	// The picture for the README (testdata/admin.png), once the server
+	// charts have a bandwidth figure.
+	waitEval(p, "a bandwidth figure", `/b\/s/.test(document.querySelector('#card-bw .value').textContent)`, func(ok bool) bool { return ok })
+	p.screenshot("/tmp/admin.png")
+	t.Log("screenshot: /tmp/admin.png")
 
 	for _, line := range b.consoleLogs() {
 		if strings.HasPrefix(line, "log.error") || strings.HasPrefix(line, "console.error") || strings.HasPrefix(line, "exception") {
@@ -942,7 +950,7 @@ func TestAdminRelaysRecordings(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the push to stop", func() bool { return len(ts.relays.list()) == 0 })
-	waitEval(p, "the relays panel to hide", `document.getElementById('relays-sec').hidden`, func(h bool) bool { return h })
+	waitEval(p, "the relays panel to hide", `document.getElementById('relays-sec').checkVisibility()`, func(seen bool) bool { return !seen })
 	if !ts.live(key) {
 		t.Error("stopping the push ended the publish")
 	}
@@ -1014,7 +1022,7 @@ func TestAdminRelaysMarkup(t *testing.T) {
 	if err := p.eval(`document.querySelectorAll('#relays b, #relays img, #relays script, #recordings i').length`, &markup); err != nil || markup != 0 {
 		t.Errorf("%d elements made from server text (%v); want none", markup, err)
 	}
-	waitEval(p, "the error count", `document.getElementById('rec-errors').hidden ? '' : document.getElementById('rec-errors').textContent`,
+	waitEval(p, "the error count", `document.getElementById('rec-errors').checkVisibility() ? document.getElementById('rec-errors').textContent : ''`,
 		func(s string) bool { return s == "2 errors" })
 
 	// A refused stop: the toast gives the server's reason.
