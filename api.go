@@ -209,6 +209,7 @@ func (s *httpServer) apiServer(w http.ResponseWriter, r *http.Request) {
 		"streams":  len(s.hub.snapshot()),
 		"version":  version,
 		"rtmpPort": s.rtmpPort,
+		"record":   s.rec != nil, // whether GET /api/recordings answers (the admin page asks only then)
 	})
 }
 

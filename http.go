@@ -145,10 +145,11 @@ func (s *httpServer) adminPage(w http.ResponseWriter, r *http.Request) {
 
 // adminCSP allows the admin page only itself: its inline <script> and
 // <style> by their SHA-256 (CSP Level 3 §8.3), requests to this server,
-// and the blob: URL of its preview's MediaSource.
+// the blob: URL of its preview's MediaSource, and this server's HLS for
+// browsers that play it themselves.
 var adminCSP = "default-src 'none'; script-src " + inlineHashes(adminHTML, "script") +
 	"; style-src " + inlineHashes(adminHTML, "style") +
-	"; connect-src 'self'; media-src blob:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	"; connect-src 'self'; media-src 'self' blob:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // inlineHashes lists the CSP hash sources of a page's inline <tag>
 // elements.
