@@ -56,6 +56,12 @@ type config struct {
 	OnPublish, OnPlay, OnUnpublish, OnStop string
 	HookTimeout                            time.Duration
 
+	// HLS (hls.go): on for every live stream at /APP/NAME/index.m3u8.
+	HLS        bool
+	HLSSegment time.Duration // segments end at the first keyframe past this
+	HLSPart    time.Duration // LL-HLS part target; 0: no parts (plain HLS)
+	HLSWindow  int           // segments a playlist lists
+
 	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
 	RTMPSAddr, HTTPSAddr string
 	TLSCert, TLSKey      string
@@ -78,6 +84,10 @@ func defaultConfig() config {
 		LogFormat:   "text",
 		API:         true,
 		HookTimeout: 3 * time.Second,
+		HLS:         true,
+		HLSSegment:  2 * time.Second,
+		HLSPart:     200 * time.Millisecond,
+		HLSWindow:   6,
 	}
 }
 
@@ -123,6 +133,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "HTTPS/WSS listen `address` (needs -tls-cert and -tls-key)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.BoolVar(&cfg.HLS, "hls", cfg.HLS, "serve HLS and LL-HLS at /APP/NAME/index.m3u8 (muxed in memory while requested)")
+	fs.DurationVar(&cfg.HLSSegment, "hls-segment", cfg.HLSSegment, "HLS segment target `duration`: segments end at the first keyframe past it")
+	fs.DurationVar(&cfg.HLSPart, "hls-part", cfg.HLSPart, "LL-HLS part target `duration` (0 = plain HLS, no parts)")
+	fs.IntVar(&cfg.HLSWindow, "hls-window", cfg.HLSWindow, "`segments` an HLS playlist lists")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -169,6 +183,15 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
+	}
+	if cfg.HLSSegment < 100*time.Millisecond || cfg.HLSSegment > time.Minute {
+		return cfg, fmt.Errorf("-hls-segment %v out of range 100ms..1m", cfg.HLSSegment)
+	}
+	if cfg.HLSPart != 0 && (cfg.HLSPart < 20*time.Millisecond || cfg.HLSPart > cfg.HLSSegment) {
+		return cfg, fmt.Errorf("-hls-part %v out of range 20ms..-hls-segment (or 0)", cfg.HLSPart)
+	}
+	if cfg.HLSWindow < 3 || cfg.HLSWindow > 1000 {
+		return cfg, fmt.Errorf("-hls-window %d out of range 3..1000", cfg.HLSWindow)
 	}
 	if cfg.PlayAuth && cfg.Secret == "" {
 		return cfg, fmt.Errorf("-auth-play needs -auth-secret")

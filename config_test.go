@@ -223,7 +223,8 @@ func TestDefaults(t *testing.T) {
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
-		API: true, HookTimeout: 3 * time.Second}
+		API: true, HookTimeout: 3 * time.Second,
+		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 200 * time.Millisecond, HLSWindow: 6}
 	if cfg != want {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}

@@ -37,6 +37,7 @@ type outputFormat int
 const (
 	formatRTMP outputFormat = iota // chunks at our chunk size
 	formatFLV                      // FLV tags (HTTP-FLV and WS-FLV)
+	formatHLS                      // the HLS muxer (hls.go): it reads frames' body() and fields; queued by their FLV size
 )
 
 // frame is one message encoded once per output form. The byte slices are
