@@ -383,12 +383,16 @@ type timedPacket struct {
 	Flags     string `json:"flags"`
 }
 
-func ffprobeTimed(t *testing.T, input string) []timedPacket {
+func ffprobeTimed(t *testing.T, input string, inputOptions ...string) []timedPacket {
 	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_entries",
-		"packet=codec_type,pts_time,dts_time,size,flags", "-of", "json", input).Output()
+	args := append([]string{"-v", "error"}, inputOptions...)
+	cmd := exec.Command("ffprobe", append(args, "-show_packets", "-show_entries",
+		"packet=codec_type,pts_time,dts_time,size,flags", "-of", "json", input)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("ffprobe %s: %v", input, err)
+		t.Fatalf("ffprobe %s: %v\n%s", input, err, stderr.Bytes())
 	}
 	var res struct{ Packets []timedPacket }
 	if err := json.Unmarshal(out, &res); err != nil {
