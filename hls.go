@@ -25,6 +25,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -804,7 +805,7 @@ func (st *hlsStream) serveInit(w http.ResponseWriter, r *http.Request, file stri
 		http.Error(w, "Not Found: no such init segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
-	writeImmutable(w, "video/mp4", [][]byte{init})
+	writeImmutable(w, r, "video/mp4", file, [][]byte{init})
 }
 
 // serveMedia answers a segment or a part; a request for the part (or
@@ -859,23 +860,45 @@ func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file str
 		http.Error(w, "Not Found: no such segment (not made, or past the window)", http.StatusNotFound)
 		return
 	}
-	writeImmutable(w, "video/iso.segment", data)
+	writeImmutable(w, r, "video/iso.segment", file, data)
 }
 
 // writeImmutable answers bytes that never change under their URL: any
-// cache may keep them as long as it likes (RFC 8246).
-func writeImmutable(w http.ResponseWriter, contentType string, data [][]byte) {
-	n := 0
-	for _, b := range data {
-		n += len(b)
-	}
+// cache may keep them as long as it likes (RFC 8246). The ETag names the
+// content (the file name carries the run, the epoch or the sequence
+// number), so revalidation and Range requests (RFC 9110 §14) come from
+// http.ServeContent over the shared bytes, never a copy.
+func writeImmutable(w http.ResponseWriter, r *http.Request, contentType, etag string, data [][]byte) {
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	h.Set("Content-Length", strconv.Itoa(n))
-	for _, b := range data {
-		if _, err := w.Write(b); err != nil {
-			return
+	h.Set("ETag", `"`+etag+`"`)
+	http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(slicesReader(data), 0, slicesLen(data)))
+}
+
+// slicesReader reads byte slices as one.
+type slicesReader [][]byte
+
+func (s slicesReader) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for _, b := range s {
+		if off >= int64(len(b)) {
+			off -= int64(len(b))
+			continue
+		}
+		c := copy(p[n:], b[off:])
+		n, off = n+c, 0
+		if n == len(p) {
+			return n, nil
 		}
 	}
+	return n, io.EOF
+}
+
+func slicesLen(s [][]byte) int64 {
+	var n int64
+	for _, b := range s {
+		n += int64(len(b))
+	}
+	return n
 }

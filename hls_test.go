@@ -335,6 +335,9 @@ func TestHLSPlaylistRules(t *testing.T) {
 		if len(s.parts) > 0 && !bytes.Equal(joined, seg) {
 			t.Errorf("segment %s is not its parts back to back", s.uri)
 		}
+		if i == 0 {
+			checkRangeAndETag(t, base+s.uri, seg)
+		}
 		tfdt := findBox(seg, "moof/traf/tfdt", 0)
 		dts := binary.BigEndian.Uint64(tfdt[12:])
 		if i > 0 && dts != nextDTS {
@@ -608,4 +611,32 @@ func TestHLSIdleStop(t *testing.T) {
 	}
 	go hlsGet(t, base+"index.m3u8")
 	waitFor(t, "a new muxer", func() bool { return ts.viewers(key) == 1 })
+}
+
+// checkRangeAndETag: a byte range of a segment (spanning its parts) is
+// 206 with those bytes, and a revalidation with its ETag is 304.
+func checkRangeAndETag(t *testing.T, url string, whole []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	from, to := len(whole)/3, len(whole)*2/3
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, whole[from:to+1]) {
+		t.Errorf("range %d-%d of %s: %d, %d bytes", from, to, url, resp.StatusCode, len(body))
+	}
+	req, _ = http.NewRequest("GET", url, nil)
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("ETag") == "" || resp.StatusCode != http.StatusNotModified {
+		t.Errorf("revalidating %s with ETag %q: %d", url, resp.Header.Get("ETag"), resp.StatusCode)
+	}
 }
