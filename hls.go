@@ -40,6 +40,10 @@ import (
 const (
 	hlsIdleStop  = 30 * time.Second // a stream's muxing stops this long after its last HLS request
 	hlsKeepExtra = 2                // segments kept past the window, for clients one playlist behind
+	// hlsViewerTTL: an HLS viewer (an address and user agent) counts while
+	// it has asked for the playlist this recently, or three target
+	// durations if longer (plain HLS players reload once a segment).
+	hlsViewerTTL = 10 * time.Second
 	// hlsFirstWait bounds how long a first playlist request waits for the
 	// first complete segment (the GOP cache gives the start at once, the
 	// end comes with the next keyframe).
@@ -99,6 +103,27 @@ func (hs *hlsServer) remove(st *hlsStream) {
 	}
 }
 
+// viewers counts key's HLS viewers: the addresses and user agents that
+// have asked for its playlist lately (HTTP has no connection to count; a
+// caching proxy in front counts as one).
+func (hs *hlsServer) viewers(key streamKey) int {
+	hs.mu.Lock()
+	st := hs.streams[key]
+	hs.mu.Unlock()
+	if st == nil {
+		return 0
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ttl := max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+	for v, last := range st.viewers {
+		if time.Since(last) > ttl {
+			delete(st.viewers, v)
+		}
+	}
+	return len(st.viewers)
+}
+
 // isLive tells whether key has a publisher.
 func (h *hub) isLive(key streamKey) bool {
 	live := false
@@ -145,7 +170,8 @@ type hlsStream struct {
 	inits    map[int][]byte
 	nextMSN  int
 	discSeq  int
-	maxDur   float64 // the longest segment yet: TARGETDURATION never shrinks
+	maxDur   float64              // the longest segment yet: TARGETDURATION never shrinks
+	viewers  map[string]time.Time // address and user agent: last playlist request
 
 	// Owned by the run goroutine.
 	mux                      *fmp4Muxer
@@ -164,13 +190,15 @@ type hlsStream struct {
 	anchorWall               time.Time
 	burstLast                uint32 // while the join burst is muxed: its last frame's time
 	inBurst                  bool
-	warned                   bool // a muxing error logged this epoch
+	warned                   bool   // a muxing error logged this epoch
+	drops                    uint64 // the subscription's drops seen
 }
 
 func newHLSStream(hs *hlsServer, key streamKey) *hlsStream {
 	var b [4]byte
 	rand.Read(b[:])
-	st := &hlsStream{srv: hs, key: key, runID: hex.EncodeToString(b[:]), changed: make(chan struct{}), inits: map[int][]byte{}}
+	st := &hlsStream{srv: hs, key: key, runID: hex.EncodeToString(b[:]), changed: make(chan struct{}), inits: map[int][]byte{},
+		viewers: map[string]time.Time{}}
 	st.lastRequest.Store(time.Now().UnixNano())
 	st.log = hs.log.With("proto", "hls", "app", key.App, "stream", key.Name)
 	info := clientInfo{ID: newClientID(), Protocol: protoHLS, Created: time.Now()}
@@ -239,6 +267,13 @@ func (st *hlsStream) run() {
 		}
 		batch = st.sub.drain(batch[:0])
 		st.sub.dequeued(batch)
+		if d := st.sub.drops.Load(); d != st.drops {
+			// The hub skipped frames (the queue was full) and resumes at
+			// a keyframe: the muxing starts again there, after a
+			// discontinuity, rather than make a part with a hole.
+			st.drops = d
+			st.endEpoch()
+		}
 		for _, f := range batch {
 			st.onFrame(f)
 		}
@@ -707,6 +742,7 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	msnStr, partStr := q.Get("_HLS_msn"), q.Get("_HLS_part")
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
 	td := time.Duration(st.targetDuration()) * time.Second
 	switch {
 	case partStr != "" && msnStr == "":

@@ -25,6 +25,7 @@ import (
 // with a keyframe every second, AAC frames of 1024 samples at 44.1 kHz.
 type hlsFeeder struct {
 	t            *testing.T
+	ts           *testServer
 	p            *publisher
 	ms           int64 // media time fed so far
 	video, audio int   // frames fed
@@ -40,11 +41,30 @@ func startHLSFeed(t *testing.T, ts *testServer, key streamKey) *hlsFeeder {
 		amfECMAArray{{"videocodecid", 7.0}, {"audiocodecid", 10.0}, {"width", 320.0}, {"height", 240.0}}))
 	p.ingest(msgVideo, 0, joinBytes(bs(0x17, 0, 0, 0, 0), testAVCC))
 	p.ingest(msgAudio, 0, joinBytes(bs(0xAF, 0), testASC))
-	return &hlsFeeder{t: t, p: p}
+	return &hlsFeeder{t: t, ts: ts, p: p}
 }
 
-// feedTo sends the frames before media time until (ms), in time order.
+// feedTo sends the frames before media time until (ms), in time order,
+// half a second at a time, each time waiting for the HLS muxer (if one
+// runs) to take them: as fast as it goes, but never so far ahead that the
+// hub would drop frames for it, as a publisher in real time never is.
 func (fd *hlsFeeder) feedTo(until int64) {
+	for ms := fd.ms; ms < until; {
+		ms = min(ms+500, until)
+		fd.feedUpTo(ms)
+		fd.p.hub.sync()
+		hs := fd.ts.web.hls
+		hs.mu.Lock()
+		st := hs.streams[fd.p.key]
+		hs.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		waitFor(fd.t, "the HLS muxer to take the frames", func() bool { return st.sub.queueLen() == 0 })
+	}
+}
+
+func (fd *hlsFeeder) feedUpTo(until int64) {
 	for {
 		vt := int64(fd.video) * 40
 		at := int64(math.Round(float64(fd.audio) * 1024 * 1000 / 44100))
@@ -638,5 +658,45 @@ func checkRangeAndETag(t *testing.T, url string, whole []byte) {
 	resp.Body.Close()
 	if resp.Header.Get("ETag") == "" || resp.StatusCode != http.StatusNotModified {
 		t.Errorf("revalidating %s with ETag %q: %d", url, resp.Header.Get("ETag"), resp.StatusCode)
+	}
+}
+
+// TestHLSViewersInAPI: HLS viewers (address and user agent) are counted
+// in the API and /metrics; the muxer itself is no viewer, and makes no
+// play or stop events.
+func TestHLSViewersInAPI(t *testing.T) {
+	ts := startServer(t, nil)
+	events, stop := ts.hub.watch()
+	defer stop()
+	_, base := startHLS(t, ts, "counted", 1100)
+	req, _ := http.NewRequest("GET", base+"index.m3u8", nil)
+	req.Header.Set("User-Agent", "second player")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	_, _, body := hlsGet(t, "http://"+ts.httpAddr+"/api/streams")
+	if !strings.Contains(string(body), `"subscribers":[]`) || !strings.Contains(string(body), `"hls":2`) {
+		t.Errorf("/api/streams: %s; want no subscribers and 2 HLS viewers", body)
+	}
+	_, _, body = hlsGet(t, "http://"+ts.httpAddr+"/api/streams/live/counted")
+	if !strings.Contains(string(body), `"viewers":2`) {
+		t.Errorf("/api/streams/live/counted: %s; want 2 viewers", body)
+	}
+	_, _, body = hlsGet(t, "http://"+ts.httpAddr+"/metrics")
+	if !strings.Contains(string(body), `gms_viewers{protocol="hls"} 2`) {
+		t.Errorf("/metrics has no gms_viewers{protocol=\"hls\"} 2")
+	}
+	for {
+		select {
+		case ev := <-events:
+			if ev.Type == actPlay || ev.Type == actStop {
+				t.Errorf("event %s for %s (%s)", ev.Type, ev.Client.ID, ev.Client.Protocol)
+			}
+			continue
+		default:
+		}
+		break
 	}
 }
