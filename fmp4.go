@@ -297,7 +297,7 @@ func appendInit(dst []byte, tracks []*mp4Track) []byte {
 		dst = be32(dst, v)
 	}
 	dst = append(dst, make([]byte, 24)...) // pre_defined
-	dst = be32(dst, uint32(len(tracks)+1)) // next_track_ID
+	dst = be32(dst, nextTrackID(tracks))   // next_track_ID
 	dst = boxClose(dst, mvhd)
 	for _, t := range tracks {
 		dst = appendTrak(dst, t)
@@ -315,6 +315,15 @@ func appendInit(dst []byte, tracks []*mp4Track) []byte {
 	}
 	dst = boxClose(dst, mvex)
 	return boxClose(dst, moov)
+}
+
+// nextTrackID is one past the largest track_ID.
+func nextTrackID(tracks []*mp4Track) uint32 {
+	var id uint32
+	for _, t := range tracks {
+		id = max(id, t.id)
+	}
+	return id + 1
 }
 
 func appendTrak(dst []byte, t *mp4Track) []byte {
@@ -817,6 +826,37 @@ func (m *fmp4Muxer) add(typ uint8, ms uint32, fm flvMedia) {
 // track's last sample ends exactly there, the others' with their last
 // duration. It returns dst unchanged when nothing is queued.
 func (m *fmp4Muxer) fragment(dst []byte, typ uint8, ms uint32) []byte {
+	runs := m.flush(typ, ms)
+	if runs == nil {
+		return dst
+	}
+	m.seq++
+	return appendFragment(dst, m.seq, runs)
+}
+
+// fragments is fragment that also writes each track's samples as a
+// fragment of its own (DASH has a track a segment), in m.tracks' order;
+// a track without samples gets nil.
+func (m *fmp4Muxer) fragments(typ uint8, ms uint32) (whole []byte, tracks [][]byte) {
+	runs := m.flush(typ, ms)
+	if runs == nil {
+		return nil, nil
+	}
+	m.seq++
+	whole = appendFragment(nil, m.seq, runs)
+	for _, run := range runs {
+		var frag []byte
+		if len(run.samples) > 0 {
+			frag = appendFragment(nil, m.seq, []mp4Run{run})
+		}
+		tracks = append(tracks, frag)
+	}
+	return whole, tracks
+}
+
+// flush ends the queued samples (see fragment) and takes them, a run a
+// track in m.tracks' order; nil when there are none.
+func (m *fmp4Muxer) flush(typ uint8, ms uint32) []mp4Run {
 	var runs []mp4Run
 	n := 0
 	for _, tt := range []*trackTimer{m.video, m.audio} {
@@ -829,8 +869,72 @@ func (m *fmp4Muxer) fragment(dst []byte, typ uint8, ms uint32) []byte {
 		runs = append(runs, run)
 	}
 	if n == 0 {
-		return dst
+		return nil
 	}
-	m.seq++
-	return appendFragment(dst, m.seq, runs)
+	return runs
+}
+
+// codecString is the track's RFC 6381 codecs parameter, for DASH's
+// codecs attribute (and HLS's CODECS): avc1.PPCCLL (ISO/IEC 14496-15
+// Annex E.3), hvc1.P.C.TL.B (Annex E.4), av01.P.LLT.DD (AV1 ISOBMFF
+// binding, Codecs Parameter String), vp09.PP.LL.DD (VP codec ISOBMFF
+// binding), mp4a.40.OT (RFC 6381 §3.3), opus. Private to the muxer until
+// codec.go has one.
+func (t *mp4Track) codecString() string {
+	c := t.config
+	switch t.codec {
+	case "avc1":
+		if len(c) >= 4 {
+			return fmt.Sprintf("avc1.%02X%02X%02X", c[1], c[2], c[3]) // profile, constraint flags, level
+		}
+	case "hvc1":
+		if len(c) >= 13 {
+			space := [4]string{"", "A", "B", "C"}[c[1]>>6]
+			compat := binary.BigEndian.Uint32(c[2:6])
+			var rev uint32 // the compatibility flags in reverse bit order
+			for i := range 32 {
+				rev |= (compat >> i & 1) << (31 - i)
+			}
+			tier := "L"
+			if c[1]&0x20 != 0 {
+				tier = "H"
+			}
+			s := fmt.Sprintf("hvc1.%s%d.%X.%s%d", space, c[1]&0x1F, rev, tier, c[12])
+			// The six constraint bytes, trailing zero bytes left out.
+			cons := c[6:12]
+			for len(cons) > 0 && cons[len(cons)-1] == 0 {
+				cons = cons[:len(cons)-1]
+			}
+			for _, b := range cons {
+				s += fmt.Sprintf(".%X", b)
+			}
+			return s
+		}
+	case "av01":
+		if len(c) >= 3 {
+			profile, level := c[1]>>5, c[1]&0x1F
+			tier, depth := "M", 8
+			if c[2]&0x80 != 0 {
+				tier = "H"
+			}
+			if c[2]&0x40 != 0 { // high_bitdepth
+				depth = 10
+				if c[2]&0x20 != 0 && profile == 2 { // twelve_bit
+					depth = 12
+				}
+			}
+			return fmt.Sprintf("av01.%d.%02d%s.%02d", profile, level, tier, depth)
+		}
+	case "vp09":
+		if len(c) >= 3 {
+			return fmt.Sprintf("vp09.%02d.%02d.%02d", c[0], c[1], c[2]>>4) // profile, level, bit depth
+		}
+	case "mp4a":
+		if len(c) >= 1 {
+			return fmt.Sprintf("mp4a.40.%d", c[0]>>3) // audioObjectType
+		}
+	case "Opus":
+		return "opus"
+	}
+	return t.codec
 }

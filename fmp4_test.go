@@ -490,3 +490,24 @@ func FuzzFMP4Input(f *testing.F) {
 		}
 	})
 }
+
+func TestCodecString(t *testing.T) {
+	for _, tc := range []struct {
+		track mp4Track
+		want  string
+	}{
+		{mp4Track{codec: "avc1", config: testAVCC}, "avc1.64001F"},
+		{mp4Track{codec: "mp4a", config: testASC}, "mp4a.40.2"},
+		{mp4Track{codec: "Opus"}, "opus"},
+		// hvcC: version 1; Main (1), compatibility flags 0x60000000, level 93 (3.1), constraint 0x90 then zeros.
+		{mp4Track{codec: "hvc1", config: bs(1, 0x01, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93)}, "hvc1.1.6.L93.90"},
+		// av1C: profile 0, level 8, main tier, 8-bit.
+		{mp4Track{codec: "av01", config: bs(0x81, 0x08, 0x0C, 0)}, "av01.0.08M.08"},
+		// vpcC: profile 0, level 31, 8-bit.
+		{mp4Track{codec: "vp09", config: bs(0, 31, 0x80, 1, 1, 1, 0, 0)}, "vp09.00.31.08"},
+	} {
+		if got := tc.track.codecString(); got != tc.want {
+			t.Errorf("%s codec string = %q; want %q", tc.track.codec, got, tc.want)
+		}
+	}
+}

@@ -138,8 +138,9 @@ func (h *hub) isLive(key streamKey) bool {
 // never change once made.
 type hlsPart struct {
 	data        []byte
-	dur         float64 // seconds
-	independent bool    // starts with a keyframe
+	tracks      [][]byte // each track's samples as a fragment of its own, for DASH; nil until DASH is asked for
+	dur         float64  // seconds
+	independent bool     // starts with a keyframe
 }
 
 // hlsSegment is a media segment: its parts, back to back.
@@ -150,8 +151,20 @@ type hlsSegment struct {
 	discSeq       int  // discontinuities up to and including this one
 	start         time.Time
 	parts         []*hlsPart
+	startMs       int64   // media time on its epoch's clock (FLV milliseconds)
 	dur           float64 // seconds, once complete
 	complete      bool
+}
+
+// hlsEpoch is one publish (or codec configuration): its init segment
+// and what manifests say about it.
+type hlsEpoch struct {
+	init          []byte
+	codecs        []string // RFC 6381, a track each
+	tracks        []*mp4Track
+	trackInits    [][]byte // an init segment a track, for DASH
+	width, height int
+	zero          time.Time // the wall-clock time of media time 0
 }
 
 // hlsStream is one stream's muxer and what it has made.
@@ -162,12 +175,13 @@ type hlsStream struct {
 	sub         *subscriber
 	log         *slog.Logger
 	lastRequest atomic.Int64 // unix nanoseconds
+	dash        atomic.Bool  // DASH has been asked for: parts carry each track's fragment too
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when a part, segment or the end comes
 	closed   bool
 	segments []*hlsSegment // oldest first; the last may be open
-	inits    map[int][]byte
+	epochs   map[int]*hlsEpoch
 	nextMSN  int
 	discSeq  int
 	maxDur   float64              // the longest segment yet: TARGETDURATION never shrinks
@@ -197,7 +211,7 @@ type hlsStream struct {
 func newHLSStream(hs *hlsServer, key streamKey) *hlsStream {
 	var b [4]byte
 	rand.Read(b[:])
-	st := &hlsStream{srv: hs, key: key, runID: hex.EncodeToString(b[:]), changed: make(chan struct{}), inits: map[int][]byte{},
+	st := &hlsStream{srv: hs, key: key, runID: hex.EncodeToString(b[:]), changed: make(chan struct{}), epochs: map[int]*hlsEpoch{},
 		viewers: map[string]time.Time{}}
 	st.lastRequest.Store(time.Now().UnixNano())
 	st.log = hs.log.With("proto", "hls", "app", key.App, "stream", key.Name)
@@ -412,9 +426,17 @@ func (st *hlsStream) startEpoch(ms uint32) {
 	if st.inBurst { // the GOP cache's frames are older than now
 		st.anchorWall = st.anchorWall.Add(-time.Duration(int32(st.burstLast-ms)) * time.Millisecond)
 	}
-	init := st.mux.init()
+	ep := &hlsEpoch{init: st.mux.init(), zero: st.anchorWall.Add(-time.Duration(t) * time.Millisecond)}
+	for _, tr := range st.mux.tracks {
+		ep.tracks = append(ep.tracks, tr)
+		ep.trackInits = append(ep.trackInits, appendInit(nil, []*mp4Track{tr}))
+		ep.codecs = append(ep.codecs, tr.codecString())
+		if tr.video {
+			ep.width, ep.height = int(tr.width), int(tr.height)
+		}
+	}
 	st.mu.Lock()
-	st.inits[st.epoch] = init
+	st.epochs[st.epoch] = ep
 	st.pendingDisc = len(st.segments) > 0
 	st.mu.Unlock()
 	st.warned = false
@@ -437,7 +459,7 @@ func (st *hlsStream) openSegment(t int64) {
 	st.segsInEpoch++
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	seg := &hlsSegment{msn: st.nextMSN, epoch: st.epoch, discontinuity: st.pendingDisc,
+	seg := &hlsSegment{msn: st.nextMSN, epoch: st.epoch, discontinuity: st.pendingDisc, startMs: t,
 		start: st.anchorWall.Add(time.Duration(t-st.anchorMs) * time.Millisecond)}
 	if seg.discontinuity {
 		st.discSeq++
@@ -453,11 +475,17 @@ func (st *hlsStream) openSegment(t int64) {
 // ending at t (ms on the clock), before a frame of type typ at FLV time
 // ms (0: none).
 func (st *hlsStream) closePart(typ uint8, ms uint32, t int64) {
-	data := st.mux.fragment(nil, typ, ms)
+	var data []byte
+	var tracks [][]byte
+	if st.dash.Load() {
+		data, tracks = st.mux.fragments(typ, ms)
+	} else {
+		data = st.mux.fragment(nil, typ, ms)
+	}
 	if len(data) == 0 {
 		return
 	}
-	p := &hlsPart{data: data, dur: float64(t-st.partStart) / 1000, independent: st.partIndependent}
+	p := &hlsPart{data: data, tracks: tracks, dur: float64(t-st.partStart) / 1000, independent: st.partIndependent}
 	st.partStart = t
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -490,9 +518,9 @@ func (st *hlsStream) closeSegment(t int64) {
 	if extra := len(st.segments) - (st.srv.cfg.HLSWindow + hlsKeepExtra + 1); extra > 0 {
 		clear(st.segments[:extra])
 		st.segments = st.segments[extra:]
-		for epoch := range st.inits {
+		for epoch := range st.epochs {
 			if epoch < st.segments[0].epoch {
-				delete(st.inits, epoch)
+				delete(st.epochs, epoch)
 			}
 		}
 	}
@@ -696,7 +724,7 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var st *hlsStream
-	if file == "index.m3u8" {
+	if file == "index.m3u8" || file == "index.mpd" {
 		st = s.hls.stream(key)
 	} else {
 		s.hls.mu.Lock()
@@ -710,6 +738,12 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case file == "index.m3u8":
 		st.servePlaylist(w, r)
+	case file == "index.mpd":
+		st.serveMPD(w, r) // dash.go
+	case strings.HasPrefix(file, "dashinit-") && strings.HasSuffix(file, ".mp4"):
+		st.serveDASHInit(w, r, file)
+	case strings.HasPrefix(file, "dash-") && strings.HasSuffix(file, ".m4s"):
+		st.serveMedia(w, r, file)
 	case strings.HasPrefix(file, "init-") && strings.HasSuffix(file, ".mp4"):
 		st.serveInit(w, r, file)
 	case strings.HasPrefix(file, "seg-") && strings.HasSuffix(file, ".m4s"),
@@ -835,36 +869,39 @@ func (st *hlsStream) serveInit(w http.ResponseWriter, r *http.Request, file stri
 	run, epochStr, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(file, "init-"), ".mp4"), "-")
 	epoch, err := strconv.Atoi(epochStr)
 	st.mu.Lock()
-	init := st.inits[epoch]
+	ep := st.epochs[epoch]
 	st.mu.Unlock()
-	if run != st.runID || err != nil || init == nil {
+	if run != st.runID || err != nil || ep == nil {
 		http.Error(w, "Not Found: no such init segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
-	writeImmutable(w, r, "video/mp4", file, [][]byte{init})
+	writeImmutable(w, r, "video/mp4", file, [][]byte{ep.init})
 }
 
 // serveMedia answers a segment or a part; a request for the part (or
 // segment) being made is held until it is made.
 func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file string) {
-	isPart := strings.HasPrefix(file, "part-")
-	fields := strings.Split(strings.TrimSuffix(file[strings.IndexByte(file, '-')+1:], ".m4s"), "-")
-	want := 2
-	if isPart {
-		want = 3
-	}
+	kind, rest, _ := strings.Cut(strings.TrimSuffix(file, ".m4s"), "-")
+	fields := strings.Split(rest, "-")
+	// seg-RUN-MSN, part-RUN-MSN-PART, dash-RUN-MSN-TRACK: the third number
+	// is a part or a track.
+	want := map[string]int{"seg": 2, "part": 3, "dash": 3}[kind]
 	if len(fields) != want || fields[0] != st.runID {
 		http.Error(w, "Not Found: no such segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
 	msn, err1 := strconv.Atoi(fields[1])
-	part, err2 := -1, error(nil)
-	if isPart {
-		part, err2 = strconv.Atoi(fields[2])
+	third, err2 := -1, error(nil)
+	if want == 3 {
+		third, err2 = strconv.Atoi(fields[2])
 	}
-	if err1 != nil || err2 != nil || msn < 0 || part < -1 {
+	if err1 != nil || err2 != nil || msn < 0 || third < -1 {
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 		return
+	}
+	part, track := third, -1
+	if kind == "dash" {
+		part, track = -1, third
 	}
 	st.mu.Lock()
 	td := time.Duration(st.targetDuration()) * time.Second
@@ -881,7 +918,11 @@ func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file str
 			case part < 0 && s.complete:
 				data = data[:0]
 				for _, p := range s.parts {
-					data = append(data, p.data)
+					if track < 0 {
+						data = append(data, p.data)
+					} else if track < len(p.tracks) {
+						data = append(data, p.tracks[track])
+					}
 				}
 				return true
 			}
@@ -892,7 +933,7 @@ func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file str
 	soon := msn >= st.nextMSN-1 && msn <= st.nextMSN
 	ok := found() || soon && st.waitFor(r, time.Now().Add(3*td), found)
 	st.mu.Unlock()
-	if !ok {
+	if !ok || track >= 0 && slicesLen(data) == 0 {
 		http.Error(w, "Not Found: no such segment (not made, or past the window)", http.StatusNotFound)
 		return
 	}

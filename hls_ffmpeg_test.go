@@ -103,3 +103,47 @@ func formatSeconds(v float64) string {
 }
 
 func strconvFormat(v float64) string { return strconv.FormatFloat(v, 'f', 6, 64) }
+
+// TestDASHFFmpeg: ffmpeg reads index.mpd of a live stream (a track an
+// AdaptationSet, the HLS muxer's segments): both tracks, a keyframe
+// first, as many frames as the time it was asked for, in order.
+func TestDASHFFmpeg(t *testing.T) {
+	needFFmpeg(t)
+	ts := startServer(t, func(c *config) { c.HLSWindow = 20 })
+	key := streamKey{"live", "dashff"}
+	longPublish(t, ts.rtmpURL(key.Name))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	url := "http://" + ts.httpAddr + "/live/dashff/index.mpd"
+	waitFor(t, "three DASH segments", func() bool {
+		status, _, body := hlsGet(t, url)
+		return status == 200 && strings.Count(string(body), "<S ") >= 2*3
+	})
+	out := t.TempDir() + "/dash.mp4"
+	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", url, "-t", "3", "-c", "copy", out).CombinedOutput(); err != nil || len(msg) > 0 {
+		t.Fatalf("ffmpeg reading the MPD: %v\n%s", err, msg)
+	}
+	if got := ffprobeStreams(t, out); !strings.Contains(got, "codec_name=h264|codec_type=video|width=320|height=240") ||
+		!strings.Contains(got, "codec_name=aac|codec_type=audio") {
+		t.Errorf("streams: %s", got)
+	}
+	var video, audio []timedPacket
+	for _, p := range ffprobeTimed(t, out) {
+		if p.CodecType == "video" {
+			video = append(video, p)
+		} else {
+			audio = append(audio, p)
+		}
+	}
+	// 3 s: 75 frames at 25 fps (and the B-frames' reorder), 129 AAC frames at 44.1 kHz.
+	if len(video) < 75 || len(video) > 80 || len(audio) < 128 || len(audio) > 132 || !strings.HasPrefix(video[0].Flags, "K") {
+		t.Errorf("%d video packets (first %+v), %d audio; want 75-80 from a keyframe, 128-132", len(video), video[0], len(audio))
+	}
+	for _, ps := range [][]timedPacket{video, audio} {
+		for i := 1; i < len(ps); i++ {
+			if seconds(ps[i].DTS) <= seconds(ps[i-1].DTS) {
+				t.Errorf("%s packet %d at %s after %s", ps[i].CodecType, i, ps[i].DTS, ps[i-1].DTS)
+				break
+			}
+		}
+	}
+}

@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
@@ -698,5 +699,75 @@ func TestHLSViewersInAPI(t *testing.T) {
 		default:
 		}
 		break
+	}
+}
+
+// TestDASHManifest: index.mpd lists the HLS segments a track an
+// AdaptationSet, on one contiguous SegmentTimeline; each track's init and
+// segments hold that track only.
+func TestDASHManifest(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "dash"}
+	fd := startHLSFeed(t, ts, key)
+	fd.feedTo(100)
+	base := "http://" + ts.httpAddr + "/live/dash/"
+	first := make(chan int, 1)
+	go func() { status, _, _ := hlsGet(t, base+"index.mpd"); first <- status }()
+	waitFor(t, "the muxer to join", func() bool { return ts.viewers(key) == 1 })
+	fd.feedTo(9100)
+	if status := <-first; status != 200 {
+		t.Fatalf("first MPD: %d", status)
+	}
+	status, h, body := hlsGet(t, base+"index.mpd")
+	if status != 200 || h.Get("Content-Type") != "application/dash+xml" {
+		t.Fatalf("MPD: %d %v", status, h)
+	}
+	var mpd struct {
+		Type   string `xml:"type,attr"`
+		Period []struct {
+			Sets []struct {
+				ContentType string `xml:"contentType,attr"`
+				Rep         struct {
+					Codecs   string `xml:"codecs,attr"`
+					Template struct {
+						Init        string `xml:"initialization,attr"`
+						Media       string `xml:"media,attr"`
+						StartNumber int    `xml:"startNumber,attr"`
+						S           []struct {
+							T int64 `xml:"t,attr"`
+							D int64 `xml:"d,attr"`
+						} `xml:"SegmentTimeline>S"`
+					} `xml:"SegmentTemplate"`
+				} `xml:"Representation"`
+			} `xml:"AdaptationSet"`
+		} `xml:"Period"`
+	}
+	if err := xml.Unmarshal(body, &mpd); err != nil {
+		t.Fatalf("MPD: %v\n%s", err, body)
+	}
+	if mpd.Type != "dynamic" || len(mpd.Period) != 1 || len(mpd.Period[0].Sets) != 2 {
+		t.Fatalf("want a dynamic MPD, one Period, two AdaptationSets:\n%s", body)
+	}
+	for i, set := range mpd.Period[0].Sets {
+		tpl := set.Rep.Template
+		want := [2]string{"video avc1.64001F", "audio mp4a.40.2"}[i]
+		if set.ContentType+" "+set.Rep.Codecs != want || len(tpl.S) < 3 {
+			t.Errorf("AdaptationSet %d: %s %s, %d segments; want %s and at least 3", i, set.ContentType, set.Rep.Codecs, len(tpl.S), want)
+		}
+		_, _, init := hlsGet(t, base+tpl.Init)
+		if findBox(init, "moov/trak", 1) != nil || findBox(init, "moov/trak/tkhd", 0) == nil {
+			t.Errorf("%s: want one track", tpl.Init)
+		}
+		for j, s := range tpl.S {
+			if j > 0 && s.T != tpl.S[j-1].T+tpl.S[j-1].D {
+				t.Errorf("segment %d starts at %d; the one before ends at %d", j, s.T, tpl.S[j-1].T+tpl.S[j-1].D)
+			}
+			uri := strings.Replace(tpl.Media, "$Number$", strconv.Itoa(tpl.StartNumber+j), 1)
+			status, _, seg := hlsGet(t, base+uri)
+			tfhd := findBox(seg, "moof/traf/tfhd", 0)
+			if status != 200 || tfhd == nil || binary.BigEndian.Uint32(tfhd[12:]) != uint32(i+1) || findBox(seg, "moof/traf", 1) != nil {
+				t.Errorf("%s: %d; want track %d only", uri, status, i+1)
+			}
+		}
 	}
 }
