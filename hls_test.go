@@ -539,12 +539,21 @@ func TestHLSDeltaUpdate(t *testing.T) {
 	ts := startServer(t, func(c *config) { c.HLSWindow = 12 })
 	fd, base := startHLS(t, ts, "delta", 1100)
 	fd.feedTo(25100)
-	full := waitPlaylist(t, base+"index.m3u8", func(pl *m3u8) bool { return len(pl.segments) == 12 })
-	status, _, body := hlsGet(t, base+"index.m3u8?_HLS_skip=YES")
-	if status != 200 {
-		t.Fatalf("delta update: %d", status)
-	}
-	delta := parseM3U8(t, body)
+	// A delta update, and the full playlist as it was at the same time
+	// (the same before and after: the muxer may still be busy).
+	var full, delta *m3u8
+	var body []byte
+	waitFor(t, "a delta update between two equal full playlists", func() bool {
+		_, _, before := hlsGet(t, base+"index.m3u8")
+		var status int
+		status, _, body = hlsGet(t, base+"index.m3u8?_HLS_skip=YES")
+		_, _, after := hlsGet(t, base+"index.m3u8")
+		if status != 200 {
+			t.Fatalf("delta update: %d", status)
+		}
+		full, delta = parseM3U8(t, after), parseM3U8(t, body)
+		return bytes.Equal(before, after) && len(full.segments) == 12
+	})
 	checkPlaylistRules(t, delta, body)
 	if delta.skipped == 0 || delta.skipped+len(delta.segments) != len(full.segments) || delta.mediaSequence != full.mediaSequence {
 		t.Fatalf("delta update skipped %d and lists %d (from %d); full playlist lists %d from %d:\n%s",
