@@ -24,6 +24,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -719,10 +720,17 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	}
 	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery}
 	if err := s.admit.checkSign(actPlay, key, info); err != nil {
+		if errors.Is(err, errDraining) {
+			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err)
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}
+	cw := &countingWriter{ResponseWriter: w}
+	defer func() { s.hub.counters.bytesOut.Add(cw.n) }()
+	w = cw
 	var st *hlsStream
 	if file == "index.m3u8" || file == "index.mpd" {
 		st = s.hls.stream(key)
@@ -752,6 +760,20 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 	}
+}
+
+// countingWriter counts the body bytes of an HLS answer, for the
+// server's bytes out. http.ServeContent and http.Error find nothing
+// more on it than Header, Write and WriteHeader.
+type countingWriter struct {
+	http.ResponseWriter
+	n uint64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += uint64(n)
+	return n, err
 }
 
 // carriedQuery is what of a playlist request's query its URIs carry: all
