@@ -70,12 +70,15 @@ type hlsServer struct {
 	log  *slog.Logger
 	idle time.Duration // hlsIdleStop; shorter in tests
 
-	mu      sync.Mutex
-	streams map[streamKey]*hlsStream
+	mu         sync.Mutex
+	streams    map[streamKey]*hlsStream
+	admittedAt map[string]time.Time // viewers the play hook admitted, when last seen
+	swept      time.Time
 }
 
 func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
-	return &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{}}
+	return &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
+		admittedAt: map[string]time.Time{}}
 }
 
 // stream returns key's muxer, starting one if the stream is live; nil
@@ -102,6 +105,31 @@ func (hs *hlsServer) remove(st *hlsStream) {
 	if hs.streams[st.key] == st {
 		delete(hs.streams, st.key)
 	}
+}
+
+// admittedLately tells whether viewer (stream, address, user agent and
+// query) passed the play hook within hlsViewerTTL.
+func (hs *hlsServer) admittedLately(viewer string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	at, ok := hs.admittedAt[viewer]
+	return ok && time.Since(at) < hlsViewerTTL
+}
+
+// admitted notes a viewer's admission (again), forgetting those gone.
+func (hs *hlsServer) admitted(viewer string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	now := time.Now()
+	if len(hs.admittedAt) >= 1024 && now.Sub(hs.swept) > hlsViewerTTL {
+		for v, at := range hs.admittedAt {
+			if now.Sub(at) >= hlsViewerTTL {
+				delete(hs.admittedAt, v)
+			}
+		}
+		hs.swept = now
+	}
+	hs.admittedAt[viewer] = now
 }
 
 // viewers counts key's HLS viewers: the addresses and user agents that
@@ -719,7 +747,17 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery}
-	if err := s.admit.checkSign(actPlay, key, info); err != nil {
+	// A viewer's first playlist (or MPD) request asks the play hook too,
+	// as an HTTP-FLV play does; its reloads, segments and parts only
+	// check the sign (a hook per request would be several a second).
+	viewer := key.String() + " " + info.IP + " " + r.UserAgent() + " " + carriedQuery(r.URL.Query())
+	manifest := file == "index.m3u8" || file == "index.mpd"
+	check := s.admit.checkSign
+	if manifest && !s.hls.admittedLately(viewer) {
+		info.ID, info.Created = newClientID(), time.Now()
+		check = s.admit.check
+	}
+	if err := check(actPlay, key, info); err != nil {
 		if errors.Is(err, errDraining) {
 			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
 			return
@@ -727,6 +765,9 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err)
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
+	}
+	if manifest {
+		s.hls.admitted(viewer)
 	}
 	cw := &countingWriter{ResponseWriter: w}
 	defer func() { s.hub.counters.bytesOut.Add(cw.n) }()

@@ -15,9 +15,11 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -778,5 +780,47 @@ func TestDASHManifest(t *testing.T) {
 				t.Errorf("%s: %d; want track %d only", uri, status, i+1)
 			}
 		}
+	}
+}
+
+// TestHLSPlayHook: the play hook is asked at a viewer's first playlist
+// request, not at its reloads; a refusal is a 403 and starts no muxer.
+func TestHLSPlayHook(t *testing.T) {
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "token=bad") {
+			http.Error(w, "no", http.StatusForbidden)
+			return
+		}
+		if !strings.Contains(string(body), `"protocol":"hls"`) {
+			t.Errorf("hook body %s; want protocol hls", body)
+		}
+	}))
+	defer hook.Close()
+	ts := startServer(t, func(c *config) { c.OnPlay = hook.URL })
+	key := streamKey{"live", "hooked"}
+	fd := startHLSFeed(t, ts, key)
+	fd.feedTo(100)
+	base := "http://" + ts.httpAddr + "/live/hooked/"
+	if status, _, _ := hlsGet(t, base+"index.m3u8?token=bad"); status != 403 || ts.viewers(key) != 0 {
+		t.Fatalf("refused by the hook: %d, %d muxers; want 403 and none", status, ts.viewers(key))
+	}
+	first := make(chan int, 1)
+	go func() { status, _, _ := hlsGet(t, base+"index.m3u8?token=good"); first <- status }()
+	waitFor(t, "the muxer to join", func() bool { return ts.viewers(key) == 1 })
+	fd.feedTo(1100)
+	if status := <-first; status != 200 {
+		t.Fatalf("admitted by the hook: %d", status)
+	}
+	before := calls.Load()
+	for range 3 {
+		if status, _, _ := hlsGet(t, base+"index.m3u8?token=good"); status != 200 {
+			t.Fatalf("reload: %d", status)
+		}
+	}
+	if calls.Load() != before || before != 2 {
+		t.Errorf("hook calls: %d, then %d after 3 reloads; want 2, 2", before, calls.Load())
 	}
 }
