@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -61,6 +62,7 @@ type config struct {
 	HLSSegment time.Duration // segments end at the first keyframe past this
 	HLSPart    time.Duration // LL-HLS part target; 0: no parts (plain HLS)
 	HLSWindow  int           // segments a playlist lists
+	HLSAlways  string        // apps (comma-separated) whose streams are muxed from publish on, not from the first request
 
 	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
 	RTMPSAddr, HTTPSAddr string
@@ -137,6 +139,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.HLSSegment, "hls-segment", cfg.HLSSegment, "HLS segment target `duration`: segments end at the first keyframe past it")
 	fs.DurationVar(&cfg.HLSPart, "hls-part", cfg.HLSPart, "LL-HLS part target `duration` (0 = plain HLS, no parts)")
 	fs.IntVar(&cfg.HLSWindow, "hls-window", cfg.HLSWindow, "`segments` an HLS playlist lists")
+	fs.StringVar(&cfg.HLSAlways, "hls-always", "", "`apps` (comma-separated) whose streams are muxed for HLS from publish on (NMS trans tasks with hls or dash)")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -277,6 +280,18 @@ type nmsConfig struct {
 		APIPass *string `json:"api_pass"`
 	} `json:"auth"`
 	LogType *int `json:"logType"`
+	Trans   *struct {
+		Tasks []nmsTransTask `json:"tasks"`
+	} `json:"trans"`
+}
+
+// nmsTransTask is one of NMS's ffmpeg tasks; gms does HLS and DASH itself.
+type nmsTransTask struct {
+	App      string `json:"app"`
+	HLS      bool   `json:"hls"`
+	HLSFlags string `json:"hlsFlags"`
+	DASH     bool   `json:"dash"`
+	MP4      bool   `json:"mp4"`
 }
 
 // knownKeys are the config keys gms reads; others get a warning.
@@ -289,6 +304,7 @@ var knownKeys = map[string]bool{
 	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true, "auth.publish_secret": true,
 	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
 	"logType": true,
+	"trans":   true, "trans.ffmpeg": true, "trans.tasks": true,
 }
 
 // applyConfigFile reads an NMS-shaped JSON config into cfg, leaving the
@@ -353,6 +369,9 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		}
 		setBool(&cfg.API, h.API, set["api"])
 	}
+	if tr := nc.Trans; tr != nil {
+		applyTransTasks(cfg, tr.Tasks, set, warn)
+	}
 	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
 	if nc.LogType != nil && !set["log-level"] {
 		cfg.LogLevel = map[int]slog.Level{0: slog.LevelError + 4, 1: slog.LevelError, 2: slog.LevelInfo}[*nc.LogType]
@@ -361,6 +380,39 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		}
 	}
 	return nil
+}
+
+// applyTransTasks maps NMS's trans tasks: an app with hls or dash is
+// muxed from publish on (-hls-always), and hlsFlags' hls_time and
+// hls_list_size set -hls-segment and -hls-window (ffmpeg's hls muxer
+// options, "[hls_time=2:hls_list_size=3:hls_flags=delete_segments]").
+func applyTransTasks(cfg *config, tasks []nmsTransTask, set map[string]bool, warn func(string, ...any)) {
+	var apps []string
+	for _, task := range tasks {
+		if task.MP4 {
+			warn("config: trans task mp4 (recording) is not supported yet; ignored", "app", task.App)
+		}
+		if !task.HLS && !task.DASH || !validName(task.App) {
+			continue
+		}
+		apps = append(apps, task.App)
+		for opt := range strings.SplitSeq(strings.Trim(task.HLSFlags, "[] "), ":") {
+			k, v, _ := strings.Cut(opt, "=")
+			switch k {
+			case "hls_time":
+				if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !set["hls-segment"] {
+					cfg.HLSSegment = time.Duration(secs * float64(time.Second))
+				}
+			case "hls_list_size":
+				if n, err := strconv.Atoi(v); err == nil && n > 0 && !set["hls-window"] {
+					cfg.HLSWindow = max(n, 3)
+				}
+			}
+		}
+	}
+	if len(apps) > 0 && !set["hls-always"] {
+		cfg.HLSAlways = strings.Join(apps, ",")
+	}
 }
 
 func setString(dst *string, v *string, flagSet bool) {

@@ -77,8 +77,43 @@ type hlsServer struct {
 }
 
 func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
-	return &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
+	hs := &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
 		admittedAt: map[string]time.Time{}}
+	if cfg.HLS && cfg.HLSAlways != "" {
+		go hs.startAtPublish()
+	}
+	return hs
+}
+
+// startAtPublish starts the muxing of the -hls-always apps' streams as
+// they are published (NMS's trans tasks), until the hub stops.
+func (hs *hlsServer) startAtPublish() {
+	apps := map[string]bool{}
+	for app := range strings.SplitSeq(hs.cfg.HLSAlways, ",") {
+		apps[strings.TrimSpace(app)] = true
+	}
+	events, stop := hs.hub.watch()
+	defer stop()
+	// Streams published before the watch began.
+	for _, snap := range hs.hub.snapshot() {
+		if snap.Publisher != nil && apps[snap.Key.App] {
+			if st := hs.stream(snap.Key); st != nil {
+				st.always.Store(true)
+			}
+		}
+	}
+	for {
+		select {
+		case ev := <-events:
+			if ev.Type == actPublish && apps[ev.Key.App] {
+				if st := hs.stream(ev.Key); st != nil {
+					st.always.Store(true)
+				}
+			}
+		case <-hs.hub.done:
+			return
+		}
+	}
 }
 
 // stream returns key's muxer, starting one if the stream is live; nil
@@ -205,6 +240,7 @@ type hlsStream struct {
 	log         *slog.Logger
 	lastRequest atomic.Int64 // unix nanoseconds
 	dash        atomic.Bool  // DASH has been asked for: parts carry each track's fragment too
+	always      atomic.Bool  // muxed from publish on (-hls-always): no idle stop
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when a part, segment or the end comes
@@ -303,7 +339,7 @@ func (st *hlsStream) run() {
 			st.endEpoch()
 			return
 		case <-tick.C:
-			if time.Since(time.Unix(0, st.lastRequest.Load())) > st.srv.idle {
+			if !st.always.Load() && time.Since(time.Unix(0, st.lastRequest.Load())) > st.srv.idle {
 				return
 			}
 			continue

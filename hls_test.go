@@ -824,3 +824,28 @@ func TestHLSPlayHook(t *testing.T) {
 		t.Errorf("hook calls: %d, then %d after 3 reloads; want 2, 2", before, calls.Load())
 	}
 }
+
+// TestHLSAlways: an -hls-always app's stream is muxed from its publish
+// on, with no request, and is not stopped for want of requests.
+func TestHLSAlways(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.HLSAlways = "tv" })
+	ts.web.hls.idle = 200 * time.Millisecond
+	key := streamKey{"tv", "always"}
+	fd := startHLSFeed(t, ts, key)
+	waitFor(t, "the muxer to start at publish", func() bool { return ts.viewers(key) == 1 })
+	fd.feedTo(3100)
+	time.Sleep(1500 * time.Millisecond) // past the idle stop (and its once-a-second check)
+	if ts.viewers(key) != 1 {
+		t.Fatal("the muxer of an -hls-always stream stopped for want of requests")
+	}
+	status, _, body := hlsGet(t, "http://"+ts.httpAddr+"/tv/always/index.m3u8")
+	if pl := parseM3U8(t, body); status != 200 || len(pl.segments) != 2 || pl.mediaSequence != 0 {
+		t.Errorf("playlist: %d\n%s\nwant the two segments since the publish", status, body)
+	}
+	other := streamKey{"live", "other"}
+	startHLSFeed(t, ts, other)
+	time.Sleep(100 * time.Millisecond) // a wrong start would show by now; a right run never starts one
+	if ts.viewers(other) != 0 {
+		t.Errorf("a stream of another app is muxed with no request")
+	}
+}
