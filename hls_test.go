@@ -849,3 +849,21 @@ func TestHLSAlways(t *testing.T) {
 		t.Errorf("a stream of another app is muxed with no request")
 	}
 }
+
+// TestHLSPlain: with -hls-part 0 the playlist is plain HLS: segments
+// only, no LL-HLS tags, and _HLS_ directives are ignored.
+func TestHLSPlain(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.HLSPart = 0 })
+	_, base := startHLS(t, ts, "plain", 5100)
+	status, _, body := hlsGet(t, base+"index.m3u8?_HLS_msn=1&_HLS_part=3")
+	pl := parseM3U8(t, body)
+	if status != 200 || pl.version != 6 || pl.canBlock || pl.partTarget != 0 || pl.preloadHint != "" || len(allParts(pl)) != 0 ||
+		len(pl.segments) != 3 || pl.segments[1].dur != 2 {
+		t.Errorf("plain HLS playlist: %d\n%s", status, body)
+	}
+	for _, s := range pl.segments {
+		if status, _, seg := hlsGet(t, base+s.uri); status != 200 || findBox(seg, "moof", 0) == nil {
+			t.Errorf("%s: %d", s.uri, status)
+		}
+	}
+}
