@@ -489,7 +489,7 @@ func TestAdminStreams(t *testing.T) {
 	}
 	_, rtmpPort, _ := net.SplitHostPort(ts.rtmpAddr)
 	wantURLs := []string{"rtmp://127.0.0.1:" + rtmpPort + "/live/admin", "http://" + ts.httpAddr + "/live/admin.flv",
-		"ws://" + ts.httpAddr + "/live/admin.flv"}
+		"ws://" + ts.httpAddr + "/live/admin.flv", "http://" + ts.httpAddr + "/live/admin/index.m3u8"}
 	if strings.Join(row.URLs, " ") != strings.Join(wantURLs, " ") {
 		t.Errorf("play URLs %q; want %q", row.URLs, wantURLs)
 	}
