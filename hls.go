@@ -454,9 +454,10 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
 		segTarget, partTarget := cfg.HLSSegment.Milliseconds(), cfg.HLSPart.Milliseconds()
 		switch {
-		case key && (st.segsInEpoch == 1 || elapsedSeg+st.leadInterval/2 >= segTarget):
+		case key && (st.segsInEpoch == 1 && f.typ == msgVideo || elapsedSeg+st.leadInterval/2 >= segTarget):
 			// The first segment of an epoch ends at its next keyframe,
-			// so that a player has a whole segment as soon as possible.
+			// so that a player has a whole segment as soon as possible
+			// (in audio, where every frame is one, at the target).
 			st.closePart(f.typ, f.time, t)
 			st.closeSegment(t)
 			st.openSegment(t)

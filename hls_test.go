@@ -867,3 +867,52 @@ func TestHLSPlain(t *testing.T) {
 		}
 	}
 }
+
+// TestHLSAudioOnly: a stream without video is cut by its audio frames:
+// segments of the target duration, every part independent, one track.
+func TestHLSAudioOnly(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "radio"}
+	p, err := ts.hub.publish(key, clientInfo{ID: "PUBRADIO"}, func() uint64 { return 0 }, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ingest(msgAudio, 0, joinBytes(bs(0xAF, 0), testASC))
+	frame := 0
+	feed := func(until float64) {
+		for ; float64(frame)*1024*1000/44100 < until; frame++ {
+			p.ingest(msgAudio, uint32(math.Round(float64(frame)*1024*1000/44100)), bs(0xAF, 1, 0x21, byte(frame)))
+			if frame%20 == 0 {
+				p.hub.sync()
+				time.Sleep(time.Millisecond) // let the muxer keep up, as with a publisher in real time
+			}
+		}
+	}
+	feed(100)
+	base := "http://" + ts.httpAddr + "/live/radio/"
+	first := make(chan int, 1)
+	go func() { status, _, _ := hlsGet(t, base+"index.m3u8"); first <- status }()
+	waitFor(t, "the muxer to join", func() bool { return ts.viewers(key) == 1 })
+	feed(6100)
+	if status := <-first; status != 200 {
+		t.Fatalf("first playlist: %d", status)
+	}
+	pl := waitPlaylist(t, base+"index.m3u8", func(pl *m3u8) bool { return len(pl.segments) == 3 })
+	_, _, body := hlsGet(t, base+"index.m3u8")
+	pl = parseM3U8(t, body)
+	checkPlaylistRules(t, pl, body)
+	for _, s := range pl.segments {
+		if math.Abs(s.dur-2) > 0.03 {
+			t.Errorf("segment %s lasts %.3f s; want about 2", s.uri, s.dur)
+		}
+		for _, part := range s.parts {
+			if !part.independent {
+				t.Errorf("audio part %s not INDEPENDENT=YES", part.uri)
+			}
+		}
+	}
+	_, _, init := hlsGet(t, base+pl.segments[0].mapURI)
+	if findBox(init, "moov/trak", 1) != nil || !bytes.Contains(findBox(init, "moov/trak/mdia/hdlr", 0), []byte("soun")) {
+		t.Errorf("init segment: want one sound track")
+	}
+}
