@@ -115,9 +115,13 @@ func (s *httpServer) apiStreams(w http.ResponseWriter, r *http.Request) {
 		subs := []any{}
 		viewers := map[protocol]int{protoRTMP: 0, protoHTTP: 0, protoWS: 0}
 		for _, c := range st.Subscribers {
+			if c.Protocol == protoHLS {
+				continue // the HLS muxer; HLS viewers are counted by the muxer
+			}
 			subs = append(subs, apiClient(st.Key, c))
 			viewers[c.Protocol]++
 		}
+		viewers[protoHLS] = s.hls.viewers(st.Key)
 		out[st.Key.App][st.Key.Name] = map[string]any{
 			"publisher": pub, "subscribers": subs,
 			"viewers": viewers, "bitrateOut": st.BitrateOut, "bitrateOut30": st.BitrateOut30,
@@ -136,7 +140,13 @@ func (s *httpServer) apiStream(w http.ResponseWriter, r *http.Request) {
 			st = x
 		}
 	}
-	out := map[string]any{"isLive": false, "viewers": len(st.Subscribers), "duration": 0, "bitrate": 0,
+	viewers := s.hls.viewers(key)
+	for _, c := range st.Subscribers {
+		if c.Protocol != protoHLS { // not the HLS muxer
+			viewers++
+		}
+	}
+	out := map[string]any{"isLive": false, "viewers": viewers, "duration": 0, "bitrate": 0,
 		"startTime": nil, "arguments": map[string]string{}}
 	if p := st.Publisher; p != nil {
 		args := map[string]string{}
@@ -303,8 +313,11 @@ func (s *httpServer) metrics(w http.ResponseWriter, r *http.Request) {
 			live++
 		}
 		for _, sub := range st.Subscribers {
-			viewers[sub.Protocol]++
+			if sub.Protocol != protoHLS { // the HLS muxer
+				viewers[sub.Protocol]++
+			}
 		}
+		viewers[protoHLS] += s.hls.viewers(st.Key)
 	}
 	metric("gms_streams", "gauge", "Streams being published.")
 	fmt.Fprintf(&b, "gms_streams %d\n", live)

@@ -105,7 +105,7 @@ func TestAPIStreams(t *testing.T) {
 	if math.Abs(p.BitrateIn30-clipKbps)/clipKbps > 0.2 {
 		t.Errorf("bitrateIn30 = %v kbit/s; the clip is %v kbit/s", p.BitrateIn30, clipKbps)
 	}
-	if want := map[string]int{"rtmp": 1, "http": 1, "ws": 1}; fmt.Sprint(s.Viewers) != fmt.Sprint(want) {
+	if want := map[string]int{"rtmp": 1, "http": 1, "ws": 1, "hls": 0}; fmt.Sprint(s.Viewers) != fmt.Sprint(want) {
 		t.Errorf("viewers = %v; want %v", s.Viewers, want)
 	}
 	var one map[string]any

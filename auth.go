@@ -311,6 +311,22 @@ func (a *admission) set(cfg *config) {
 // Publishers sign with the publish secret when there is one, so that a
 // viewer's sign cannot publish.
 func (a *admission) check(act action, key streamKey, c clientInfo) error {
+	if err := a.checkSign(act, key, c); err != nil {
+		return err
+	}
+	if a.hooks != nil {
+		if err := a.hooks.allow(act, key, c); err != nil {
+			a.counters.hookRejects.Add(1)
+			return fmt.Errorf("%w: %w", errUnauthorized, err)
+		}
+	}
+	return nil
+}
+
+// checkSign is check without the hooks: for HLS, where every playlist
+// reload and part is a request of its own, and a hook per request would
+// be a hook several times a second per viewer.
+func (a *admission) checkSign(act action, key streamKey, c clientInfo) error {
 	if a.draining.Load() {
 		return errDraining
 	}
@@ -325,12 +341,6 @@ func (a *admission) check(act action, key streamKey, c clientInfo) error {
 	if ip := net.ParseIP(c.IP); need && !(r.trustLoopback && ip != nil && ip.IsLoopback()) {
 		if err := checkSign(key, c.Query, secret, time.Now()); err != nil {
 			a.counters.authFailures[c.Protocol].Add(1)
-			return fmt.Errorf("%w: %w", errUnauthorized, err)
-		}
-	}
-	if a.hooks != nil {
-		if err := a.hooks.allow(act, key, c); err != nil {
-			a.counters.hookRejects.Add(1)
 			return fmt.Errorf("%w: %w", errUnauthorized, err)
 		}
 	}

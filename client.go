@@ -35,10 +35,11 @@ const (
 	protoRTMP protocol = iota // RTMP and RTMPS
 	protoHTTP                 // HTTP-FLV
 	protoWS                   // WebSocket-FLV
+	protoHLS                  // HLS: the muxer's subscription, and signed-URL refusals
 	protoCount
 )
 
-var protocols = [protoCount]protocol{protoRTMP, protoHTTP, protoWS}
+var protocols = [protoCount]protocol{protoRTMP, protoHTTP, protoWS, protoHLS}
 
 func (p protocol) String() string {
 	switch p {
@@ -48,6 +49,8 @@ func (p protocol) String() string {
 		return "http"
 	case protoWS:
 		return "ws"
+	case protoHLS:
+		return "hls"
 	}
 	return fmt.Sprintf("protocol(%d)", uint8(p))
 }

@@ -71,6 +71,13 @@ type config struct {
 	Origins    []string
 	RelayTasks []relayTaskConfig
 
+	// HLS (hls.go): on for every live stream at /APP/NAME/index.m3u8.
+	HLS        bool
+	HLSSegment time.Duration // segments end at the first keyframe past this
+	HLSPart    time.Duration // LL-HLS part target; 0: no parts (plain HLS)
+	HLSWindow  int           // segments a playlist lists
+	HLSAlways  string        // apps (comma-separated) whose streams are muxed from publish on, not from the first request
+
 	// TLS: RTMPS and HTTPS/WSS listeners, with one certificate.
 	RTMPSAddr, HTTPSAddr string
 	TLSCert, TLSKey      string
@@ -95,6 +102,10 @@ func defaultConfig() config {
 		LogFormat:   "text",
 		API:         true,
 		HookTimeout: 3 * time.Second,
+		HLS:         true,
+		HLSSegment:  2 * time.Second,
+		HLSPart:     200 * time.Millisecond,
+		HLSWindow:   6,
 	}
 }
 
@@ -152,6 +163,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		cfg.Origins = append(cfg.Origins, v)
 		return nil
 	})
+	fs.BoolVar(&cfg.HLS, "hls", cfg.HLS, "serve HLS and LL-HLS at /APP/NAME/index.m3u8 (muxed in memory while requested)")
+	fs.DurationVar(&cfg.HLSSegment, "hls-segment", cfg.HLSSegment, "HLS segment target `duration`: segments end at the first keyframe past it")
+	fs.DurationVar(&cfg.HLSPart, "hls-part", cfg.HLSPart, "LL-HLS part target `duration` (0 = plain HLS, no parts)")
+	fs.IntVar(&cfg.HLSWindow, "hls-window", cfg.HLSWindow, "`segments` an HLS playlist lists")
+	fs.StringVar(&cfg.HLSAlways, "hls-always", "", "`apps` (comma-separated) whose streams are muxed for HLS from publish on (NMS trans tasks with hls or dash)")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: gms [flags]\n\nA live video server: publish RTMP, play RTMP, HTTP-FLV or WebSocket-FLV.\n\n")
@@ -201,6 +217,15 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	}
 	if cfg.WriteDelay < 0 || cfg.WriteDelay > time.Second {
 		return cfg, fmt.Errorf("-write-delay %v out of range 0..1s", cfg.WriteDelay)
+	}
+	if cfg.HLSSegment < 100*time.Millisecond || cfg.HLSSegment > time.Minute {
+		return cfg, fmt.Errorf("-hls-segment %v out of range 100ms..1m", cfg.HLSSegment)
+	}
+	if cfg.HLSPart != 0 && (cfg.HLSPart < 20*time.Millisecond || cfg.HLSPart > cfg.HLSSegment) {
+		return cfg, fmt.Errorf("-hls-part %v out of range 20ms..-hls-segment (or 0)", cfg.HLSPart)
+	}
+	if cfg.HLSWindow < 3 || cfg.HLSWindow > 1000 {
+		return cfg, fmt.Errorf("-hls-window %d out of range 3..1000", cfg.HLSWindow)
 	}
 	if cfg.PlayAuth && cfg.Secret == "" {
 		return cfg, fmt.Errorf("-auth-play needs -auth-secret")
@@ -293,6 +318,18 @@ type nmsConfig struct {
 		Tasks []relayTaskConfig `json:"tasks"`
 	} `json:"relay"`
 	LogType *int `json:"logType"`
+	Trans   *struct {
+		Tasks []nmsTransTask `json:"tasks"`
+	} `json:"trans"`
+}
+
+// nmsTransTask is one of NMS's ffmpeg tasks; gms does HLS and DASH itself.
+type nmsTransTask struct {
+	App      string `json:"app"`
+	HLS      bool   `json:"hls"`
+	HLSFlags string `json:"hlsFlags"`
+	DASH     bool   `json:"dash"`
+	MP4      bool   `json:"mp4"`
 }
 
 // knownKeys are the config keys gms reads; others get a warning.
@@ -307,6 +344,7 @@ var knownKeys = map[string]bool{
 	"record": true, "record.path": true,
 	"relay": true, "relay.tasks": true, "relay.ffmpeg": true,
 	"logType": true,
+	"trans":   true, "trans.ffmpeg": true, "trans.tasks": true,
 }
 
 // applyConfigFile reads an NMS-shaped JSON config into cfg, leaving the
@@ -377,6 +415,9 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 	if r := nc.Record; r != nil {
 		setString(&cfg.RecordDir, r.Path, set["record"])
 	}
+	if tr := nc.Trans; tr != nil {
+		applyTransTasks(cfg, tr.Tasks, set, warn)
+	}
 	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
 	if nc.LogType != nil && !set["log-level"] {
 		cfg.LogLevel = map[int]slog.Level{0: slog.LevelError + 4, 1: slog.LevelError, 2: slog.LevelInfo}[*nc.LogType]
@@ -385,6 +426,39 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		}
 	}
 	return nil
+}
+
+// applyTransTasks maps NMS's trans tasks: an app with hls or dash is
+// muxed from publish on (-hls-always), and hlsFlags' hls_time and
+// hls_list_size set -hls-segment and -hls-window (ffmpeg's hls muxer
+// options, "[hls_time=2:hls_list_size=3:hls_flags=delete_segments]").
+func applyTransTasks(cfg *config, tasks []nmsTransTask, set map[string]bool, warn func(string, ...any)) {
+	var apps []string
+	for _, task := range tasks {
+		if task.MP4 {
+			warn("config: trans task mp4 (recording) is not supported yet; ignored", "app", task.App)
+		}
+		if !task.HLS && !task.DASH || !validName(task.App) {
+			continue
+		}
+		apps = append(apps, task.App)
+		for opt := range strings.SplitSeq(strings.Trim(task.HLSFlags, "[] "), ":") {
+			k, v, _ := strings.Cut(opt, "=")
+			switch k {
+			case "hls_time":
+				if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !set["hls-segment"] {
+					cfg.HLSSegment = time.Duration(secs * float64(time.Second))
+				}
+			case "hls_list_size":
+				if n, err := strconv.Atoi(v); err == nil && n > 0 && !set["hls-window"] {
+					cfg.HLSWindow = max(n, 3)
+				}
+			}
+		}
+	}
+	if len(apps) > 0 && !set["hls-always"] {
+		cfg.HLSAlways = strings.Join(apps, ",")
+	}
 }
 
 func setString(dst *string, v *string, flagSet bool) {

@@ -230,7 +230,8 @@ func TestDefaults(t *testing.T) {
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
 		QueueTime: 3 * time.Second, StallTime: 5 * time.Second,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
-		API: true, HookTimeout: 3 * time.Second}
+		API: true, HookTimeout: 3 * time.Second,
+		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 200 * time.Millisecond, HLSWindow: 6}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -240,7 +241,7 @@ func TestConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nms.json")
 	os.WriteFile(path, []byte(`{"rtmp":{"port":1936,"chunk_size":4096,"gop_cache":false,"ping":10,"ping_timeout":5,"bogus":1},
-"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"trans":{},"record":{"path":"/var/rec"},
+"http":{"port":8001,"allow_origin":"https://example.com","mediaroot":"./media"},"logType":3,"fission":{},"record":{"path":"/var/rec"},
 "relay":{"ffmpeg":"/usr/bin/ffmpeg","tasks":[{"app":"live","mode":"push","edge":"rtmp://b/live"}]}}`), 0o644)
 	var warnings []string
 	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
@@ -257,7 +258,7 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}
 	joined := strings.Join(warnings, "\n")
-	for _, key := range []string{"rtmp.bogus", "http.mediaroot", "trans"} {
+	for _, key := range []string{"rtmp.bogus", "http.mediaroot", "fission"} {
 		if !strings.Contains(joined, key) {
 			t.Errorf("no warning for unknown key %s in %q", key, joined)
 		}
@@ -271,6 +272,32 @@ func TestConfigFile(t *testing.T) {
 	os.WriteFile(path, []byte("{\"rtmp\": {\"port\": \"x\"}}"), 0o644)
 	if _, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("wrong-type config error = %v; want it to name line 1", err)
+	}
+}
+
+// TestConfigTrans: NMS's trans tasks with hls (or dash) make their apps
+// muxed from publish on, with hlsFlags' hls_time and hls_list_size; mp4
+// is warned about; flags win.
+func TestConfigTrans(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nms.json")
+	os.WriteFile(path, []byte(`{"trans":{"ffmpeg":"/usr/bin/ffmpeg","tasks":[
+{"app":"live","hls":true,"hlsFlags":"[hls_time=3:hls_list_size=4:hls_flags=delete_segments]","hlsKeep":true},
+{"app":"tv","dash":true,"dashFlags":"[f=dash:window_size=3]"},{"app":"rec","mp4":true}]}}`), 0o644)
+	var warnings []string
+	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
+	cfg, err := parseFlags([]string{"-config", path}, nil, io.Discard, warn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HLSAlways != "live,tv" || cfg.HLSSegment != 3*time.Second || cfg.HLSWindow != 4 {
+		t.Errorf("hls-always %q, segment %v, window %d; want live,tv, 3s, 4", cfg.HLSAlways, cfg.HLSSegment, cfg.HLSWindow)
+	}
+	if joined := strings.Join(warnings, "\n"); !strings.Contains(joined, "mp4") || strings.Contains(joined, "unknown key") {
+		t.Errorf("warnings %q; want one about mp4 and no unknown key", joined)
+	}
+	cfg, err = parseFlags([]string{"-config", path, "-hls-segment", "1s", "-hls-always", "x"}, nil, io.Discard, warn)
+	if err != nil || cfg.HLSSegment != time.Second || cfg.HLSAlways != "x" || cfg.HLSWindow != 4 {
+		t.Errorf("with flags: %v, segment %v, always %q, window %d; want 1s, x, 4", err, cfg.HLSSegment, cfg.HLSAlways, cfg.HLSWindow)
 	}
 }
 

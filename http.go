@@ -43,6 +43,7 @@ type httpServer struct {
 	// players caps players at their share of -max-conns (nil: no limit);
 	// shared with the RTMP server.
 	players *playerSlots
+	hls     *hlsServer // HLS muxers (hls.go)
 
 	cpu    cpuSampler // for /api/server
 	rec    *recorder  // for /api/recordings; nil without -record
@@ -55,7 +56,8 @@ type httpServer struct {
 }
 
 func newHTTPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *httpServer {
-	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[net.Conn]struct{}{}, started: time.Now()}
+	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[net.Conn]struct{}{}, started: time.Now(),
+		hls: newHLSServer(cfg, h, log)}
 }
 
 // handler builds the HTTP routes.
@@ -68,6 +70,7 @@ func (s *httpServer) handler() http.Handler {
 	mux.HandleFunc("GET /api/health", s.health)
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
+	mux.HandleFunc("GET /{app}/{name}/{file}", s.serveHLS)
 	return s.accessLog(s.cors(mux))
 }
 

@@ -502,7 +502,9 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
 		sub.checkedAt, sub.movedAt, sub.movedWall = s.clock, s.clock, time.Since(hubEpoch)
-		h.emit(actPlay, key, info, reasonNone)
+		if sub.form != formatHLS { // the HLS muxer is no player: no play or stop events, no hooks
+			h.emit(actPlay, key, info, reasonNone)
+		}
 		if s.pub == nil && h.demand != nil {
 			h.demand(key)
 		}
@@ -618,7 +620,9 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason closeReason) {
 	}
 	delete(s.subs, sub)
 	s.bytesGone += sub.bytesOut.Load()
-	h.emitBytes(actStop, s.key, sub.info, reason, sub.bytesOut.Load())
+	if sub.form != formatHLS {
+		h.emitBytes(actStop, s.key, sub.info, reason, sub.bytesOut.Load())
+	}
 }
 
 // deliver gives f to sub, or skips it. A subscriber whose queue is full

@@ -40,6 +40,7 @@ type outputFormat int
 const (
 	formatRTMP outputFormat = iota // chunks at our chunk size
 	formatFLV                      // FLV tags (HTTP-FLV and WS-FLV)
+	formatHLS                      // the HLS muxer (hls.go): it reads frames' body() and fields; queued by their FLV size
 )
 
 // frame is one message in every output form, its payload held once: the
@@ -76,7 +77,7 @@ type frame struct {
 // wireLen is how many bytes f is in form; 0 for a form it has none in.
 func (f *frame) wireLen(form outputFormat) int {
 	switch {
-	case form == formatFLV:
+	case form == formatFLV, form == formatHLS: // the HLS muxer is queued by the FLV size
 		return len(f.flv)
 	case form != formatRTMP:
 		return 0
@@ -93,7 +94,7 @@ func (f *frame) wireLen(form outputFormat) int {
 // payload (no copy).
 func (f *frame) appendWire(bufs [][]byte, form outputFormat) [][]byte {
 	switch {
-	case form == formatFLV && f.flv != nil:
+	case (form == formatFLV || form == formatHLS) && f.flv != nil:
 		return append(bufs, f.flv)
 	case form != formatRTMP:
 		return bufs

@@ -1,0 +1,1081 @@
+package main
+
+// HLS and Low-Latency HLS (draft-pantos-hls-rfc8216bis-15, "HTTP Live
+// Streaming 2nd Edition"), made in memory from the frames gms holds: no
+// ffmpeg, no files.
+//
+// A stream's HLS starts with its first HLS request: an hlsStream joins
+// the hub as one more subscriber (answered at once from the GOP cache),
+// muxes what comes into fragmented MP4 (fmp4.go), cuts segments at
+// keyframes and parts every -hls-part, and keeps the last -hls-window
+// segments. Every HLS viewer of the stream is served the same bytes; no
+// viewer costs a copy. A stream nobody asks for stops after hlsIdleStop.
+//
+// URLs, under /APP/NAME/ (NMS v2's HLS path):
+//
+//	index.m3u8                    the media playlist
+//	init-RUN-EPOCH.mp4            an init segment (a new one per publish or codec change)
+//	seg-RUN-MSN.m4s               a media segment
+//	part-RUN-MSN-PART.m4s         a partial segment (LL-HLS)
+//
+// RUN is random per muxer run, so that a URL never names two different
+// contents (segments are immutable, and caches may keep them for good).
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	hlsIdleStop  = 30 * time.Second // a stream's muxing stops this long after its last HLS request
+	hlsKeepExtra = 2                // segments kept past the window, for clients one playlist behind
+	// hlsViewerTTL: an HLS viewer (an address and user agent) counts while
+	// it has asked for the playlist this recently, or three target
+	// durations if longer (plain HLS players reload once a segment).
+	hlsViewerTTL = 10 * time.Second
+	// hlsFirstWait bounds how long a first playlist request waits for the
+	// first complete segment (the GOP cache gives the start at once, the
+	// end comes with the next keyframe).
+	hlsFirstWait = 15 * time.Second
+)
+
+// hlsUnpublished is queued to an HLS muxer when its stream's publisher
+// leaves (hlsForm.unpublishNotice): the muxer ends its segment and waits
+// for the next publisher, whose segments follow a discontinuity.
+var hlsUnpublished = &frame{flv: []byte{0}}
+
+// hlsForm is the HLS muxer's part in the hub.
+type hlsForm struct{}
+
+func (hlsForm) format() outputFormat             { return formatHLS }
+func (hlsForm) publishNotice(streamKey) *frame   { return nil }
+func (hlsForm) unpublishNotice(streamKey) *frame { return hlsUnpublished }
+
+// hlsServer holds the streams being muxed.
+type hlsServer struct {
+	cfg  *config
+	hub  *hub
+	log  *slog.Logger
+	idle time.Duration // hlsIdleStop; shorter in tests
+
+	mu         sync.Mutex
+	streams    map[streamKey]*hlsStream
+	admittedAt map[string]time.Time // viewers the play hook admitted, when last seen
+	swept      time.Time
+}
+
+func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
+	hs := &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
+		admittedAt: map[string]time.Time{}}
+	if cfg.HLS && cfg.HLSAlways != "" {
+		go hs.startAtPublish()
+	}
+	return hs
+}
+
+// startAtPublish starts the muxing of the -hls-always apps' streams as
+// they are published (NMS's trans tasks), until the hub stops.
+func (hs *hlsServer) startAtPublish() {
+	apps := map[string]bool{}
+	for app := range strings.SplitSeq(hs.cfg.HLSAlways, ",") {
+		apps[strings.TrimSpace(app)] = true
+	}
+	events, stop := hs.hub.watch()
+	defer stop()
+	// Streams published before the watch began.
+	for _, snap := range hs.hub.snapshot() {
+		if snap.Publisher != nil && apps[snap.Key.App] {
+			if st := hs.stream(snap.Key); st != nil {
+				st.always.Store(true)
+			}
+		}
+	}
+	for {
+		select {
+		case ev := <-events:
+			if ev.Type == actPublish && apps[ev.Key.App] {
+				if st := hs.stream(ev.Key); st != nil {
+					st.always.Store(true)
+				}
+			}
+		case <-hs.hub.done:
+			return
+		}
+	}
+}
+
+// stream returns key's muxer, starting one if the stream is live; nil
+// when it is not.
+func (hs *hlsServer) stream(key streamKey) *hlsStream {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if st := hs.streams[key]; st != nil {
+		st.lastRequest.Store(time.Now().UnixNano())
+		return st
+	}
+	if !hs.hub.isLive(key) {
+		return nil
+	}
+	st := newHLSStream(hs, key)
+	hs.streams[key] = st
+	go st.run()
+	return st
+}
+
+func (hs *hlsServer) remove(st *hlsStream) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.streams[st.key] == st {
+		delete(hs.streams, st.key)
+	}
+}
+
+// admittedLately tells whether viewer (stream, address, user agent and
+// query) passed the play hook within hlsViewerTTL.
+func (hs *hlsServer) admittedLately(viewer string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	at, ok := hs.admittedAt[viewer]
+	return ok && time.Since(at) < hlsViewerTTL
+}
+
+// admitted notes a viewer's admission (again), forgetting those gone.
+func (hs *hlsServer) admitted(viewer string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	now := time.Now()
+	if len(hs.admittedAt) >= 1024 && now.Sub(hs.swept) > hlsViewerTTL {
+		for v, at := range hs.admittedAt {
+			if now.Sub(at) >= hlsViewerTTL {
+				delete(hs.admittedAt, v)
+			}
+		}
+		hs.swept = now
+	}
+	hs.admittedAt[viewer] = now
+}
+
+// viewers counts key's HLS viewers: the addresses and user agents that
+// have asked for its playlist lately (HTTP has no connection to count; a
+// caching proxy in front counts as one).
+func (hs *hlsServer) viewers(key streamKey) int {
+	hs.mu.Lock()
+	st := hs.streams[key]
+	hs.mu.Unlock()
+	if st == nil {
+		return 0
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ttl := max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+	for v, last := range st.viewers {
+		if time.Since(last) > ttl {
+			delete(st.viewers, v)
+		}
+	}
+	return len(st.viewers)
+}
+
+// isLive tells whether key has a publisher.
+func (h *hub) isLive(key streamKey) bool {
+	live := false
+	h.call(func() {
+		s := h.streams[key]
+		live = s != nil && s.pub != nil
+	})
+	return live
+}
+
+// hlsPart is a partial segment: one fragment (moof and mdat). Its bytes
+// never change once made.
+type hlsPart struct {
+	data        []byte
+	tracks      [][]byte // each track's samples as a fragment of its own, for DASH; nil until DASH is asked for
+	dur         float64  // seconds
+	independent bool     // starts with a keyframe
+}
+
+// hlsSegment is a media segment: its parts, back to back.
+type hlsSegment struct {
+	msn           int
+	epoch         int  // the init segment it needs
+	discontinuity bool // the first of a new publish, or of new codec parameters
+	discSeq       int  // discontinuities up to and including this one
+	start         time.Time
+	parts         []*hlsPart
+	startMs       int64   // media time on its epoch's clock (FLV milliseconds)
+	dur           float64 // seconds, once complete
+	complete      bool
+}
+
+// hlsEpoch is one publish (or codec configuration): its init segment
+// and what manifests say about it.
+type hlsEpoch struct {
+	init          []byte
+	codecs        []string // RFC 6381, a track each
+	tracks        []*mp4Track
+	trackInits    [][]byte // an init segment a track, for DASH
+	width, height int
+	zero          time.Time // the wall-clock time of media time 0
+}
+
+// hlsStream is one stream's muxer and what it has made.
+type hlsStream struct {
+	srv         *hlsServer
+	key         streamKey
+	runID       string // RUN in the URLs
+	sub         *subscriber
+	log         *slog.Logger
+	lastRequest atomic.Int64 // unix nanoseconds
+	dash        atomic.Bool  // DASH has been asked for: parts carry each track's fragment too
+	always      atomic.Bool  // muxed from publish on (-hls-always): no idle stop
+
+	mu       sync.Mutex
+	changed  chan struct{} // closed and replaced when a part, segment or the end comes
+	closed   bool
+	segments []*hlsSegment // oldest first; the last may be open
+	epochs   map[int]*hlsEpoch
+	nextMSN  int
+	discSeq  int
+	maxDur   float64              // the longest segment yet: TARGETDURATION never shrinks
+	viewers  map[string]time.Time // address and user agent: last playlist request
+
+	// Owned by the run goroutine.
+	mux                      *fmp4Muxer
+	started                  bool // the epoch's first segment has begun
+	epoch                    int
+	videoHeader, audioHeader []byte
+	width, height            int
+	lead                     uint8 // the track that cuts: video, or audio in an audio-only stream
+	clock                    msClock
+	segStart, partStart      int64 // ms, on clock
+	lastLead, leadInterval   int64
+	segsInEpoch              int
+	partIndependent          bool
+	pendingDisc              bool
+	anchorMs                 int64
+	anchorWall               time.Time
+	burstLast                uint32 // while the join burst is muxed: its last frame's time
+	inBurst                  bool
+	warned                   bool   // a muxing error logged this epoch
+	drops                    uint64 // the subscription's drops seen
+}
+
+func newHLSStream(hs *hlsServer, key streamKey) *hlsStream {
+	var b [4]byte
+	rand.Read(b[:])
+	st := &hlsStream{srv: hs, key: key, runID: hex.EncodeToString(b[:]), changed: make(chan struct{}), epochs: map[int]*hlsEpoch{},
+		viewers: map[string]time.Time{}}
+	st.lastRequest.Store(time.Now().UnixNano())
+	st.log = hs.log.With("proto", "hls", "app", key.App, "stream", key.Name)
+	info := clientInfo{ID: newClientID(), Protocol: protoHLS, Created: time.Now()}
+	st.sub = hs.hub.subscribe(key, info, hlsForm{}, nil)
+	return st
+}
+
+// msClock extends FLV's 32-bit millisecond times to 64 bits.
+type msClock struct {
+	last    uint32
+	ext     int64
+	started bool
+}
+
+func (c *msClock) at(ms uint32) int64 {
+	if !c.started {
+		c.started, c.last, c.ext = true, ms, int64(ms)
+	}
+	c.ext += int64(int32(ms - c.last))
+	c.last = ms
+	return c.ext
+}
+
+// run muxes the subscription's frames until the stream ends or nobody
+// has asked for it for hlsIdleStop.
+func (st *hlsStream) run() {
+	st.log.Info("hls start", "run", st.runID)
+	defer func() {
+		st.srv.remove(st)
+		st.srv.hub.unsubscribe(st.sub)
+		st.mu.Lock()
+		st.closed = true
+		st.notify()
+		st.mu.Unlock()
+		st.log.Info("hls stop", "run", st.runID)
+	}()
+	burst := st.sub.burst
+	st.sub.burst = nil
+	for _, f := range burst {
+		if f.typ == msgAudio || f.typ == msgVideo {
+			st.burstLast, st.inBurst = f.time, true
+		}
+	}
+	for _, f := range burst {
+		st.onFrame(f)
+	}
+	st.inBurst = false
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var batch []*frame
+	for {
+		select {
+		case <-st.sub.ready:
+		case <-st.sub.done:
+			batch = st.sub.drain(batch[:0])
+			for _, f := range batch {
+				st.onFrame(f)
+			}
+			st.endEpoch()
+			return
+		case <-tick.C:
+			if !st.always.Load() && time.Since(time.Unix(0, st.lastRequest.Load())) > st.srv.idle {
+				return
+			}
+			continue
+		}
+		batch = st.sub.drain(batch[:0])
+		st.sub.dequeued(batch)
+		if d := st.sub.drops.Load(); d != st.drops {
+			// The hub skipped frames (the queue was full) and resumes at
+			// a keyframe: the muxing starts again there, after a
+			// discontinuity, rather than make a part with a hole.
+			st.drops = d
+			st.endEpoch()
+		}
+		for _, f := range batch {
+			st.onFrame(f)
+		}
+		clear(batch)
+	}
+}
+
+// onFrame takes one frame from the hub.
+func (st *hlsStream) onFrame(f *frame) {
+	switch {
+	case f == hlsUnpublished:
+		st.endEpoch()
+		st.videoHeader, st.audioHeader, st.width, st.height = nil, nil, 0, 0
+		return
+	case f.typ == msgDataAMF0 && f.meta != nil:
+		st.width, st.height = metaInt(f.meta.values, "width"), metaInt(f.meta.values, "height")
+		return
+	case f.typ != msgAudio && f.typ != msgVideo:
+		return
+	}
+	body := f.body()
+	if f.typ == msgVideo {
+		if header, _ := videoInfo(body); header {
+			st.setHeader(&st.videoHeader, body)
+			return
+		}
+	} else if audioIsHeader(body) {
+		st.setHeader(&st.audioHeader, body)
+		return
+	}
+	st.onMedia(f, body)
+}
+
+func metaInt(o amfObject, key string) int {
+	if v, ok := o.Get(key); ok {
+		if n, ok := v.(float64); ok && n > 0 && n < 1<<16 {
+			return int(n)
+		}
+	}
+	return 0
+}
+
+// setHeader keeps a sequence header. A new one mid-stream (new codec
+// parameters) ends the epoch: the next keyframe starts one with a new
+// init segment.
+func (st *hlsStream) setHeader(dst *[]byte, body []byte) {
+	if string(*dst) == string(body) {
+		return
+	}
+	*dst = body // shared, read-only frame bytes: no copy
+	if st.mux != nil {
+		st.endEpoch()
+	}
+}
+
+// onMedia muxes one audio or video frame, cutting parts and segments
+// before it when it starts one.
+func (st *hlsStream) onMedia(f *frame, body []byte) {
+	cfg := st.srv.cfg
+	if st.mux == nil {
+		if st.videoHeader == nil && st.audioHeader == nil {
+			return
+		}
+		mux, err := newFMP4Muxer(st.videoHeader, st.audioHeader, st.width, st.height)
+		if err != nil && !st.warned {
+			st.warned = true
+			st.log.Warn("hls: a track cannot be muxed", "err", err)
+		}
+		if len(mux.tracks) == 0 {
+			return
+		}
+		st.mux, st.started = mux, false
+		st.lead = msgAudio
+		if mux.video != nil {
+			st.lead = msgVideo
+		}
+	}
+	fm, err := st.mux.parse(f.typ, body)
+	if err != nil {
+		if !st.warned {
+			st.warned = true
+			st.log.Warn("hls: frame not muxed", "err", err)
+		}
+		return
+	}
+	if fm.kind != mediaFrame {
+		return
+	}
+	isLead := f.typ == st.lead
+	key := isLead && (f.typ == msgAudio || fm.key)
+	if !st.started {
+		if !key {
+			return
+		}
+		st.startEpoch(f.time)
+	}
+	t := st.clock.at(f.time)
+	if isLead && st.started && t > st.partStart {
+		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
+		segTarget, partTarget := cfg.HLSSegment.Milliseconds(), cfg.HLSPart.Milliseconds()
+		switch {
+		case key && (st.segsInEpoch == 1 && f.typ == msgVideo || elapsedSeg+st.leadInterval/2 >= segTarget):
+			// The first segment of an epoch ends at its next keyframe,
+			// so that a player has a whole segment as soon as possible
+			// (in audio, where every frame is one, at the target).
+			st.closePart(f.typ, f.time, t)
+			st.closeSegment(t)
+			st.openSegment(t)
+		case key && fm.key && f.typ == msgVideo,
+			partTarget > 0 && elapsedPart+st.leadInterval > partTarget:
+			// A part ends before the frame that would take it past the
+			// part target, and at every keyframe (parts that start with
+			// one are INDEPENDENT=YES, a place to start).
+			st.closePart(f.typ, f.time, t)
+			st.partIndependent = key
+		}
+	}
+	if isLead {
+		if st.lastLead != 0 || t != 0 {
+			st.leadInterval = max(t-st.lastLead, 0)
+		}
+		st.lastLead = t
+	}
+	st.mux.add(f.typ, f.time, fm)
+}
+
+// startEpoch begins a publish's (or a codec change's) first segment at
+// the keyframe at FLV time ms: a new init segment, a discontinuity when
+// segments came before, and the wall-clock anchor of PROGRAM-DATE-TIME.
+func (st *hlsStream) startEpoch(ms uint32) {
+	st.started = true
+	st.epoch++
+	st.clock = msClock{}
+	t := st.clock.at(ms)
+	st.segsInEpoch, st.lastLead, st.leadInterval = 0, t, 0
+	st.anchorMs, st.anchorWall = t, time.Now()
+	if st.inBurst { // the GOP cache's frames are older than now
+		st.anchorWall = st.anchorWall.Add(-time.Duration(int32(st.burstLast-ms)) * time.Millisecond)
+	}
+	ep := &hlsEpoch{init: st.mux.init(), zero: st.anchorWall.Add(-time.Duration(t) * time.Millisecond)}
+	for _, tr := range st.mux.tracks {
+		ep.tracks = append(ep.tracks, tr)
+		ep.trackInits = append(ep.trackInits, appendInit(nil, []*mp4Track{tr}))
+		ep.codecs = append(ep.codecs, tr.codecString())
+		if tr.video {
+			ep.width, ep.height = int(tr.width), int(tr.height)
+		}
+	}
+	st.mu.Lock()
+	st.epochs[st.epoch] = ep
+	st.pendingDisc = len(st.segments) > 0
+	st.mu.Unlock()
+	st.warned = false
+	st.openSegment(t)
+}
+
+// endEpoch ends the open part and segment (the publisher left, or the
+// codec parameters changed).
+func (st *hlsStream) endEpoch() {
+	if st.mux != nil && st.started {
+		end := st.lastLead + max(st.leadInterval, 1)
+		st.closePart(0, 0, end)
+		st.closeSegment(end)
+	}
+	st.mux, st.started = nil, false
+}
+
+func (st *hlsStream) openSegment(t int64) {
+	st.segStart, st.partStart, st.partIndependent = t, t, true
+	st.segsInEpoch++
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	seg := &hlsSegment{msn: st.nextMSN, epoch: st.epoch, discontinuity: st.pendingDisc, startMs: t,
+		start: st.anchorWall.Add(time.Duration(t-st.anchorMs) * time.Millisecond)}
+	if seg.discontinuity {
+		st.discSeq++
+	}
+	seg.discSeq = st.discSeq
+	st.pendingDisc = false
+	st.nextMSN++
+	st.segments = append(st.segments, seg)
+	st.notify()
+}
+
+// closePart writes what is queued as the open segment's next part,
+// ending at t (ms on the clock), before a frame of type typ at FLV time
+// ms (0: none).
+func (st *hlsStream) closePart(typ uint8, ms uint32, t int64) {
+	var data []byte
+	var tracks [][]byte
+	if st.dash.Load() {
+		data, tracks = st.mux.fragments(typ, ms)
+	} else {
+		data = st.mux.fragment(nil, typ, ms)
+	}
+	if len(data) == 0 {
+		return
+	}
+	p := &hlsPart{data: data, tracks: tracks, dur: float64(t-st.partStart) / 1000, independent: st.partIndependent}
+	st.partStart = t
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	seg := st.segments[len(st.segments)-1]
+	seg.parts = append(seg.parts, p)
+	st.notify()
+}
+
+// closeSegment completes the open segment at t and drops segments past
+// the window (and their init segments once no segment needs them).
+func (st *hlsStream) closeSegment(t int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	seg := st.segments[len(st.segments)-1]
+	if len(seg.parts) == 0 {
+		st.segments = st.segments[:len(st.segments)-1] // nothing in it: never listed
+		st.nextMSN--
+		if seg.discontinuity {
+			st.discSeq--
+			st.pendingDisc = true
+		}
+		return
+	}
+	seg.complete = true
+	seg.dur = 0
+	for _, p := range seg.parts {
+		seg.dur += p.dur
+	}
+	st.maxDur = max(st.maxDur, seg.dur)
+	if extra := len(st.segments) - (st.srv.cfg.HLSWindow + hlsKeepExtra + 1); extra > 0 {
+		clear(st.segments[:extra])
+		st.segments = st.segments[extra:]
+		for epoch := range st.epochs {
+			if epoch < st.segments[0].epoch {
+				delete(st.epochs, epoch)
+			}
+		}
+	}
+	st.notify()
+}
+
+// notify wakes the requests waiting for a change. st.mu is held.
+func (st *hlsStream) notify() {
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// waitFor waits until ready (called with st.mu held) holds, the stream
+// closes, or the deadline or the request's end comes. It returns with
+// st.mu held and whether ready holds.
+func (st *hlsStream) waitFor(r *http.Request, deadline time.Time, ready func() bool) bool {
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	for !ready() {
+		if st.closed {
+			return false
+		}
+		ch := st.changed
+		st.mu.Unlock()
+		select {
+		case <-ch:
+		case <-timer.C:
+			st.mu.Lock()
+			return ready()
+		case <-r.Context().Done():
+			st.mu.Lock()
+			return false
+		}
+		st.mu.Lock()
+	}
+	return true
+}
+
+// ---- Playlists ----
+
+// targetDuration is EXT-X-TARGETDURATION: every segment's duration,
+// rounded to the nearest second, at most this (§4.4.3.1). st.mu is held.
+func (st *hlsStream) targetDuration() int {
+	return max(int(math.Round(st.srv.cfg.HLSSegment.Seconds())), int(math.Round(st.maxDur)), 1)
+}
+
+// window is the complete segments a playlist lists, and the open one.
+// st.mu is held.
+func (st *hlsStream) window() (complete []*hlsSegment, open *hlsSegment) {
+	segs := st.segments
+	if n := len(segs); n > 0 && !segs[n-1].complete {
+		open, segs = segs[n-1], segs[:n-1]
+	}
+	if w := st.srv.cfg.HLSWindow; len(segs) > w {
+		segs = segs[len(segs)-w:]
+	}
+	return segs, open
+}
+
+// playlist writes the media playlist (§4.4, with LL-HLS's §4.4.4.9,
+// §4.4.5.2, §4.4.5.3, §4.4.3.8 tags). query is appended to every URI
+// (the viewer's sign). skip asks for a delta update (§6.2.5.1). st.mu is
+// held.
+func (st *hlsStream) playlist(query string, skip bool) []byte {
+	cfg := st.srv.cfg
+	ll := cfg.HLSPart > 0
+	segs, open := st.window()
+	td := st.targetDuration()
+	var b strings.Builder
+	b.WriteString("#EXTM3U\n")
+	if ll {
+		b.WriteString("#EXT-X-VERSION:9\n") // EXT-X-SKIP needs 9 (§4.4.5.2)
+	} else {
+		b.WriteString("#EXT-X-VERSION:6\n") // EXT-X-MAP in a playlist without I-frames only
+	}
+	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", td)
+	skipUntil := float64(6 * td) // CAN-SKIP-UNTIL: at least six target durations (§4.4.3.8)
+	if ll {
+		partTarget := cfg.HLSPart.Seconds()
+		fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%.1f,PART-HOLD-BACK=%.3f\n",
+			skipUntil, 3*partTarget) // PART-HOLD-BACK: at least three part targets
+		fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%.3f\n", partTarget)
+	}
+	first := st.nextMSN
+	if len(segs) > 0 {
+		first = segs[0].msn
+	} else if open != nil {
+		first = open.msn
+	}
+	fmt.Fprintf(&b, "#EXT-X-MEDIA-SEQUENCE:%d\n", first)
+	discSeq := st.discSeq
+	if len(segs) > 0 {
+		discSeq = segs[0].discSeq
+		if segs[0].discontinuity {
+			discSeq--
+		}
+	} else if open != nil && open.discontinuity {
+		discSeq--
+	}
+	fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", discSeq)
+	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
+
+	// Seconds from each segment's start to the playlist's end: parts are
+	// listed for the last three target durations (§4.4.4.9), and a delta
+	// update leaves out what is older than CAN-SKIP-UNTIL.
+	total := 0.0
+	for _, s := range segs {
+		total += s.dur
+	}
+	if open != nil {
+		for _, p := range open.parts {
+			total += p.dur
+		}
+	}
+	skipped := 0
+	if ll && skip {
+		before := 0.0
+		for _, s := range segs {
+			if total-before-s.dur <= skipUntil {
+				break
+			}
+			before += s.dur
+			skipped++
+		}
+		if skipped > 0 {
+			fmt.Fprintf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", skipped)
+		}
+	}
+	elapsed := 0.0
+	prevEpoch := -1
+	for i, s := range segs {
+		if i < skipped {
+			elapsed += s.dur // its EXT-X-MAP is written again before the first segment listed
+			continue
+		}
+		st.writeSegmentHead(&b, s, prevEpoch, query)
+		prevEpoch = s.epoch
+		if ll && total-elapsed <= float64(3*td) {
+			st.writeParts(&b, s, query)
+		}
+		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%s\n", s.dur, st.uri(fmt.Sprintf("seg-%s-%d.m4s", st.runID, s.msn), query))
+		elapsed += s.dur
+	}
+	if ll && open != nil {
+		st.writeSegmentHead(&b, open, prevEpoch, query)
+		st.writeParts(&b, open, query)
+		// §4.4.5.3: the part that comes next; a request for it is held
+		// until it is made.
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n",
+			st.uri(fmt.Sprintf("part-%s-%d-%d.m4s", st.runID, open.msn, len(open.parts)), query))
+	}
+	return []byte(b.String())
+}
+
+func (st *hlsStream) writeSegmentHead(b *strings.Builder, s *hlsSegment, prevEpoch int, query string) {
+	if s.discontinuity {
+		b.WriteString("#EXT-X-DISCONTINUITY\n")
+	}
+	if s.epoch != prevEpoch {
+		fmt.Fprintf(b, "#EXT-X-MAP:URI=\"%s\"\n", st.uri(fmt.Sprintf("init-%s-%d.mp4", st.runID, s.epoch), query))
+	}
+	fmt.Fprintf(b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", s.start.UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+func (st *hlsStream) writeParts(b *strings.Builder, s *hlsSegment, query string) {
+	for i, p := range s.parts {
+		fmt.Fprintf(b, "#EXT-X-PART:DURATION=%.3f,URI=\"%s\"", p.dur, st.uri(fmt.Sprintf("part-%s-%d-%d.m4s", st.runID, s.msn, i), query))
+		if p.independent {
+			b.WriteString(",INDEPENDENT=YES")
+		}
+		b.WriteString("\n")
+	}
+}
+
+func (st *hlsStream) uri(name, query string) string {
+	if query == "" {
+		return name
+	}
+	return name + "?" + query
+}
+
+// ---- HTTP ----
+
+// serveHLS answers /APP/NAME/FILE: the playlist, init segments,
+// segments and parts.
+func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
+	app, name, file := r.PathValue("app"), r.PathValue("name"), r.PathValue("file")
+	if !validName(app) || !validName(name) {
+		http.Error(w, http.StatusText(http.StatusBadRequest), http.StatusBadRequest)
+		return
+	}
+	key := streamKey{app, name}
+	if !s.cfg.HLS {
+		http.Error(w, "Not Found: HLS is off (-hls=false)", http.StatusNotFound)
+		return
+	}
+	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery}
+	// A viewer's first playlist (or MPD) request asks the play hook too,
+	// as an HTTP-FLV play does; its reloads, segments and parts only
+	// check the sign (a hook per request would be several a second).
+	viewer := key.String() + " " + info.IP + " " + r.UserAgent() + " " + carriedQuery(r.URL.Query())
+	manifest := file == "index.m3u8" || file == "index.mpd"
+	check := s.admit.checkSign
+	if manifest && !s.hls.admittedLately(viewer) {
+		info.ID, info.Created = newClientID(), time.Now()
+		check = s.admit.check
+	}
+	if err := check(actPlay, key, info); err != nil {
+		if errors.Is(err, errDraining) {
+			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err)
+		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
+		return
+	}
+	if manifest {
+		s.hls.admitted(viewer)
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	defer func() { s.hub.counters.bytesOut.Add(cw.n) }()
+	w = cw
+	var st *hlsStream
+	if file == "index.m3u8" || file == "index.mpd" {
+		st = s.hls.stream(key)
+	} else {
+		s.hls.mu.Lock()
+		st = s.hls.streams[key]
+		s.hls.mu.Unlock()
+	}
+	if st == nil {
+		http.Error(w, "Not Found: stream "+key.String()+" is not live", http.StatusNotFound)
+		return
+	}
+	switch {
+	case file == "index.m3u8":
+		st.servePlaylist(w, r)
+	case file == "index.mpd":
+		st.serveMPD(w, r) // dash.go
+	case strings.HasPrefix(file, "dashinit-") && strings.HasSuffix(file, ".mp4"):
+		st.serveDASHInit(w, r, file)
+	case strings.HasPrefix(file, "dash-") && strings.HasSuffix(file, ".m4s"):
+		st.serveMedia(w, r, file)
+	case strings.HasPrefix(file, "init-") && strings.HasSuffix(file, ".mp4"):
+		st.serveInit(w, r, file)
+	case strings.HasPrefix(file, "seg-") && strings.HasSuffix(file, ".m4s"),
+		strings.HasPrefix(file, "part-") && strings.HasSuffix(file, ".m4s"):
+		st.serveMedia(w, r, file)
+	default:
+		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
+	}
+}
+
+// countingWriter counts the body bytes of an HLS answer, for the
+// server's bytes out. http.ServeContent and http.Error find nothing
+// more on it than Header, Write and WriteHeader.
+type countingWriter struct {
+	http.ResponseWriter
+	n uint64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += uint64(n)
+	return n, err
+}
+
+// carriedQuery is what of a playlist request's query its URIs carry: all
+// but the _HLS_ directives (the sign, a hook's token).
+func carriedQuery(q url.Values) string {
+	kept := url.Values{}
+	for k, v := range q {
+		if !strings.HasPrefix(k, "_HLS_") {
+			kept[k] = v
+		}
+	}
+	return kept.Encode()
+}
+
+// servePlaylist answers a playlist request, holding a blocking reload
+// (§6.2.5.2) until the part or segment it asks for exists.
+func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
+	cfg := st.srv.cfg
+	q := r.URL.Query()
+	query := carriedQuery(q)
+	skip := q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2"
+	msnStr, partStr := q.Get("_HLS_msn"), q.Get("_HLS_part")
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
+	td := time.Duration(st.targetDuration()) * time.Second
+	switch {
+	case partStr != "" && msnStr == "":
+		http.Error(w, "Bad Request: _HLS_part without _HLS_msn", http.StatusBadRequest)
+		return
+	case msnStr != "" && cfg.HLSPart > 0:
+		msn, err1 := strconv.Atoi(msnStr)
+		part, err2 := -1, error(nil)
+		if partStr != "" {
+			part, err2 = strconv.Atoi(partStr)
+		}
+		if err1 != nil || err2 != nil || msn < 0 || part < -1 {
+			http.Error(w, "Bad Request: _HLS_msn and _HLS_part are numbers", http.StatusBadRequest)
+			return
+		}
+		if reason := st.tooFarAhead(msn, part); reason != "" {
+			http.Error(w, "Bad Request: "+reason, http.StatusBadRequest)
+			return
+		}
+		// §6.2.5.2: a server that cannot answer within three target
+		// durations should say 503.
+		if !st.waitFor(r, time.Now().Add(3*td), func() bool { return st.has(msn, part) }) {
+			http.Error(w, "Service Unavailable: the part did not come in time", http.StatusServiceUnavailable)
+			return
+		}
+	default:
+		ok := st.waitFor(r, time.Now().Add(hlsFirstWait), func() bool {
+			segs, _ := st.window()
+			return len(segs) > 0
+		})
+		if !ok {
+			http.Error(w, "Not Found: stream "+st.key.String()+" has no segment yet", http.StatusNotFound)
+			return
+		}
+	}
+	body := st.playlist(query, skip)
+	h := w.Header()
+	h.Set("Content-Type", "application/vnd.apple.mpegurl")
+	// Short: a playlist changes every part. A blocking reload's answer is
+	// the playlist as its part came, the same for every viewer asking.
+	if msnStr != "" {
+		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(3*td/time.Second)))
+	} else {
+		h.Set("Cache-Control", "public, max-age=1")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// tooFarAhead says why a blocking reload asks for more than may come
+// soon, or "": _HLS_msn past the last segment plus two, or _HLS_part
+// past the last part by the Advance Part Limit (§6.2.5.2). st.mu is held.
+func (st *hlsStream) tooFarAhead(msn, part int) string {
+	lastMSN := st.nextMSN - 1 // the open segment; the last complete one is before it
+	if msn > lastMSN+2 {
+		return fmt.Sprintf("_HLS_msn %d is past the last segment %d plus two", msn, lastMSN)
+	}
+	limit := 3
+	if p := st.srv.cfg.HLSPart.Seconds(); p < 1 {
+		limit = int(math.Ceil(3 / p))
+	}
+	lastPart := 0
+	if n := len(st.segments); n > 0 && st.segments[n-1].msn == msn {
+		lastPart = len(st.segments[n-1].parts) - 1
+	}
+	if part > lastPart+limit {
+		return fmt.Sprintf("_HLS_part %d is past the last part %d by more than %d", part, lastPart, limit)
+	}
+	return ""
+}
+
+// has tells whether part of segment msn (part -1: the whole segment) or
+// anything after it exists. st.mu is held.
+func (st *hlsStream) has(msn, part int) bool {
+	for _, s := range st.segments {
+		switch {
+		case s.msn > msn && len(s.parts) > 0:
+			return true
+		case s.msn == msn && part < 0 && s.complete:
+			return true
+		case s.msn == msn && part >= 0 && len(s.parts) > part:
+			return true
+		}
+	}
+	return false
+}
+
+// serveInit answers an init segment.
+func (st *hlsStream) serveInit(w http.ResponseWriter, r *http.Request, file string) {
+	run, epochStr, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(file, "init-"), ".mp4"), "-")
+	epoch, err := strconv.Atoi(epochStr)
+	st.mu.Lock()
+	ep := st.epochs[epoch]
+	st.mu.Unlock()
+	if run != st.runID || err != nil || ep == nil {
+		http.Error(w, "Not Found: no such init segment (gone, or from an earlier run)", http.StatusNotFound)
+		return
+	}
+	writeImmutable(w, r, "video/mp4", file, [][]byte{ep.init})
+}
+
+// serveMedia answers a segment or a part; a request for the part (or
+// segment) being made is held until it is made.
+func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file string) {
+	kind, rest, _ := strings.Cut(strings.TrimSuffix(file, ".m4s"), "-")
+	fields := strings.Split(rest, "-")
+	// seg-RUN-MSN, part-RUN-MSN-PART, dash-RUN-MSN-TRACK: the third number
+	// is a part or a track.
+	want := map[string]int{"seg": 2, "part": 3, "dash": 3}[kind]
+	if len(fields) != want || fields[0] != st.runID {
+		http.Error(w, "Not Found: no such segment (gone, or from an earlier run)", http.StatusNotFound)
+		return
+	}
+	msn, err1 := strconv.Atoi(fields[1])
+	third, err2 := -1, error(nil)
+	if want == 3 {
+		third, err2 = strconv.Atoi(fields[2])
+	}
+	if err1 != nil || err2 != nil || msn < 0 || third < -1 {
+		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
+		return
+	}
+	part, track := third, -1
+	if kind == "dash" {
+		part, track = -1, third
+	}
+	st.mu.Lock()
+	td := time.Duration(st.targetDuration()) * time.Second
+	var data [][]byte
+	found := func() bool {
+		for _, s := range st.segments {
+			if s.msn != msn {
+				continue
+			}
+			switch {
+			case part >= 0 && part < len(s.parts):
+				data = [][]byte{s.parts[part].data}
+				return true
+			case part < 0 && s.complete:
+				data = data[:0]
+				for _, p := range s.parts {
+					if track < 0 {
+						data = append(data, p.data)
+					} else if track < len(p.tracks) {
+						data = append(data, p.tracks[track])
+					}
+				}
+				return true
+			}
+		}
+		return false
+	}
+	// Only what is being made, or comes next, is waited for.
+	soon := msn >= st.nextMSN-1 && msn <= st.nextMSN
+	ok := found() || soon && st.waitFor(r, time.Now().Add(3*td), found)
+	st.mu.Unlock()
+	if !ok || track >= 0 && slicesLen(data) == 0 {
+		http.Error(w, "Not Found: no such segment (not made, or past the window)", http.StatusNotFound)
+		return
+	}
+	writeImmutable(w, r, "video/iso.segment", file, data)
+}
+
+// writeImmutable answers bytes that never change under their URL: any
+// cache may keep them as long as it likes (RFC 8246). The ETag names the
+// content (the file name carries the run, the epoch or the sequence
+// number), so revalidation and Range requests (RFC 9110 §14) come from
+// http.ServeContent over the shared bytes, never a copy.
+func writeImmutable(w http.ResponseWriter, r *http.Request, contentType, etag string, data [][]byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("ETag", `"`+etag+`"`)
+	http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(slicesReader(data), 0, slicesLen(data)))
+}
+
+// slicesReader reads byte slices as one.
+type slicesReader [][]byte
+
+func (s slicesReader) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for _, b := range s {
+		if off >= int64(len(b)) {
+			off -= int64(len(b))
+			continue
+		}
+		c := copy(p[n:], b[off:])
+		n, off = n+c, 0
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	return n, io.EOF
+}
+
+func slicesLen(s [][]byte) int64 {
+	var n int64
+	for _, b := range s {
+		n += int64(len(b))
+	}
+	return n
+}

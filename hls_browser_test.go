@@ -1,0 +1,162 @@
+package main
+
+// HLS in a browser: hls.js (npm) in headless Chromium plays a live
+// stream over LL-HLS and over plain HLS, from a page of another origin.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+const hlsPage = `<!doctype html><meta charset="utf-8"><body>
+<video id="ll" muted></video><video id="plain" muted></video>
+<script src="/hls.js"></script>
+<script>
+const report = m => fetch('/result', {method: 'POST', body: m});
+const watchFor = Number(new URLSearchParams(location.search).get('seconds'));
+function play(id, url, lowLatency) {
+  const v = document.getElementById(id);
+  const hls = new Hls({lowLatencyMode: lowLatency});
+  hls.on(Hls.Events.ERROR, (e, d) => { if (d.fatal) report(id + ' error ' + d.type + ' ' + d.details); });
+  hls.loadSource(url);
+  hls.attachMedia(v);
+  v.play().catch(e => report(id + ' error play(): ' + e));
+  let started = 0, latencies = [];
+  const timer = setInterval(() => {
+    if (v.error) {
+      clearInterval(timer);
+      report(id + ' error media: ' + v.error.code + ' ' + v.error.message);
+      return;
+    }
+    if (v.currentTime > 0 && !started) started = performance.now();
+    if (started && hls.latency > 0) latencies.push(hls.latency);
+    if (started && performance.now() - started > watchFor * 1000) {
+      clearInterval(timer);
+      latencies.sort((a, b) => a - b);
+      const q = v.getVideoPlaybackQuality();
+      report(id + ' ok frames=' + q.totalVideoFrames + ' size=' + v.videoWidth + 'x' + v.videoHeight +
+        ' played=' + v.currentTime.toFixed(2) + ' latency=' + latencies[latencies.length >> 1].toFixed(3) +
+        ' stalls=' + stalls);
+    }
+  }, 100);
+  let stalls = 0;
+  v.addEventListener('waiting', () => { if (started) stalls++; });
+}
+if (!window.Hls || !Hls.isSupported()) report('page error: hls.js did not load, or no MSE');
+else {
+  const q = new URLSearchParams(location.search);
+  play('ll', q.get('url'), true);
+  // The plain player comes later, as a second viewer does: the first
+  // viewer's request starts the muxing, so its playlist has no backlog
+  // yet, and plain HLS starts three segments back.
+  setTimeout(() => play('plain', q.get('url'), false), 6000);
+}
+</script>`
+
+// TestChromiumHLSJS plays a live H.264 + AAC stream with hls.js in
+// headless Chromium, in low-latency mode (parts, blocking reloads,
+// preload hints) from the request that starts the muxing, and without
+// (6 s later, as a second viewer), for 8 s each after the first frame: each
+// must decode at 320x240 with no player or media error and play on
+// (currentTime advancing, at most a stall). hls.js's own latency
+// estimate is logged (median of its samples), and the low-latency one
+// must beat the plain one. hls.js comes from npm: GMS_HLS_JS names its
+// dist/hls.min.js.
+func TestChromiumHLSJS(t *testing.T) {
+	chromium := needChromium(t)
+	js := os.Getenv("GMS_HLS_JS")
+	if js == "" {
+		missingOnCI(t, "GMS_HLS_JS (path of hls.min.js from `npm install hls.js`) not set")
+	}
+	if _, err := os.Stat(js); err != nil {
+		t.Fatalf("GMS_HLS_JS: %v", err)
+	}
+	ts := startServer(t, nil)
+	key := streamKey{"live", "hlsjs"}
+	longPublish(t, ts.rtmpURL(key.Name))
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+
+	results := make(chan string, 16)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, hlsPage)
+	})
+	mux.HandleFunc("/hls.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, js) })
+	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case results <- string(b):
+		default:
+		}
+	})
+	mux.HandleFunc("/favicon.ico", http.NotFound)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := &http.Server{Handler: mux}
+	go page.Serve(ln)
+	t.Cleanup(func() { page.Close() })
+
+	const watch = 8
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	profile := t.TempDir()
+	pageURL := fmt.Sprintf("http://%s/?seconds=%d&url=http://%s/live/hlsjs/index.m3u8", ln.Addr(), watch, ts.httpAddr)
+	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--mute-audio", "--autoplay-policy=no-user-gesture-required", "--user-data-dir="+profile, pageURL)
+	var chromeLog syncBuffer
+	cmd.Stdout, cmd.Stderr = &chromeLog, &chromeLog
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+
+	got := map[string]string{}
+	giveUp := time.After(60 * time.Second)
+	for len(got) < 2 {
+		select {
+		case r := <-results:
+			name, rest, _ := strings.Cut(r, " ")
+			if name != "ll" && name != "plain" {
+				t.Fatalf("browser: %s", r)
+			}
+			got[name] = rest
+		case <-exited:
+			t.Fatalf("chromium exited early:\n%s", chromeLog.String())
+		case <-giveUp:
+			t.Fatalf("gave up waiting for the browser; results so far %v\nchromium log:\n%s", got, chromeLog.String())
+		}
+	}
+	latency := map[string]float64{}
+	for _, name := range []string{"ll", "plain"} {
+		var frames, w, h, stalls int
+		var played, lat float64
+		_, err := fmt.Sscanf(got[name], "ok frames=%d size=%dx%d played=%f latency=%f stalls=%d", &frames, &w, &h, &played, &lat, &stalls)
+		if err != nil || frames < 25*watch*8/10 || w != 320 || h != 240 || stalls > 1 {
+			t.Errorf("%s player: %q; want ok, %d+ frames at 320x240, at most a stall", name, got[name], 25*watch*8/10)
+		}
+		latency[name] = lat
+		t.Logf("hls.js %s: %s", name, got[name])
+	}
+	if latency["ll"] >= latency["plain"] {
+		t.Errorf("low-latency mode's latency %.3f s is not below plain HLS's %.3f s", latency["ll"], latency["plain"])
+	}
+}

@@ -1,0 +1,191 @@
+package main
+
+// HLS through a caching reverse proxy: nginx with proxy_cache_lock in
+// front of gms, as the README's "Scaling out" sets it up. Segments and
+// parts are immutable and blocking reloads name the part they wait for,
+// so any number of LL-HLS viewers behind the proxy cost gms about one
+// request per part and per playlist version.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nginxConf is the README's caching proxy, with its paths in dir.
+const nginxConf = `daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    proxy_cache_path %[1]s/cache levels=1:2 keys_zone=hls:10m max_size=1g inactive=1m use_temp_path=off;
+    server {
+        listen %[2]s;
+        location / {
+            proxy_pass http://%[3]s;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache hls;
+            proxy_cache_lock on;            # one request to gms per URL; the others wait for it
+            proxy_cache_lock_timeout 10s;   # a blocking reload may take three target durations
+            proxy_cache_lock_age 10s;
+            add_header X-Cache $upstream_cache_status;
+        }
+    }
+}
+`
+
+func needNginx(t *testing.T) string {
+	t.Helper()
+	skipShort(t)
+	for _, p := range []string{"nginx", "/usr/sbin/nginx"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	missingOnCI(t, "nginx not found (apt-get install nginx-light)")
+	return ""
+}
+
+// TestHLSBehindNginx: 20 LL-HLS viewers (blocking reloads for the next
+// part, then the part, as hls.js does) through nginx for 6 s of a live
+// stream published in real time: each viewer gets every part, and gms
+// sees about one request per part and per blocking reload URL, whatever
+// the number of viewers.
+func TestHLSBehindNginx(t *testing.T) {
+	nginx := needNginx(t)
+	ts := startServer(t, nil)
+	key := streamKey{"live", "cached"}
+	fd := startHLSFeed(t, ts, key)
+	fd.feedUpTo(100)
+
+	// nginx's worker runs as nobody when started as root: its directory
+	// must be open to it (t.TempDir's parent is not).
+	dir, err := os.MkdirTemp("", "gms-nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr := ln.Addr().String()
+	ln.Close()
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, proxyAddr, ts.httpAddr)), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, nginx, "-p", dir, "-c", conf)
+	// SIGTERM: the master takes its worker down with it (a killed master
+	// leaves the worker running). nginx logs to error.log, so no pipe of
+	// ours outlives it.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	nginxLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "error.log")); return string(b) }
+	waitFor(t, "nginx to listen", func() bool {
+		c, err := net.Dial("tcp", proxyAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	// The publisher, in real time.
+	stop := make(chan struct{})
+	var feeding sync.WaitGroup
+	feeding.Go(func() {
+		start := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fd.feedUpTo(100 + time.Since(start).Milliseconds())
+		}
+	})
+	defer func() { close(stop); feeding.Wait() }()
+
+	base := "http://" + proxyAddr + "/live/cached/"
+	status, _, body := hlsGet(t, base+"index.m3u8")
+	if status != 200 {
+		t.Fatalf("playlist through nginx: %d %s\n%s", status, body, nginxLog())
+	}
+	const viewers = 20
+	watchUntil := time.Now().Add(6 * time.Second)
+	var clientRequests atomic.Int64
+	partsSeen := make([]map[string]bool, viewers)
+	var wg sync.WaitGroup
+	for v := range viewers {
+		partsSeen[v] = map[string]bool{}
+		wg.Go(func() {
+			pl := parseM3U8(t, body)
+			for time.Now().Before(watchUntil) && !t.Failed() {
+				msn, part := msnOf(t, pl.preloadHint)
+				status, _, b := hlsGet(t, fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, part))
+				clientRequests.Add(1)
+				if status != 200 {
+					t.Errorf("viewer %d: blocking reload: %d %s", v, status, b)
+					return
+				}
+				pl = parseM3U8(t, b)
+				for _, p := range append(allParts(pl), pl.openParts...) {
+					if m, _ := msnOf(t, p.uri); m < msn || partsSeen[v][p.uri] {
+						continue
+					}
+					status, _, data := hlsGet(t, base+p.uri)
+					clientRequests.Add(1)
+					if status != 200 || len(data) == 0 {
+						t.Errorf("viewer %d: %s: %d", v, p.uri, status)
+						return
+					}
+					partsSeen[v][p.uri] = true
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// What reached gms: its access log lines for this stream.
+	var origin, originParts int
+	for _, line := range strings.Split(ts.logs.String(), "\n") {
+		if strings.Contains(line, `msg="http request"`) && strings.Contains(line, "path=/live/cached/") {
+			origin++
+			if strings.Contains(line, "path=/live/cached/part-") {
+				originParts++
+			}
+		}
+	}
+	parts := len(partsSeen[0])
+	for v := range viewers {
+		if len(partsSeen[v]) < parts*8/10 {
+			t.Errorf("viewer %d got %d parts; viewer 0 got %d", v, len(partsSeen[v]), parts)
+		}
+	}
+	t.Logf("%d viewers made %d requests to nginx for %d parts; gms got %d requests, %d for parts",
+		viewers, clientRequests.Load(), parts, origin, originParts)
+	if parts < 20 || originParts > parts*3/2 || origin > int(clientRequests.Load())/5 {
+		t.Errorf("gms got %d requests (%d for %d parts) for the viewers' %d; want about one a part and a playlist version",
+			origin, originParts, parts, clientRequests.Load())
+	}
+}
