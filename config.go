@@ -62,8 +62,14 @@ type config struct {
 	HookTimeout                            time.Duration
 
 	// RecordDir, if set: every published stream is recorded to
-	// RecordDir/APP/NAME/<start time>.flv.
-	RecordDir string
+	// RecordDir/APP/NAME/<start time>.flv (or .mp4: RecordFormat).
+	RecordDir    string
+	RecordFormat string // flv or mp4 (fragmented)
+	// RecordMP4Apps are recorded as MP4 whatever RecordFormat says (NMS
+	// trans tasks with mp4: true); with RecordOnlyMP4Apps (those tasks
+	// set the directory, -record did not) the other apps are not recorded.
+	RecordMP4Apps     []string
+	RecordOnlyMP4Apps bool
 
 	// Relays (relay.go): pushes to other servers ([APP=]URL), an edge's
 	// origins (rtmp://HOST[:PORT]), and NMS v2's relay tasks.
@@ -155,6 +161,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.StringVar(&cfg.RecordDir, "record", "", "record every published stream to `dir`/APP/NAME/<start time>.flv")
+	fs.StringVar(&cfg.RecordFormat, "record-format", "flv", "recording `format`: flv, or mp4 (fragmented MP4, readable while written and after a crash)")
 	fs.Func("relay-push", "forward every published stream (or APP's, with `[APP=]URL`) to URL: rtmp://HOST/APP gets NAME appended, rtmp://HOST/APP/KEY is the target exactly (repeatable)", func(v string) error {
 		cfg.RelayPush = append(cfg.RelayPush, v)
 		return nil
@@ -227,6 +234,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	if cfg.HLSWindow < 3 || cfg.HLSWindow > 1000 {
 		return cfg, fmt.Errorf("-hls-window %d out of range 3..1000", cfg.HLSWindow)
 	}
+	if cfg.RecordFormat != "flv" && cfg.RecordFormat != "mp4" {
+		return cfg, fmt.Errorf("-record-format %q: want flv or mp4", cfg.RecordFormat)
+	}
 	if cfg.PlayAuth && cfg.Secret == "" {
 		return cfg, fmt.Errorf("-auth-play needs -auth-secret")
 	}
@@ -295,6 +305,7 @@ type nmsConfig struct {
 		Port        *int    `json:"port"`
 		AllowOrigin *string `json:"allow_origin"`
 		API         *bool   `json:"api"`
+		MediaRoot   *string `json:"mediaroot"`
 	} `json:"http"`
 	HTTPS *struct {
 		Port *int    `json:"port"`
@@ -330,6 +341,7 @@ type nmsTransTask struct {
 	HLSFlags string `json:"hlsFlags"`
 	DASH     bool   `json:"dash"`
 	MP4      bool   `json:"mp4"`
+	MP4Flags string `json:"mp4Flags"` // ffmpeg's options for that MP4; gms always writes fragmented MP4
 }
 
 // knownKeys are the config keys gms reads; others get a warning.
@@ -337,7 +349,7 @@ var knownKeys = map[string]bool{
 	"rtmp": true, "rtmp.port": true, "rtmp.chunk_size": true, "rtmp.gop_cache": true,
 	"rtmp.ping": true, "rtmp.ping_timeout": true,
 	"rtmp.ssl": true, "rtmp.ssl.port": true, "rtmp.ssl.cert": true, "rtmp.ssl.key": true,
-	"http": true, "http.port": true, "http.allow_origin": true, "http.api": true,
+	"http": true, "http.port": true, "http.allow_origin": true, "http.api": true, "http.mediaroot": true,
 	"https": true, "https.port": true, "https.cert": true, "https.key": true,
 	"auth": true, "auth.play": true, "auth.publish": true, "auth.secret": true, "auth.publish_secret": true,
 	"auth.api": true, "auth.api_user": true, "auth.api_pass": true,
@@ -416,7 +428,11 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 		setString(&cfg.RecordDir, r.Path, set["record"])
 	}
 	if tr := nc.Trans; tr != nil {
-		applyTransTasks(cfg, tr.Tasks, set, warn)
+		var mediaRoot *string
+		if nc.HTTP != nil {
+			mediaRoot = nc.HTTP.MediaRoot
+		}
+		applyTransTasks(cfg, tr.Tasks, mediaRoot, set, warn)
 	}
 	// NMS logType: 0 none, 1 error, 2 normal, 3 debug, 4 ffdebug.
 	if nc.LogType != nil && !set["log-level"] {
@@ -432,11 +448,15 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 // muxed from publish on (-hls-always), and hlsFlags' hls_time and
 // hls_list_size set -hls-segment and -hls-window (ffmpeg's hls muxer
 // options, "[hls_time=2:hls_list_size=3:hls_flags=delete_segments]").
-func applyTransTasks(cfg *config, tasks []nmsTransTask, set map[string]bool, warn func(string, ...any)) {
+// An app with mp4 is recorded as fragmented MP4 (mp4Flags, ffmpeg's
+// options, are not needed: the file is always fragmented), in -record's
+// directory, or else in http.mediaroot where NMS v2 wrote them (default
+// ./media, as NMS's); then only those apps are recorded.
+func applyTransTasks(cfg *config, tasks []nmsTransTask, mediaRoot *string, set map[string]bool, warn func(string, ...any)) {
 	var apps []string
 	for _, task := range tasks {
-		if task.MP4 {
-			warn("config: trans task mp4 (recording) is not supported yet; ignored", "app", task.App)
+		if task.MP4 && validName(task.App) {
+			cfg.RecordMP4Apps = append(cfg.RecordMP4Apps, task.App)
 		}
 		if !task.HLS && !task.DASH || !validName(task.App) {
 			continue
@@ -458,6 +478,12 @@ func applyTransTasks(cfg *config, tasks []nmsTransTask, set map[string]bool, war
 	}
 	if len(apps) > 0 && !set["hls-always"] {
 		cfg.HLSAlways = strings.Join(apps, ",")
+	}
+	if len(cfg.RecordMP4Apps) > 0 && cfg.RecordDir == "" {
+		cfg.RecordDir, cfg.RecordOnlyMP4Apps = "media", true
+		if mediaRoot != nil && *mediaRoot != "" {
+			cfg.RecordDir = *mediaRoot
+		}
 	}
 }
 

@@ -2134,6 +2134,125 @@ func wholeFrames(data []byte) int {
 	return frames
 }
 
+// TestRecordMP4 publishes the clip with -record-format mp4: the file is
+// a fragmented MP4 holding every packet of the clip (ffprobe: counts,
+// sizes, keyframes, times within the 1 ms that FLV's rounding of audio
+// times costs, as in TestMuxFLVFFprobe), decodes cleanly, and is listed
+// with its duration read from its fragments.
+func TestRecordMP4(t *testing.T) {
+	clip := testClip(t)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, "mp4" })
+	if err := startPublish(t, clip, ts.rtmpURL("rec"))(); err != nil {
+		t.Fatal(err)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	r := list[0]
+	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, ".mp4") {
+		t.Errorf("recording listed as %+v; want live/rec/<time>.mp4", r)
+	}
+	path := filepath.Join(dir, filepath.FromSlash(r.File))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Size != int64(len(data)) {
+		t.Errorf("API size %d; file has %d", r.Size, len(data))
+	}
+	if r.Duration < 3.5 || r.Duration > 4.1 {
+		t.Errorf("API duration %.3f s; want the clip's ~4 s", r.Duration)
+	}
+	boxes := topBoxes(t, data)
+	if len(boxes) < 4 || boxes[0].typ != "ftyp" || boxes[1].typ != "moov" || boxes[2].typ != "moof" || boxes[3].typ != "mdat" {
+		t.Errorf("top-level boxes %v; want ftyp, moov, then moof and mdat pairs", boxes)
+	}
+	if got := ffprobeStreams(t, path); !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
+		t.Errorf("recorded streams:\n%s", got)
+	}
+	comparePacketsTimed(t, "record mp4", ffprobeTimed(t, path), ffprobeTimed(t, clip), 0.0011)
+	decodesCleanly(t, "record mp4", path)
+}
+
+// TestRecordMP4KilledPublisher records a publisher killed with SIGKILL as
+// MP4: the file is closed at the unpublish and reads cleanly; one cut
+// mid-fragment (gms itself killed) still reads every whole fragment
+// before the cut, and its duration is listed from those.
+func TestRecordMP4KilledPublisher(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, "mp4" })
+	pub := longPublish(t, ts.rtmpURL("kill"))
+	waitFor(t, "200 KB recorded", func() bool {
+		list := recordings(t, ts)
+		return len(list) == 1 && list[0].Size > 200<<10
+	})
+	pub.Process.Signal(syscall.SIGKILL)
+	var list []recordingInfo
+	waitFor(t, "the recording to end", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	path := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	decodesCleanly(t, "killed publisher", path)
+	whole := ffprobeTimed(t, path)
+	if len(whole) < 20 {
+		t.Fatalf("%d packets recorded", len(whole))
+	}
+	if list[0].Duration <= 0 {
+		t.Errorf("API duration %.3f s", list[0].Duration)
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut in the middle of the mdat of the second to last fragment: the
+	// fragments before it are whole.
+	boxes := topBoxes(t, data)
+	var mdats []mp4Box
+	for _, b := range boxes {
+		if b.typ == "mdat" {
+			mdats = append(mdats, b)
+		}
+	}
+	if len(mdats) < 3 {
+		t.Fatalf("%d fragments; want at least 3 (boxes %v)", len(mdats), boxes)
+	}
+	cutFragment := mdats[len(mdats)-2]
+	boundary := mdats[len(mdats)-3].bodyOff + int64(len(mdats[len(mdats)-3].body)) // the end of the last whole fragment
+	tmp := t.TempDir()
+	atBoundary, cut := filepath.Join(tmp, "boundary.mp4"), filepath.Join(tmp, "cut.mp4")
+	os.WriteFile(atBoundary, data[:boundary], 0o644)
+	os.WriteFile(cut, data[:cutFragment.bodyOff+int64(len(cutFragment.body)/2)], 0o644)
+	before := ffprobeTimed(t, atBoundary)
+	cutPackets := ffprobeTimed(t, cut)
+	if len(before) == 0 || len(before) >= len(whole) || len(cutPackets) < len(before) {
+		t.Errorf("file cut mid-fragment: ffprobe read %d packets; the whole fragments before the cut hold %d (the file %d)", len(cutPackets), len(before), len(whole))
+	}
+	for i := range min(len(before), len(cutPackets)) {
+		if cutPackets[i] != whole[i] || before[i] != whole[i] {
+			t.Errorf("cut file: packet %d = %+v (%+v at the fragment boundary); want %+v", i, cutPackets[i], before[i], whole[i])
+			break
+		}
+	}
+	if d, full := mp4FileDuration(cut), mp4FileDuration(path); d <= 0 || d >= full || d != mp4FileDuration(atBoundary) {
+		t.Errorf("cut file's duration %v; want that of its whole fragments, %v (the whole file: %v)", d, mp4FileDuration(atBoundary), full)
+	}
+}
+
+// topBoxes splits an MP4 file into its top-level boxes.
+func topBoxes(t *testing.T, data []byte) []mp4Box {
+	t.Helper()
+	boxes, err := mp4Children(mp4Box{}, data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boxes
+}
+
 // TestRecordWriteError makes the recording directory unusable: the
 // recording fails with a log line and a counter, and the stream and its
 // viewers go on.

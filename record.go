@@ -7,6 +7,12 @@ package main
 // full disk costs the recording its frames, never the publisher or the
 // viewers their time. The file is appended tag by tag, so one cut short
 // by a crash or a kill is readable up to its last whole tag.
+//
+// With -record-format mp4 (or an NMS trans task with mp4: true for the
+// app) the file is DIR/APP/NAME/<start time>.mp4, a fragmented MP4 made
+// by fmp4.go's muxer (record_mp4.go): the init segment first, then a
+// fragment (moof, mdat) about every second, so that one cut short is
+// readable up to its last whole fragment.
 
 import (
 	"encoding/binary"
@@ -37,6 +43,35 @@ type recorder struct {
 
 	mu     sync.Mutex
 	active map[string]*recording // by path relative to dir
+
+	// Set before the hub runs (setFormats), read-only after.
+	format      string          // "flv" (the default) or "mp4"
+	mp4Apps     map[string]bool // apps recorded as MP4 whatever format says
+	onlyMP4Apps bool            // record those apps only (NMS trans tasks without -record)
+}
+
+// setFormats sets the file format of every app (format: flv or mp4) and
+// of the apps in mp4Apps (NMS trans tasks with mp4: true); with only,
+// the other apps are not recorded.
+func (r *recorder) setFormats(format string, mp4Apps []string, only bool) {
+	r.format, r.onlyMP4Apps = format, only
+	r.mp4Apps = map[string]bool{}
+	for _, app := range mp4Apps {
+		r.mp4Apps[app] = true
+	}
+}
+
+// formatOf is the format app's streams are recorded in; "" for none.
+func (r *recorder) formatOf(app string) string {
+	switch {
+	case r.mp4Apps[app]:
+		return "mp4"
+	case r.onlyMP4Apps:
+		return ""
+	case r.format == "mp4":
+		return "mp4"
+	}
+	return "flv"
 }
 
 func newRecorder(dir string, log *slog.Logger) *recorder {
@@ -46,6 +81,7 @@ func newRecorder(dir string, log *slog.Logger) *recorder {
 // recording is one file being written.
 type recording struct {
 	rel     string // path relative to the recorder's dir, with slashes
+	format  string // the file's extension: flv or mp4
 	started time.Time
 	bytes   atomic.Int64
 	first   atomic.Int64 // first and last tag timestamps, ms; -1: none yet
@@ -64,12 +100,25 @@ func (recordForm) unpublishNotice(streamKey) *frame { return nil }
 // recording's subscriber and starts its writer, which opens the file
 // (the hub goroutine never waits for a disk).
 func (r *recorder) tap(h *hub, key streamKey) []*subscriber {
+	format := r.formatOf(key.App)
+	if format == "" {
+		return nil
+	}
 	sub := h.newSubscriber(key, clientInfo{ID: "record", Protocol: protoRTMP}, recordForm{}, nil)
-	rec := &recording{started: time.Now()}
+	rec := newRecording(format)
+	if format == "mp4" {
+		r.wg.Go(func() { r.writeMP4(sub, key, rec) })
+	} else {
+		r.wg.Go(func() { r.write(sub, key, rec) })
+	}
+	return []*subscriber{sub}
+}
+
+func newRecording(format string) *recording {
+	rec := &recording{started: time.Now(), format: format}
 	rec.first.Store(-1)
 	rec.last.Store(-1)
-	r.wg.Go(func() { r.write(sub, key, rec) })
-	return []*subscriber{sub}
+	return rec
 }
 
 // write runs one recording until its publish ends or the file fails.
@@ -116,18 +165,21 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 	log.Info("record: finished", "bytes", rec.bytes.Load(), "duration", rec.duration())
 }
 
-// create makes DIR/APP/NAME/<start>.flv, with a suffix when a file of
-// that name exists (two publishes in one second).
+// create makes DIR/APP/NAME/<start>.flv (or .mp4), with a suffix when a
+// file of that name exists (two publishes in one second).
 func (r *recorder) create(key streamKey, rec *recording) (*os.File, error) {
 	dir := filepath.Join(r.dir, key.App, key.Name) // both are validName: no separators, no dots
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	base := rec.started.Format(recordTimeLayout)
+	base, ext := rec.started.Format(recordTimeLayout), ".flv"
+	if rec.format == "mp4" {
+		ext = ".mp4"
+	}
 	for i := 0; ; i++ {
-		name := base + ".flv"
+		name := base + ext
 		if i > 0 {
-			name = base + "-" + strconv.Itoa(i) + ".flv"
+			name = base + "-" + strconv.Itoa(i) + ext
 		}
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if errors.Is(err, fs.ErrExist) && i < 100 {
@@ -164,7 +216,8 @@ type recordingInfo struct {
 }
 
 // list reads the recordings on disk, newest first, at most limit.
-// Durations of finished files come from their first and last tags.
+// Durations of finished files come from their first and last tags (FLV)
+// or fragments (MP4).
 func (r *recorder) list(limit int) ([]recordingInfo, error) {
 	var out []recordingInfo
 	err := filepath.WalkDir(r.dir, func(path string, d fs.DirEntry, err error) error {
@@ -174,7 +227,7 @@ func (r *recorder) list(limit int) ([]recordingInfo, error) {
 			}
 			return nil // an unreadable entry is left out, not an error
 		}
-		if d.IsDir() || !strings.HasSuffix(path, ".flv") {
+		if d.IsDir() || !strings.HasSuffix(path, ".flv") && !strings.HasSuffix(path, ".mp4") {
 			return nil
 		}
 		rel, err := filepath.Rel(r.dir, path)
@@ -196,6 +249,8 @@ func (r *recorder) list(limit int) ([]recordingInfo, error) {
 		if rec != nil {
 			ri.Recording, ri.Size = true, rec.bytes.Load()
 			ri.Duration = rec.duration().Seconds()
+		} else if strings.HasSuffix(path, ".mp4") {
+			ri.Duration = mp4FileDuration(path).Seconds()
 		} else {
 			ri.Duration = flvFileDuration(path).Seconds()
 		}

@@ -119,6 +119,8 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 	s.web.relays = s.relays
 	if cfg.RecordDir != "" {
 		s.rec = newRecorder(cfg.RecordDir, log)
+		s.rec.setFormats(cfg.RecordFormat, cfg.RecordMP4Apps, cfg.RecordOnlyMP4Apps)
+		log.Info("record: on", "dir", cfg.RecordDir, "format", cfg.RecordFormat, "mp4_apps", strings.Join(cfg.RecordMP4Apps, ","), "only_mp4_apps", cfg.RecordOnlyMP4Apps)
 		h.tap(s.rec.tap)
 		s.web.rec = s.rec
 	}
