@@ -112,6 +112,8 @@ func defaultConfig() config {
 		HLSSegment:  2 * time.Second,
 		HLSPart:     200 * time.Millisecond,
 		HLSWindow:   6,
+
+		RecordFormat: "flv",
 	}
 }
 
@@ -160,8 +162,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "HTTPS/WSS listen `address` (needs -tls-cert and -tls-key)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate `file` (PEM)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key `file` (PEM)")
-	fs.StringVar(&cfg.RecordDir, "record", "", "record every published stream to `dir`/APP/NAME/<start time>.flv")
-	fs.StringVar(&cfg.RecordFormat, "record-format", "flv", "recording `format`: flv, or mp4 (fragmented MP4, readable while written and after a crash)")
+	fs.StringVar(&cfg.RecordDir, "record", "", "record every published stream to `dir`/APP/NAME/<start time>.flv (.mp4 with -record-format mp4)")
+	fs.StringVar(&cfg.RecordFormat, "record-format", cfg.RecordFormat, "recording `format`: flv, or mp4 (fragmented MP4, readable while written and after a crash)")
 	fs.Func("relay-push", "forward every published stream (or APP's, with `[APP=]URL`) to URL: rtmp://HOST/APP gets NAME appended, rtmp://HOST/APP/KEY is the target exactly (repeatable)", func(v string) error {
 		cfg.RelayPush = append(cfg.RelayPush, v)
 		return nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,7 +232,7 @@ func TestDefaults(t *testing.T) {
 		QueueTime: 3 * time.Second, StallTime: 5 * time.Second,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second,
-		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 200 * time.Millisecond, HLSWindow: 6}
+		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 200 * time.Millisecond, HLSWindow: 6, RecordFormat: "flv"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}
@@ -258,7 +259,7 @@ func TestConfigFile(t *testing.T) {
 		t.Errorf("config = %+v; want %+v", cfg, want)
 	}
 	joined := strings.Join(warnings, "\n")
-	for _, key := range []string{"rtmp.bogus", "http.mediaroot", "fission"} {
+	for _, key := range []string{"rtmp.bogus", "fission"} {
 		if !strings.Contains(joined, key) {
 			t.Errorf("no warning for unknown key %s in %q", key, joined)
 		}
@@ -277,12 +278,13 @@ func TestConfigFile(t *testing.T) {
 
 // TestConfigTrans: NMS's trans tasks with hls (or dash) make their apps
 // muxed from publish on, with hlsFlags' hls_time and hls_list_size; mp4
-// is warned about; flags win.
+// records its app as MP4 in http.mediaroot (only that app), or in
+// -record's directory (with every other app); flags win.
 func TestConfigTrans(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nms.json")
-	os.WriteFile(path, []byte(`{"trans":{"ffmpeg":"/usr/bin/ffmpeg","tasks":[
+	os.WriteFile(path, []byte(`{"http":{"mediaroot":"/srv/media"},"trans":{"ffmpeg":"/usr/bin/ffmpeg","tasks":[
 {"app":"live","hls":true,"hlsFlags":"[hls_time=3:hls_list_size=4:hls_flags=delete_segments]","hlsKeep":true},
-{"app":"tv","dash":true,"dashFlags":"[f=dash:window_size=3]"},{"app":"rec","mp4":true}]}}`), 0o644)
+{"app":"tv","dash":true,"dashFlags":"[f=dash:window_size=3]"},{"app":"rec","mp4":true,"mp4Flags":"[movflags=frag_keyframe+empty_moov]"}]}}`), 0o644)
 	var warnings []string
 	warn := func(msg string, kv ...any) { warnings = append(warnings, fmt.Sprint(msg, kv)) }
 	cfg, err := parseFlags([]string{"-config", path}, nil, io.Discard, warn)
@@ -292,17 +294,27 @@ func TestConfigTrans(t *testing.T) {
 	if cfg.HLSAlways != "live,tv" || cfg.HLSSegment != 3*time.Second || cfg.HLSWindow != 4 {
 		t.Errorf("hls-always %q, segment %v, window %d; want live,tv, 3s, 4", cfg.HLSAlways, cfg.HLSSegment, cfg.HLSWindow)
 	}
-	if joined := strings.Join(warnings, "\n"); !strings.Contains(joined, "mp4") || strings.Contains(joined, "unknown key") {
-		t.Errorf("warnings %q; want one about mp4 and no unknown key", joined)
+	if cfg.RecordDir != "/srv/media" || !slices.Equal(cfg.RecordMP4Apps, []string{"rec"}) || !cfg.RecordOnlyMP4Apps || cfg.RecordFormat != "flv" {
+		t.Errorf("record dir %q, mp4 apps %q, only %v, format %q; want /srv/media, [rec], true, flv", cfg.RecordDir, cfg.RecordMP4Apps, cfg.RecordOnlyMP4Apps, cfg.RecordFormat)
 	}
-	cfg, err = parseFlags([]string{"-config", path, "-hls-segment", "1s", "-hls-always", "x"}, nil, io.Discard, warn)
+	if len(warnings) > 0 {
+		t.Errorf("warnings %q; want none", warnings)
+	}
+	cfg, err = parseFlags([]string{"-config", path, "-hls-segment", "1s", "-hls-always", "x", "-record", "/rec"}, nil, io.Discard, warn)
 	if err != nil || cfg.HLSSegment != time.Second || cfg.HLSAlways != "x" || cfg.HLSWindow != 4 {
 		t.Errorf("with flags: %v, segment %v, always %q, window %d; want 1s, x, 4", err, cfg.HLSSegment, cfg.HLSAlways, cfg.HLSWindow)
+	}
+	if cfg.RecordDir != "/rec" || !slices.Equal(cfg.RecordMP4Apps, []string{"rec"}) || cfg.RecordOnlyMP4Apps {
+		t.Errorf("with -record: dir %q, mp4 apps %q, only %v; want /rec, [rec], false", cfg.RecordDir, cfg.RecordMP4Apps, cfg.RecordOnlyMP4Apps)
+	}
+	os.WriteFile(path, []byte(`{"trans":{"tasks":[{"app":"rec","mp4":true}]}}`), 0o644)
+	if cfg, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err != nil || cfg.RecordDir != "media" {
+		t.Errorf("without http.mediaroot: %v, record dir %q; want NMS's default, media", err, cfg.RecordDir)
 	}
 }
 
 func TestFlagErrors(t *testing.T) {
-	for _, args := range [][]string{{"-chunk-size", "10"}, {"-ping-timeout", "0s"}, {"-play-wait", "-1s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
+	for _, args := range [][]string{{"-chunk-size", "10"}, {"-record-format", "mkv"}, {"-ping-timeout", "0s"}, {"-play-wait", "-1s"}, {"extra"}, {"-nope"}, {"-config", "/does/not/exist"}} {
 		if _, err := parseFlags(args, nil, io.Discard, func(string, ...any) {}); err == nil {
 			t.Errorf("parseFlags(%q) accepted", args)
 		}
