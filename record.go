@@ -48,6 +48,8 @@ type recorder struct {
 	format      string          // "flv" (the default) or "mp4"
 	mp4Apps     map[string]bool // apps recorded as MP4 whatever format says
 	onlyMP4Apps bool            // record those apps only (NMS trans tasks without -record)
+
+	mp4Durations durationCache // of finished MP4 files, which take a walk to measure
 }
 
 // setFormats sets the file format of every app (format: flv or mp4) and
@@ -250,13 +252,14 @@ func (r *recorder) list(limit int) ([]recordingInfo, error) {
 			ri.Recording, ri.Size = true, rec.bytes.Load()
 			ri.Duration = rec.duration().Seconds()
 		} else if strings.HasSuffix(path, ".mp4") {
-			ri.Duration = mp4FileDuration(path).Seconds()
+			ri.Duration = r.mp4Durations.get(path, info).Seconds()
 		} else {
 			ri.Duration = flvFileDuration(path).Seconds()
 		}
 		out = append(out, ri)
 		return nil
 	})
+	r.mp4Durations.sweep()
 	slices.SortFunc(out, func(a, b recordingInfo) int { return b.Modified.Compare(a.Modified) })
 	if len(out) > limit {
 		out = out[:limit]

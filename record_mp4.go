@@ -13,9 +13,11 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -223,6 +225,52 @@ func (w *mp4Recording) write(b []byte) error {
 	n, err := w.f.Write(b)
 	w.rec.bytes.Add(int64(n))
 	return err
+}
+
+// durationCache keeps finished MP4 files' durations between listings, by
+// path, size and modification time: measuring walks every fragment.
+// Entries of files gone from the last listing are dropped (sweep).
+type durationCache struct {
+	mu      sync.Mutex
+	entries map[string]durationEntry
+}
+
+type durationEntry struct {
+	size     int64
+	modified time.Time
+	duration time.Duration
+	seen     bool // in the listing under way
+}
+
+func (c *durationCache) get(path string, info fs.FileInfo) time.Duration {
+	c.mu.Lock()
+	e, ok := c.entries[path]
+	c.mu.Unlock()
+	if !ok || e.size != info.Size() || !e.modified.Equal(info.ModTime()) {
+		e = durationEntry{size: info.Size(), modified: info.ModTime(), duration: mp4FileDuration(path)}
+	}
+	e.seen = true
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]durationEntry{}
+	}
+	c.entries[path] = e
+	c.mu.Unlock()
+	return e.duration
+}
+
+// sweep drops the entries a listing did not see, and starts the next.
+func (c *durationCache) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for path, e := range c.entries {
+		if !e.seen {
+			delete(c.entries, path)
+			continue
+		}
+		e.seen = false
+		c.entries[path] = e
+	}
 }
 
 // Bounds of mp4FileDuration's reads: a listing must stay cheap whatever

@@ -174,3 +174,29 @@ func FuzzMP4FragmentTimes(f *testing.F) {
 		mp4FragmentTimes(mp4Box{typ: "moof", path: "moof", body: moof})
 	})
 }
+
+// TestDurationCache measures a file once while its size and time stay,
+// again when they change, and forgets files a listing no longer sees.
+func TestDurationCache(t *testing.T) {
+	_, tags := readFLVFile(t, testClip(t))
+	data := muxFLV(t, tags)
+	path := filepath.Join(t.TempDir(), "a.mp4")
+	os.WriteFile(path, data, 0o644)
+	var c durationCache
+	info, _ := os.Stat(path)
+	first := c.get(path, info)
+	c.entries[path] = durationEntry{size: info.Size(), modified: info.ModTime(), duration: time.Hour}
+	if got := c.get(path, info); got != time.Hour || first < 3*time.Second {
+		t.Errorf("cached %v (first %v); want the cached hour", got, first)
+	}
+	os.WriteFile(path, data[:len(data)/2], 0o644)
+	info, _ = os.Stat(path)
+	if got := c.get(path, info); got == time.Hour || got >= first {
+		t.Errorf("after a change: %v; want a new, shorter measure than %v", got, first)
+	}
+	c.sweep()
+	c.sweep() // a listing that did not see it
+	if len(c.entries) != 0 {
+		t.Errorf("entries %v after a listing without the file", c.entries)
+	}
+}
