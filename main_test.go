@@ -2229,6 +2229,7 @@ func TestRecordMP4KilledPublisher(t *testing.T) {
 	os.WriteFile(cut, data[:cutFragment.bodyOff+int64(len(cutFragment.body)/2)], 0o644)
 	before := ffprobeTimed(t, atBoundary)
 	cutPackets := ffprobeTimed(t, cut)
+	t.Logf("%d fragments; the cut file reads %d packets, its whole fragments hold %d, the file %d", len(mdats), len(cutPackets), len(before), len(whole))
 	if len(before) == 0 || len(before) >= len(whole) || len(cutPackets) < len(before) {
 		t.Errorf("file cut mid-fragment: ffprobe read %d packets; the whole fragments before the cut hold %d (the file %d)", len(cutPackets), len(before), len(whole))
 	}

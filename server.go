@@ -120,7 +120,11 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 	if cfg.RecordDir != "" {
 		s.rec = newRecorder(cfg.RecordDir, log)
 		s.rec.setFormats(cfg.RecordFormat, cfg.RecordMP4Apps, cfg.RecordOnlyMP4Apps)
-		log.Info("record: on", "dir", cfg.RecordDir, "format", cfg.RecordFormat, "mp4_apps", strings.Join(cfg.RecordMP4Apps, ","), "only_mp4_apps", cfg.RecordOnlyMP4Apps)
+		if cfg.RecordOnlyMP4Apps {
+			log.Info("record: on for NMS trans tasks with mp4", "dir", cfg.RecordDir, "format", "mp4", "apps", strings.Join(cfg.RecordMP4Apps, ","))
+		} else {
+			log.Info("record: on", "dir", cfg.RecordDir, "format", cfg.RecordFormat, "mp4_apps", strings.Join(cfg.RecordMP4Apps, ","))
+		}
 		h.tap(s.rec.tap)
 		s.web.rec = s.rec
 	}
