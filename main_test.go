@@ -2185,17 +2185,20 @@ func TestRecordMP4KilledPublisher(t *testing.T) {
 	dir := t.TempDir()
 	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, "mp4" })
 	pub := longPublish(t, ts.rtmpURL("kill"))
+	var list []recordingInfo
 	waitFor(t, "200 KB recorded", func() bool {
-		list := recordings(t, ts)
+		list = recordings(t, ts)
 		return len(list) == 1 && list[0].Size > 200<<10
 	})
+	path := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	if n := len(ffprobeTimed(t, path)); n == 0 { // readable while it is written
+		t.Errorf("the file being written: ffprobe read no packets")
+	}
 	pub.Process.Signal(syscall.SIGKILL)
-	var list []recordingInfo
 	waitFor(t, "the recording to end", func() bool {
 		list = recordings(t, ts)
 		return len(list) == 1 && !list[0].Recording
 	})
-	path := filepath.Join(dir, filepath.FromSlash(list[0].File))
 	decodesCleanly(t, "killed publisher", path)
 	whole := ffprobeTimed(t, path)
 	if len(whole) < 20 {
