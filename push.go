@@ -213,17 +213,20 @@ func (p *progress) count(tag flvTag) {
 	p.bytes += int64(len(tag.Data))
 	switch tag.Type {
 	case tagVideo:
-		if header, _ := videoInfo(tag.Data); !header && !isSequenceEnd(tag.Data) {
-			p.videoFrames++
-			if p.videoFrames > 1 && tag.Time > p.lastVideoTime {
-				p.videoDelta = tag.Time - p.lastVideoTime
-			}
-			p.lastVideoTime = tag.Time
+		header, _ := videoInfo(tag.Data)
+		if header || isSequenceEnd(tag.Data) {
+			return // not a frame: its time is not the media's
 		}
+		p.videoFrames++
+		if p.videoFrames > 1 && tag.Time > p.lastVideoTime {
+			p.videoDelta = tag.Time - p.lastVideoTime
+		}
+		p.lastVideoTime = tag.Time
 	case tagAudio:
-		if !audioIsHeader(tag.Data) {
-			p.audioFrames++
+		if audioIsHeader(tag.Data) {
+			return
 		}
+		p.audioFrames++
 	default:
 		return
 	}
@@ -488,10 +491,13 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		if err != nil {
 			return first, sent, err
 		}
-		if !haveFirst {
+		isHeader := p.remember(tag)
+		if !haveFirst && !isHeader {
+			// The next pass is placed after the first frame, not after
+			// metadata or headers that may sit at 0 while frames start
+			// later (an MP4 edit list, an FLV cut from a stream).
 			first, haveFirst = tag.Time, true
 		}
-		isHeader := p.remember(tag)
 		if pass > 0 && isHeader {
 			continue // the first pass sent them; the server still has them
 		}
@@ -499,7 +505,7 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		if !p.resumeAt(tag) {
 			continue
 		}
-		if err := p.pace(ctx, tag.Time); err != nil {
+		if err := p.pace(ctx, tag, isHeader); err != nil {
 			return first, sent, nil
 		}
 		if err := p.send(ctx, tag); err != nil {
@@ -560,11 +566,15 @@ func (p *pusher) resumeAt(tag flvTag) bool {
 }
 
 // pace sleeps until the tag's time on the pacing clock, as ffmpeg -re
-// does; it notes the sleep and how late the tag is at worst.
-func (p *pusher) pace(ctx context.Context, ts uint32) error {
-	if p.opt.speed <= 0 {
+// does; it notes the sleep and how late the tag is at worst. Metadata
+// and sequence headers go at once and do not start the clock: a file
+// whose frames start at 10 s (headers at 0) starts at once, as
+// ffmpeg -re starts at the first frame.
+func (p *pusher) pace(ctx context.Context, tag flvTag, isHeader bool) error {
+	if p.opt.speed <= 0 || isHeader {
 		return nil
 	}
+	ts := tag.Time
 	now := time.Now()
 	if !p.clockSet {
 		p.clockSet, p.clockStart, p.clockBase = true, now, ts
