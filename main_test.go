@@ -2064,6 +2064,35 @@ func TestRecord(t *testing.T) {
 	decodesCleanly(t, "record", path)
 }
 
+// TestRecordLateStart records a stream whose frames start at 10 s: the
+// file's metadata is at 0, where ffprobe takes it for metadata (at the
+// first frame's time it showed a "text" data stream), and the API's
+// duration is the media's, from the first frame.
+func TestRecordLateStart(t *testing.T) {
+	path, _ := lateStartFLV(t, 50)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	if out, err := runCmd(context.Background(), "push", "-speed", "0", path, ts.rtmpURL("late")); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	if d := list[0].Duration; d < 1.9 || d > 2.0 {
+		t.Errorf("API duration %.3f s; want the 50 frames' 1.96 s", d)
+	}
+	file := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	_, tags := readFLVFile(t, file)
+	if len(tags) < 4 || tags[0].Type != tagScript || tags[0].Time != 0 || tags[3].Time != 10000 {
+		t.Errorf("recording starts %v; want the metadata at 0 and the first frame at 10000", tags[:min(len(tags), 4)])
+	}
+	if got := ffprobeStreams(t, file); strings.Contains(got, "codec_type=data") || strings.Contains(got, "codec_type=subtitle") {
+		t.Errorf("ffprobe sees a data stream in the recording:\n%s", got)
+	}
+}
+
 // TestRecordKilledPublisher records a publisher killed with SIGKILL: the
 // file is closed at the unpublish and reads cleanly; one cut mid-tag (gms
 // itself killed) still reads up to its last whole tag.

@@ -300,6 +300,11 @@ func (r *flvRecorder) start(first flvTag) error {
 
 func (r *flvRecorder) write(tag flvTag) error {
 	switch tag.Type {
+	case tagScript:
+		// ffmpeg's FLV reader takes onMetaData for the file's metadata only
+		// at time 0; at any other time it makes it a packet of a data
+		// stream ("text"), which a pull joined mid-stream always had.
+		tag.Time = 0
 	case tagAudio:
 		r.wroteAudio = true
 	case tagVideo:

@@ -9,6 +9,7 @@ package main
 // by a crash or a kill is readable up to its last whole tag.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io/fs"
@@ -87,11 +88,17 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 	r.active[rec.rel] = rec
 	r.mu.Unlock()
 	err = sub.pumpBlocking(func(b *net.Buffers) error {
-		for _, tag := range *b {
-			if len(tag) >= flvTagHeaderLen && tag[0] != 'F' {
+		for i, tag := range *b {
+			if len(tag) < flvTagHeaderLen {
+				continue
+			}
+			switch tag[0] {
+			case tagAudio, tagVideo:
 				ts := int64(tagTime(tag))
 				rec.first.CompareAndSwap(-1, ts)
 				rec.last.Store(ts)
+			case tagScript:
+				(*b)[i] = scriptAtZero(tag)
 			}
 		}
 		n, err := b.WriteTo(f)
@@ -218,21 +225,35 @@ func flvFileDuration(path string) time.Duration {
 		return 0
 	}
 	defer f.Close()
-	var head [flvHeaderLen + 4 + flvTagHeaderLen]byte
+	var head [flvHeaderLen]byte
 	if _, err := f.ReadAt(head[:], 0); err != nil || string(head[:3]) != "FLV" {
 		return 0
 	}
-	first := tagTime(head[flvHeaderLen+4:])
 	st, err := f.Stat()
 	if err != nil {
 		return 0
+	}
+	// The first audio or video tag: metadata before it is stamped 0.
+	var first uint32
+	var tag [flvTagHeaderLen]byte
+	for off, i := int64(flvHeaderLen+4), 0; ; i++ {
+		if i == 16 {
+			return 0 // no frame among the first tags: not a recording of ours
+		}
+		if _, err := f.ReadAt(tag[:], off); err != nil {
+			return 0
+		}
+		if t := tag[0] & 0x1F; t == tagAudio || t == tagVideo {
+			first = tagTime(tag[:])
+			break
+		}
+		off += flvTagHeaderLen + int64(be24(tag[1:4])) + 4
 	}
 	var prev [4]byte
 	if _, err := f.ReadAt(prev[:], st.Size()-4); err != nil {
 		return 0
 	}
 	n := int64(binary.BigEndian.Uint32(prev[:]))
-	var tag [flvTagHeaderLen]byte
 	if n < flvTagHeaderLen || n > st.Size() {
 		return 0
 	}
@@ -243,6 +264,20 @@ func flvFileDuration(path string) time.Duration {
 		return time.Duration(last-first) * time.Millisecond
 	}
 	return 0
+}
+
+// scriptAtZero is a script data tag (metadata) stamped 0, copied when it
+// is not: the hub stamps a joiner's metadata with its first frame's time,
+// and ffmpeg's FLV reader takes onMetaData for the file's metadata only at
+// 0 (at any other time it makes a "text" data stream of it). The hub's
+// bytes are shared with the players, so they are never changed in place.
+func scriptAtZero(tag []byte) []byte {
+	if tagTime(tag) == 0 {
+		return tag
+	}
+	c := bytes.Clone(tag)
+	c[4], c[5], c[6], c[7] = 0, 0, 0, 0
+	return c
 }
 
 // tagTime is an FLV tag header's timestamp with its extension byte.

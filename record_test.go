@@ -14,6 +14,8 @@ func TestFLVFileDuration(t *testing.T) {
 	b = appendFLVHeader(b, true, true)
 	b = appendFLVTag(b, tagVideo, 1000, []byte{0x17, 1, 0, 0, 0})
 	b = appendFLVTag(b, tagAudio, 4500, []byte{0xAF, 1})
+	withMeta := appendFLVTag(appendFLVHeader(nil, true, true), tagScript, 0, amf0AppendAll(nil, "onMetaData", amfECMAArray{{"duration", 0.0}}))
+	withMeta = append(withMeta, b[flvHeaderLen+4:]...)
 	dir := t.TempDir()
 	for _, c := range []struct {
 		name string
@@ -21,6 +23,7 @@ func TestFLVFileDuration(t *testing.T) {
 		want time.Duration
 	}{
 		{"whole", b, 3500 * time.Millisecond},
+		{"metadata at 0 first", withMeta, 3500 * time.Millisecond},
 		{"cut", b[:len(b)-3], 0},
 		{"empty", nil, 0},
 		{"not flv", []byte("hello world, this is not an FLV file at all"), 0},
