@@ -274,8 +274,12 @@ func (t *tsReader) readPacket() error {
 		t.pktOff = t.off - int64(skipped)
 		t.damage("%d bytes without a sync byte", skipped)
 	}
-	if _, err := io.ReadFull(t.br, t.pkt[:]); err != nil {
-		return io.EOF // a cut last packet
+	if n, err := io.ReadFull(t.br, t.pkt[:]); err != nil {
+		if n > 0 { // a cut last packet (a download or recording cut short): said, not an error
+			t.pktOff = t.off
+			t.damage("last packet cut at %d of %d bytes", n, tsPacketLen)
+		}
+		return io.EOF
 	}
 	t.pktOff, t.off = t.off, t.off+tsPacketLen
 	t.packets++

@@ -333,3 +333,33 @@ func FuzzTS(f *testing.F) {
 		}
 	})
 }
+
+// TestTSCutLastPacket: a file that ends inside a packet (a download or a
+// recording cut short) is read to its end and says so in a warning,
+// instead of ending as if it were whole.
+func TestTSCutLastPacket(t *testing.T) {
+	whole := tsTiny()
+	var logs bytes.Buffer
+	quiet := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(quiet)
+	src, err := openTS(bytes.NewReader(whole[:len(whole)-50]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := demuxDrain(src); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), tsDamagedLog) {
+		t.Errorf("no warning for a cut last packet; log: %q", logs.String())
+	}
+	logs.Reset()
+	src, err = openTS(bytes.NewReader(whole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demuxDrain(src)
+	if logs.Len() != 0 {
+		t.Errorf("a whole file warns: %q", logs.String())
+	}
+}
