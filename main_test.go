@@ -2263,6 +2263,29 @@ func TestRelayPush(t *testing.T) {
 	}
 }
 
+// TestRelayRefusedKeyHidden pushes to an exact target (a platform's
+// stream key) that refuses, quoting the key in its answer: the key shows
+// neither in the relay's log lines nor in the API's lastError.
+func TestRelayRefusedKeyHidden(t *testing.T) {
+	const secret = "sk_live_4b3a2918"
+	b := startServer(t, nil)
+	longPublish(t, "rtmp://"+b.rtmpAddr+"/ingest/"+secret) // the key is taken: B refuses
+	waitFor(t, "B's own publisher", func() bool { return b.live(streamKey{"ingest", secret}) })
+	a := startServer(t, func(c *config) { c.RelayPush = []string{"live=rtmp://" + b.rtmpAddr + "/ingest/" + secret} })
+	longPublish(t, a.rtmpURL("cam"))
+	var l []relayInfo
+	waitFor(t, "the push to be refused", func() bool {
+		l = relayList(t, a)
+		return len(l) == 1 && l[0].Errors > 0 && l[0].LastError != ""
+	})
+	if strings.Contains(l[0].LastError, secret) || !strings.Contains(l[0].LastError, "BadName") {
+		t.Errorf("lastError = %q; want B's refusal without the key", l[0].LastError)
+	}
+	if logs := a.logs.String(); strings.Contains(logs, secret) || !strings.Contains(logs, "cannot publish to target") {
+		t.Errorf("A's log shows the key or not the refusal:\n%s", logs)
+	}
+}
+
 // TestEdge puts an edge in front of an origin (after one that does not
 // answer: origins are tried in turn): players of the edge share one pull
 // from the origin, and the pull stops a few seconds after the last one

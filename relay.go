@@ -98,6 +98,7 @@ type relay struct {
 	Key     streamKey
 	url     string // the remote URL, credentials included: never shown
 	shown   string // the remote URL as the API and logs show it
+	masked  bool   // the URL's last path element is a stream key (a push to an exact name)
 	Started time.Time
 	bytes   atomic.Uint64 // sent (push) or received (pull), all sessions
 	errs    atomic.Uint64 // failed sessions and dials
@@ -114,8 +115,16 @@ func (r *relay) setState(state string, err error) {
 	defer r.mu.Unlock()
 	r.state = state
 	if err != nil {
-		r.lastErr = err.Error()
+		r.lastErr = redactErr(err.Error(), r.url, r.masked)
 	}
+}
+
+// errText is err as a log line may show it: the relay's URL and its
+// credentials hidden (see redactErr).
+func (r *relay) errText(err error) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return redactErr(err.Error(), r.url, r.masked)
 }
 
 // relays runs every relay of a server.
@@ -304,7 +313,7 @@ func (relayForm) unpublishNotice(streamKey) *frame { return nil }
 // add registers a relay; rs.mu is held.
 func (rs *relays) add(mode relayMode, key streamKey, target, shown string, rule *relayRule) *relay {
 	r := &relay{ID: newClientID(), Mode: mode, Key: key, url: target, shown: shown, Started: time.Now(),
-		state: "connecting", rule: rule}
+		state: "connecting", rule: rule, masked: mode == relayPush && rule != nil && !rule.AppendName}
 	rs.running[r.ID] = r
 	return r
 }
@@ -355,7 +364,7 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 			}
 			r.errs.Add(1)
 			r.setState("retrying", err)
-			log.Warn("relay: cannot publish to target", "err", err, "retry_in", wait)
+			log.Warn("relay: cannot publish to target", "err", r.errText(err), "retry_in", wait)
 			continue
 		}
 		log.Info("relay: publishing")
@@ -379,7 +388,7 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 		if time.Since(began) > relayHealthy {
 			wait = relayRetryFirst
 		}
-		log.Warn("relay: target lost", "err", err, "bytes", sent, "retry_in", wait)
+		log.Warn("relay: target lost", "err", r.errText(err), "bytes", sent, "retry_in", wait)
 	}
 }
 
@@ -503,7 +512,11 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 			wait = relayRetryFirst
 		}
 		r.setState("retrying", err)
-		log.Warn("relay: pull ended", "url", redactRelayURL(u, false), "err", err, "retry_in", wait)
+		errText := ""
+		if err != nil {
+			errText = r.errText(err)
+		}
+		log.Warn("relay: pull ended", "url", redactRelayURL(u, false), "err", errText, "retry_in", wait)
 		if onDemand {
 			if rs.hub.players(r.Key) == 0 {
 				if idleSince.IsZero() {
@@ -634,16 +647,48 @@ func (rs *relays) list() []relayInfo {
 		r.mu.Lock()
 		out = append(out, relayInfo{App: r.Key.App, Name: r.Key.Name, Path: r.Key.String(), URL: r.shown,
 			Mode: r.Mode, TS: r.Started.UnixMilli(), ID: r.ID, State: r.state, Bytes: r.bytes.Load(),
-			Errors: r.errs.Load(), LastError: redactErr(r.lastErr, r.url, r.shown)})
+			Errors: r.errs.Load(), LastError: r.lastErr})
 		r.mu.Unlock()
 	}
 	return out
 }
 
-// redactErr keeps a relay's URL out of an error text that quotes it.
-func redactErr(msg, raw, shown string) string {
-	if raw != "" && raw != shown {
-		msg = strings.ReplaceAll(msg, raw, shown)
+// redactErr keeps a relay's URL and its secrets out of an error text:
+// the URL as redactRelayURL shows it, and its user, password, query and
+// (masked) stream key wherever else they appear, for servers quote them
+// in their refusals ("stream /ingest/KEY is already publishing").
+func redactErr(msg, raw string, masked bool) string {
+	if raw == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, raw, redactRelayURL(raw, masked))
+	u, err := url.Parse(raw)
+	if err != nil {
+		return msg
+	}
+	var secrets []string
+	if u.User != nil {
+		secrets = append(secrets, u.User.Username())
+		if pass, ok := u.User.Password(); ok {
+			secrets = append(secrets, pass)
+		}
+	}
+	if u.RawQuery != "" {
+		secrets = append(secrets, u.RawQuery)
+		for _, values := range u.Query() {
+			secrets = append(secrets, values...)
+		}
+	}
+	if i := strings.LastIndexByte(u.Path, '/'); masked && i >= 0 {
+		secrets = append(secrets, u.Path[i+1:])
+	}
+	// Longest first, so that a query goes whole before its values; very
+	// short ones are left, as hiding them would garble the text.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
 	}
 	return msg
 }

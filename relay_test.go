@@ -84,3 +84,25 @@ func TestRedactRelayURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactErr hides a relay URL's secrets wherever an error quotes
+// them, as servers do in their refusals.
+func TestRedactErr(t *testing.T) {
+	for _, c := range []struct {
+		msg, url string
+		masked   bool
+		want     string
+	}{
+		{"rtmp: refused: server refused publish: NetStream.Publish.BadName (stream /ingest/sk_9f8e is already publishing)",
+			"rtmp://b/ingest/sk_9f8e", true,
+			"rtmp: refused: server refused publish: NetStream.Publish.BadName (stream /ingest/*** is already publishing)"},
+		{"dial rtmp://b/ingest/sk_9f8e: refused", "rtmp://b/ingest/sk_9f8e", true, "dial rtmp://b/ingest/***: refused"},
+		{"refused play of /live/cam?sign=1796-abcdef by bob:hunter2", "rtmp://bob:hunter2@b/live/cam?sign=1796-abcdef", false,
+			"refused play of /live/cam?*** by ***:***"},
+		{"stream /live/cam ended", "rtmp://b/live/cam", false, "stream /live/cam ended"},
+	} {
+		if got := redactErr(c.msg, c.url, c.masked); got != c.want {
+			t.Errorf("redactErr(%q, %q) = %q; want %q", c.msg, c.url, got, c.want)
+		}
+	}
+}
