@@ -512,11 +512,11 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 			wait = relayRetryFirst
 		}
 		r.setState("retrying", err)
-		errText := ""
 		if err != nil {
-			errText = r.errText(err)
+			log.Warn("relay: pull failed", "url", redactRelayURL(u, false), "err", r.errText(err), "retry_in", wait)
+		} else {
+			log.Info("relay: the remote stream ended", "url", redactRelayURL(u, false), "retry_in", wait)
 		}
-		log.Warn("relay: pull ended", "url", redactRelayURL(u, false), "err", errText, "retry_in", wait)
 		if onDemand {
 			if rs.hub.players(r.Key) == 0 {
 				if idleSince.IsZero() {
