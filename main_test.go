@@ -2093,6 +2093,28 @@ func TestRecordLateStart(t *testing.T) {
 	}
 }
 
+// TestRecordNothingPublished: a publisher that leaves before its first
+// frame leaves no empty file (which ffprobe cannot open) in the
+// directory or the API's list.
+func TestRecordNothingPublished(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	code, _, c := rtmpTryPublish(t, ts.rtmpAddr, "empty")
+	if code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	waitFor(t, "the recording to start", func() bool { return strings.Contains(ts.logs.String(), "record: started") })
+	c.nc.Close()
+	waitFor(t, "the recording to end", func() bool { return strings.Contains(ts.logs.String(), "nothing recorded") })
+	if list := recordings(t, ts); len(list) != 0 {
+		t.Errorf("recordings = %+v; want none", list)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "live", "empty", "*"))
+	if len(files) != 0 {
+		t.Errorf("files left: %v", files)
+	}
+}
+
 // TestRecordKilledPublisher records a publisher killed with SIGKILL: the
 // file is closed at the unpublish and reads cleanly; one cut mid-tag (gms
 // itself killed) still reads up to its last whole tag.

@@ -120,6 +120,15 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 		log.Error("record: closing the file", "err", closeErr)
 		return
 	}
+	if rec.bytes.Load() == 0 {
+		// The publisher left before its first keyframe (or sent nothing):
+		// an empty file is no recording, and players cannot open it.
+		if err := os.Remove(f.Name()); err != nil {
+			log.Warn("record: removing an empty recording", "err", err)
+		}
+		log.Info("record: nothing recorded; no file kept")
+		return
+	}
 	log.Info("record: finished", "bytes", rec.bytes.Load(), "duration", rec.duration())
 }
 
