@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -87,23 +89,10 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 	r.mu.Lock()
 	r.active[rec.rel] = rec
 	r.mu.Unlock()
+	var tags [][]byte
 	err = sub.pumpBlocking(func(b *net.Buffers) error {
-		for i, tag := range *b {
-			if len(tag) < flvTagHeaderLen {
-				continue
-			}
-			switch tag[0] {
-			case tagAudio, tagVideo:
-				ts := int64(tagTime(tag))
-				rec.first.CompareAndSwap(-1, ts)
-				rec.last.Store(ts)
-			case tagScript:
-				(*b)[i] = scriptAtZero(tag)
-			}
-		}
-		n, err := b.WriteTo(f)
-		rec.bytes.Add(n)
-		return err
+		tags = append(tags[:0], *b...)
+		return rec.writeTags(f, b, tags)
 	})
 	r.mu.Lock()
 	delete(r.active, rec.rel)
@@ -130,6 +119,46 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 		return
 	}
 	log.Info("record: finished", "bytes", rec.bytes.Load(), "duration", rec.duration())
+}
+
+// recordFile is what a recording writes to: an *os.File.
+type recordFile interface {
+	io.Writer
+	Truncate(size int64) error
+}
+
+// writeTags appends a batch of whole FLV tags (b; tags is a copy of its
+// slices, as writing consumes b) and accounts for them. A write that
+// fails part-way (a full disk) is cut back to the last whole tag, so that
+// the file ends cleanly and its duration can be read from its end.
+func (rec *recording) writeTags(f recordFile, b *net.Buffers, tags [][]byte) error {
+	for i, tag := range tags {
+		if len(tag) >= flvTagHeaderLen && tag[0] == tagScript {
+			tags[i] = scriptAtZero(tag)
+			(*b)[i] = tags[i]
+		}
+	}
+	start := rec.bytes.Load()
+	n, err := b.WriteTo(f)
+	var whole int64
+	for _, tag := range tags {
+		if whole+int64(len(tag)) > n {
+			break
+		}
+		whole += int64(len(tag))
+		if len(tag) >= flvTagHeaderLen && (tag[0] == tagAudio || tag[0] == tagVideo) {
+			ts := int64(tagTime(tag))
+			rec.first.CompareAndSwap(-1, ts)
+			rec.last.Store(ts)
+		}
+	}
+	rec.bytes.Add(whole)
+	if err != nil && whole < n {
+		if terr := f.Truncate(start + whole); terr != nil {
+			return fmt.Errorf("%w (and cutting the file back to its last whole tag: %v)", err, terr)
+		}
+	}
+	return err
 }
 
 // create makes DIR/APP/NAME/<start>.flv, with a suffix when a file of
