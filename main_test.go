@@ -2308,6 +2308,41 @@ func TestRelayRefusedKeyHidden(t *testing.T) {
 	}
 }
 
+// TestRelayTargetAwayLong: a push whose target stays away for longer
+// than the hub lets a viewer lag (maxBehind) is still there, retrying,
+// and goes live when the target comes back. It used to fill its queue
+// while away, be disconnected as a slow viewer, and end for good.
+func TestRelayTargetAwayLong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out maxBehind and the back-off (about 20 s)")
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bAddr := dead.Addr().String()
+	dead.Close()
+	a := startServer(t, func(c *config) { c.RelayPush = []string{"rtmp://" + bAddr + "/live"} })
+	longPublish(t, a.rtmpURL("away"))
+	waitFor(t, "the push to fail", func() bool {
+		l := relayList(t, a)
+		return len(l) == 1 && l[0].Errors > 0
+	})
+	start := time.Now()
+	waitFor(t, "the push to have been failing for longer than maxBehind", func() bool {
+		l := relayList(t, a)
+		return len(l) != 1 || time.Since(start) > maxBehind+3*time.Second
+	})
+	if l := relayList(t, a); len(l) != 1 || l[0].State == "stopped" {
+		t.Fatalf("after %v away, relays = %+v; want the push retrying\n%s", time.Since(start).Round(time.Second), l, a.logs.String())
+	}
+	b := startServer(t, func(c *config) { c.RTMPAddr = bAddr })
+	waitFor(t, "the push to reach B", func() bool { return b.live(streamKey{"live", "away"}) })
+	if strings.Contains(a.logs.String(), "conn=relay") && strings.Contains(a.logs.String(), "too slow") {
+		t.Errorf("the push waiting for its target was treated as a slow viewer:\n%s", a.logs.String())
+	}
+}
+
 // TestEdge puts an edge in front of an origin (after one that does not
 // answer: origins are tried in turn): players of the edge share one pull
 // from the origin, and the pull stops a few seconds after the last one

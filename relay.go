@@ -335,14 +335,21 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 	defer rs.hub.untap(sub)
 	wait := relayRetryFirst
 	for first := true; ; first = false {
+		// Until connected, what the hub queues is thrown away: a push
+		// whose queue filled while its target was away would look like a
+		// slow viewer, which the hub disconnects after maxBehind, ending
+		// the push for good.
+		stopDiscard := discardQueue(sub)
 		if !first {
 			r.setState("retrying", nil)
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
+				stopDiscard()
 				r.setState("stopped", nil)
 				return
 			case <-sub.done:
+				stopDiscard()
 				r.setState("stopped", nil)
 				return
 			}
@@ -354,6 +361,7 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 		if err == nil {
 			err = c.publish()
 		}
+		stopDiscard()
 		if err != nil {
 			if c != nil {
 				c.close()
@@ -390,6 +398,29 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 		}
 		log.Warn("relay: target lost", "err", r.errText(err), "bytes", sent, "retry_in", wait)
 	}
+}
+
+// discardQueue throws away what the hub queues for sub until stop is
+// called (or the subscription ends).
+func discardQueue(sub *subscriber) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var batch []*frame
+		for {
+			select {
+			case <-sub.ready:
+				batch = sub.drain(batch[:0])
+				sub.dequeued(batch)
+				clear(batch)
+			case <-sub.done:
+				return
+			case <-quit:
+				return
+			}
+		}
+	})
+	return func() { close(quit); wg.Wait() }
 }
 
 // restartAtKeyframe empties a push's queue and has the hub start it
