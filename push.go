@@ -60,11 +60,32 @@ func openMedia(path string) (tagSource, io.Closer, error) {
 	default:
 		err = fmt.Errorf("%s: not an FLV, MP4 or MPEG-TS file", path)
 	}
+	if kind := mediaKind(head[:n], path); err != nil && kind != "flv" && kind != "" {
+		err = fmt.Errorf("%s: %w", filepath.Base(path), err) // the FLV reader names the file itself
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
+	if _, named := src.(*flvFileSource); !named {
+		src = namedSource{src, filepath.Base(path)}
+	}
 	return src, f, nil
+}
+
+// namedSource puts the file's name on its reader's errors, as the FLV
+// reader does: "clip.mp4: mp4: track 1 sample 50 at offset ...".
+type namedSource struct {
+	tagSource
+	name string
+}
+
+func (s namedSource) next() (flvTag, error) {
+	tag, err := s.tagSource.next()
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", s.name, err)
+	}
+	return tag, err
 }
 
 // mediaKind names a file's format from its first bytes: the FLV

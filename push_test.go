@@ -235,6 +235,8 @@ func TestPushErrors(t *testing.T) {
 		{"not FLV", write("notes.txt", []byte("hello")), ts.rtmpURL("e5"), "not an FLV, MP4 or MPEG-TS file"},
 		{"FLV signature", write("x.flv", []byte("FLX\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")), ts.rtmpURL("e6"), "flv: not an FLV stream"},
 		{"missing file", filepath.Join(dir, "nope.flv"), ts.rtmpURL("e7"), "no such file or directory"},
+		{"MP4 without moov", write("cut.mp4", []byte("\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x00\x08mdat")), ts.rtmpURL("e8"), "cut.mp4: mp4: no moov box"},
+		{"TS without PMT", write("junk.ts", append(bytes.Repeat([]byte{0x47, 0x1F, 0xFF, 0x10}, 1), make([]byte, 184*1)...)), ts.rtmpURL("e9"), "junk.ts: ts: "},
 		{"no server", path, closed, "connection refused"},
 		{"bad URL", path, "http://" + ts.rtmpAddr + "/live/x", "want rtmp:// or rtmps://"},
 		{"busy name", path, ts.rtmpURL("busy"), "server refused publish: NetStream.Publish.BadName"},
