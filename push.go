@@ -512,6 +512,9 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		if err != nil {
 			return first, sent, err
 		}
+		if tag.Type == tagScript {
+			tag.Data = liveMetadata(tag.Data)
+		}
 		isHeader := p.remember(tag)
 		if !haveFirst && !isHeader {
 			// The next pass is placed after the first frame, not after
@@ -537,6 +540,38 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		}
 	}
 	return first, sent, nil
+}
+
+// liveMetadata is a file's onMetaData as a live stream's: duration 0
+// and no filesize, as ffmpeg writes them when it streams FLV. The file's
+// values would be wrong for the stream (looped, cut, recorded, pulled for
+// a while) and players and ffprobe believe them: a 2 s pull of a pushed
+// 6 s file said 6 s. Other data is sent as it is.
+func liveMetadata(data []byte) []byte {
+	vals, err := amf0DecodeAll(data)
+	if err != nil || len(vals) != 2 || vals[0] != "onMetaData" {
+		return data
+	}
+	var props []amfProp
+	switch v := vals[1].(type) {
+	case amfECMAArray:
+		props = v
+	case amfObject:
+		props = v
+	default:
+		return data
+	}
+	out := make(amfECMAArray, 0, len(props))
+	for _, prop := range props {
+		switch prop.Key {
+		case "filesize":
+			continue
+		case "duration":
+			prop.Value = 0.0
+		}
+		out = append(out, prop)
+	}
+	return amf0AppendAll(nil, "onMetaData", out)
 }
 
 // remember keeps the metadata and sequence headers, for a reconnect.
