@@ -278,6 +278,7 @@ func TestPullErrors(t *testing.T) {
 		{"nobody publishes", "rtmp://" + open.rtmpAddr + "/live/none", "the server ended the stream: NetStream.Play.StreamNotFound"},
 		{"nobody publishes, http", open.httpURL("none"), "the stream ended before any media arrived"},
 		{"no server", "rtmp://" + closed + "/live/x", "connection refused"},
+		{"no server, http", "http://me:1-bad@" + closed + "/live/x.flv?key=1-bad", "connection refused"},
 		{"bad scheme", "ftp://" + closed + "/live/x", "want rtmp://, rtmps://, http:// or https://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
