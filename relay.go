@@ -446,7 +446,7 @@ func (rs *relays) send(ctx context.Context, r *relay, sub *subscriber, c *rtmpCl
 		}
 		batch = sub.drain(batch[:0])
 		sub.dequeued(batch)
-		for _, f := range batch {
+		for _, f := range skipBehind(batch) {
 			if f.typ == 0 {
 				continue // the FLV file header: not a message
 			}
@@ -464,6 +464,53 @@ func (rs *relays) send(ctx context.Context, r *relay, sub *subscriber, c *rtmpCl
 			return sub.err
 		}
 	}
+}
+
+// relayMaxLag is how much media one batch of a push may span: more means
+// the target takes the stream slower than it comes.
+const relayMaxLag = 3 * time.Second
+
+// skipBehind drops a batch's frames before its last keyframe when the
+// batch spans more than relayMaxLag, keeping metadata and sequence
+// headers: a push to a slow target skips to the latest keyframe, as a
+// viewer does. Otherwise each batch would take longer to send than the
+// last, until the hub, finding no room in the push's queue for 10 s,
+// disconnected it as a slow viewer and the push ended for good.
+func skipBehind(batch []*frame) []*frame {
+	media := func(f *frame) bool {
+		if f.typ != msgAudio && f.typ != msgVideo || f.flv == nil {
+			return false
+		}
+		if f.typ == msgAudio {
+			return !audioIsHeader(f.body())
+		}
+		header, _ := videoInfo(f.body())
+		return !header
+	}
+	first, last, key := -1, -1, -1
+	for i, f := range batch {
+		if !media(f) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+		if f.key {
+			key = i
+		}
+	}
+	if first < 0 || key <= first ||
+		time.Duration(int64(batch[last].time)-int64(batch[first].time))*time.Millisecond <= relayMaxLag {
+		return batch
+	}
+	out := batch[:0:0]
+	for i, f := range batch {
+		if i >= key || !media(f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ---- pull ----

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -104,5 +105,42 @@ func TestRedactErr(t *testing.T) {
 		if got := redactErr(c.msg, c.url, c.masked); got != c.want {
 			t.Errorf("redactErr(%q, %q) = %q; want %q", c.msg, c.url, got, c.want)
 		}
+	}
+}
+
+// TestSkipBehind: a push whose batch spans more than relayMaxLag of media
+// (its target is slower than the stream) skips to the batch's last
+// keyframe and keeps the headers; a batch within it goes whole.
+func TestSkipBehind(t *testing.T) {
+	mk := func(typ uint8, ms uint32, key bool, body ...byte) *frame {
+		f := &frame{typ: typ, time: ms, key: key}
+		f.flv = appendFLVTag(nil, typ, ms, body)
+		return f
+	}
+	var batch []*frame
+	batch = append(batch, mk(msgVideo, 0, true, 0x17, 0, 0, 0, 0)) // AVC sequence header
+	batch = append(batch, mk(msgAudio, 0, false, 0xAF, 0, 0x12, 0x10))
+	for ms := uint32(0); ms <= 6000; ms += 40 {
+		key := ms%2000 == 0
+		first := byte(0x27)
+		if key {
+			first = 0x17
+		}
+		batch = append(batch, mk(msgVideo, ms, key, first, 1, 0, 0, 0, 9))
+		batch = append(batch, mk(msgAudio, ms, false, 0xAF, 1, 7))
+	}
+	got := skipBehind(slices.Clone(batch))
+	if len(got) < 3 || got[0] != batch[0] || got[1] != batch[1] {
+		t.Fatalf("the sequence headers did not stay first")
+	}
+	if got[2].time != 6000 || !got[2].key {
+		t.Errorf("after the headers: a frame at %d (key %v); want the last keyframe, at 6000", got[2].time, got[2].key)
+	}
+	if n := len(got); n != 4 {
+		t.Errorf("%d frames; want headers, keyframe and its audio", n)
+	}
+	short := batch[:2+2*50] // 2 s of media
+	if got := skipBehind(slices.Clone(short)); len(got) != len(short) {
+		t.Errorf("a 2 s batch lost %d frames", len(short)-len(got))
 	}
 }
