@@ -2390,6 +2390,32 @@ func TestEdge(t *testing.T) {
 	}
 }
 
+// TestEdgeSignedOrigin: an origin that checks plays with the secret it
+// shares with its edge (-auth-play, one config for both, as NMS set-ups
+// go) serves the edge's pull, which the edge signs itself; the edge's
+// players need their own sign, which stays on the edge.
+func TestEdgeSignedOrigin(t *testing.T) {
+	const secret = "shared-S3CRET"
+	origin := startServer(t, func(c *config) { c.Secret, c.PlayAuth = secret, true })
+	edge := startServer(t, func(c *config) {
+		c.Secret, c.PlayAuth = secret, true
+		c.Origins = []string{"rtmp://" + origin.rtmpAddr}
+	})
+	longPublish(t, origin.rtmpURL("signed"))
+	key := streamKey{"live", "signed"}
+	waitFor(t, "the origin's stream", func() bool { return origin.live(key) })
+	playerSign := sign(key, time.Now().Add(time.Hour).Unix(), secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, data, _ := httpGetFLV(ctx, edge.httpURL("signed")+"?"+playerSign)
+	if _, tags := parseFLV(t, data); len(mediaTags(tags)) < 10 {
+		t.Errorf("edge player: %d media tags in 5 s\n%s", len(mediaTags(tags)), edge.logs.String())
+	}
+	if _, hash, _ := strings.Cut(playerSign, "-"); strings.Contains(origin.logs.String(), hash) || strings.Contains(edge.logs.String(), hash) {
+		t.Errorf("a sign shows in a log")
+	}
+}
+
 // TestStaticRelay pulls a stream from another server from start-up, as
 // NMS's static relay task does, under a local name of its own.
 func TestStaticRelay(t *testing.T) {

@@ -18,12 +18,15 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,10 +132,11 @@ func (r *relay) errText(err error) string {
 
 // relays runs every relay of a server.
 type relays struct {
-	hub *hub
-	log *slog.Logger
-	ctx context.Context // the server's; set by run
-	wg  sync.WaitGroup
+	hub    *hub
+	log    *slog.Logger
+	secret string          // -auth-secret: signs on-demand pulls, for origins that check plays with it
+	ctx    context.Context // the server's; set by run
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	rules   []*relayRule
@@ -142,7 +146,7 @@ type relays struct {
 }
 
 func newRelays(cfg *config, h *hub, log *slog.Logger) (*relays, error) {
-	rs := &relays{hub: h, log: log, running: map[string]*relay{}, pulls: map[streamKey]*relay{}}
+	rs := &relays{hub: h, log: log, secret: cfg.Secret, running: map[string]*relay{}, pulls: map[streamKey]*relay{}}
 	for _, s := range cfg.RelayPush {
 		app, u := "", s
 		if i := strings.Index(s, "="); i > 0 && !strings.Contains(s[:i], "/") {
@@ -570,7 +574,11 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 		r.mu.Unlock()
 		r.setState("connecting", nil)
 		began := time.Now()
-		err := rs.pullOnce(ctx, r, u, log)
+		dial := u
+		if onDemand {
+			dial = signedPull(u, rs.secret, time.Now())
+		}
+		err := rs.pullOnce(ctx, r, dial, log)
 		if ctx.Err() != nil || errors.Is(err, errPullIdle) {
 			if err != nil {
 				log.Info("relay: pull stopped: no players")
@@ -670,6 +678,25 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 			return err
 		}
 	}
+}
+
+// signedPull is an on-demand pull's URL signed with this server's
+// -auth-secret (NMS's scheme, see checkSign; valid for an hour): an edge
+// and an origin that share the secret, as NMS set-ups copy one config,
+// need no player's sign for the pull, and a player's sign never travels
+// upstream. Without a secret, or when the URL has a query of its own, it
+// is u.
+func signedPull(u, secret string, now time.Time) string {
+	if secret == "" || strings.Contains(u, "?") {
+		return u
+	}
+	pu, err := parseRTMPURL(u)
+	if err != nil {
+		return u
+	}
+	exp := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
+	sum := md5.Sum([]byte("/" + pu.App + "/" + pu.Name + "-" + exp + "-" + secret))
+	return u + "?sign=" + exp + "-" + hex.EncodeToString(sum[:])
 }
 
 // errPullIdle ends an on-demand pull that nobody watches.

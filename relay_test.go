@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRelayRules reads the forms a relay URL takes (flags and NMS's
@@ -142,5 +143,27 @@ func TestSkipBehind(t *testing.T) {
 	short := batch[:2+2*50] // 2 s of media
 	if got := skipBehind(slices.Clone(short)); len(got) != len(short) {
 		t.Errorf("a 2 s batch lost %d frames", len(short)-len(got))
+	}
+}
+
+// TestSignedPull signs an on-demand pull for the remote path, as checkSign
+// checks it, and leaves URLs with a query, or no secret, alone.
+func TestSignedPull(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	got := signedPull("rtmp://origin:1935/live/cam", "S3CRET", now)
+	base, query, ok := strings.Cut(got, "?")
+	if !ok || base != "rtmp://origin:1935/live/cam" {
+		t.Fatalf("signedPull = %q", got)
+	}
+	if err := checkSign(streamKey{"live", "cam"}, query, "S3CRET", now); err != nil {
+		t.Errorf("the origin refuses %q: %v", query, err)
+	}
+	for _, u := range []string{"rtmp://origin/live/cam?token=x"} {
+		if got := signedPull(u, "S3CRET", now); got != u {
+			t.Errorf("signedPull(%q) = %q; want it unchanged", u, got)
+		}
+	}
+	if got := signedPull("rtmp://origin/live/cam", "", now); got != "rtmp://origin/live/cam" {
+		t.Errorf("without a secret: %q", got)
 	}
 }
