@@ -592,6 +592,11 @@ func TestLateJoiner(t *testing.T) {
 	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(msg) > 0 {
 		t.Errorf("decoding the late joiner's stream: %v\n%s", err, msg)
 	}
+	// Metadata a reader takes for a data stream (a script tag not at 0)
+	// would show here as a third stream.
+	if got := ffprobeStreams(t, out); strings.Count(got, "stream|") != 2 {
+		t.Errorf("late joiner's streams:\n%s\nwant exactly video and audio", got)
+	}
 }
 
 // checkJoin checks the start of a player's stream: metadata, audio and
