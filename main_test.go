@@ -2483,3 +2483,24 @@ func TestRelayAPI(t *testing.T) {
 		t.Errorf("POST with a bad name: %v %v; want 400", resp.StatusCode, err)
 	}
 }
+
+// TestRecordFastPush records a file pushed as fast as the server takes it
+// (gms push -speed 0): a recording is not a viewer to be held to 1024
+// queued frames, so it gets every frame.
+func TestRecordFastPush(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	path, sent := synthFLV(t, 5000)
+	if err := run(context.Background(), []string{"push", "-speed", "0", path, ts.rtmpURL("fast")}, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	_, tags := readFLVFile(t, filepath.Join(dir, filepath.FromSlash(list[0].File)))
+	if got, want := len(mediaTags(tags)), len(mediaTags(sent)); got != want {
+		t.Errorf("recorded %d media tags of the %d pushed", got, want)
+	}
+}

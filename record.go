@@ -68,6 +68,7 @@ func (recordForm) unpublishNotice(streamKey) *frame { return nil }
 // (the hub goroutine never waits for a disk).
 func (r *recorder) tap(h *hub, key streamKey) []*subscriber {
 	sub := h.newSubscriber(key, clientInfo{ID: "record", Protocol: protoRTMP}, recordForm{}, nil)
+	sub.patient = true
 	rec := &recording{started: time.Now()}
 	rec.first.Store(-1)
 	rec.last.Store(-1)

@@ -292,6 +292,7 @@ func (rs *relays) tapRules(h *hub, key streamKey, rules []*relayRule) []*subscri
 			continue
 		}
 		sub := h.newSubscriber(key, clientInfo{ID: "relay", Protocol: protoRTMP}, relayForm{}, nil)
+		sub.patient = true
 		target := rule.target(key)
 		r := rs.add(relayPush, key, target, redactRelayURL(target, !rule.AppendName), rule)
 		ctx, cancel := context.WithCancel(rs.ctx)
@@ -831,7 +832,7 @@ func (rs *relays) addAPI(mode relayMode, app, name, u string) (string, error) {
 	// Not under rs.mu: the hub goroutine takes it in tapRules.
 	rs.hub.call(func() {
 		if s := rs.hub.streams[key]; s != nil && s.pub != nil {
-			s.taps = append(s.taps, rs.tapRules(rs.hub, key, []*relayRule{rule})...)
+			rs.hub.addTaps(s, rs.tapRules(rs.hub, key, []*relayRule{rule}))
 		}
 	})
 	return rule.ID, nil
