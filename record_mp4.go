@@ -13,6 +13,7 @@ package main
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -79,7 +80,9 @@ func (r *recorder) writeMP4(sub *subscriber, key streamKey, rec *recording) {
 		w.log.Error("record: closing the file", "err", err)
 		return
 	}
-	w.log.Info("record: finished", "bytes", w.rec.bytes.Load(), "duration", w.rec.duration())
+	if w.rec.bytes.Load() > 0 {
+		w.log.Info("record: finished", "bytes", w.rec.bytes.Load(), "duration", w.rec.duration())
+	}
 }
 
 // open creates rec's file and lists it as active.
@@ -97,13 +100,19 @@ func (w *mp4Recording) open(rec *recording) error {
 	return nil
 }
 
-// close writes the open fragment and closes the file.
+// close writes the open fragment and closes the file. A file with
+// nothing in it (the publisher left before its first frame) is removed:
+// it is no recording, and players cannot open it.
 func (w *mp4Recording) close() error {
-	err := w.cut(0, 0)
+	err := errors.Join(w.cut(0, 0), w.f.Close())
 	w.r.mu.Lock()
 	delete(w.r.active, w.rec.rel)
 	w.r.mu.Unlock()
-	return errors.Join(err, w.f.Close())
+	if err == nil && w.rec.bytes.Load() == 0 {
+		err = os.Remove(w.f.Name())
+		w.log.Info("record: nothing recorded; no file kept")
+	}
+	return err
 }
 
 // tag takes one FLV tag (or the FLV header, skipped) from the hub.
@@ -221,8 +230,16 @@ func (w *mp4Recording) cut(typ uint8, ms uint32) error {
 	return w.write(w.buf)
 }
 
+// write appends the init segment or a fragment. One written in part (a
+// full disk) is cut off, so that the file ends at its last whole fragment.
 func (w *mp4Recording) write(b []byte) error {
 	n, err := w.f.Write(b)
+	if err != nil && n > 0 {
+		if terr := w.f.Truncate(w.rec.bytes.Load()); terr != nil {
+			return fmt.Errorf("%w (and cutting the file back to its last whole fragment: %v)", err, terr)
+		}
+		return err
+	}
 	w.rec.bytes.Add(int64(n))
 	return err
 }
