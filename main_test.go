@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -2223,8 +2224,14 @@ func TestRecordMP4(t *testing.T) {
 		t.Errorf("API duration %.3f s; want the clip's ~4 s", r.Duration)
 	}
 	boxes := topBoxes(t, data)
-	if len(boxes) < 4 || boxes[0].typ != "ftyp" || boxes[1].typ != "moov" || boxes[2].typ != "moof" || boxes[3].typ != "mdat" {
-		t.Errorf("top-level boxes %v; want ftyp, moov, then moof and mdat pairs", boxes)
+	if len(boxes) < 5 || boxes[0].typ != "ftyp" || boxes[1].typ != "moov" || boxes[2].typ != "moof" || boxes[3].typ != "mdat" ||
+		boxes[len(boxes)-1].typ != "mfra" || binary.BigEndian.Uint32(data[len(data)-4:]) != uint32(len(boxes[len(boxes)-1].body)+8) {
+		t.Errorf("top-level boxes %v; want ftyp, moov, moof and mdat pairs, then mfra (its size at the file's end)", boxes)
+	}
+	// The mfra's times are the fragments' keyframes' presentation times
+	// (§8.8.10): ffmpeg reading it for them sees the same packets.
+	if got, want := ffprobeTimed(t, path, "-use_mfra_for", "pts"), ffprobeTimed(t, path); !slices.Equal(got, want) {
+		t.Errorf("with the mfra's times: %d packets, differing from the fragments' %d", len(got), len(want))
 	}
 	if got := ffprobeStreams(t, path); !strings.Contains(got, "codec_name=h264") || !strings.Contains(got, "codec_name=aac") {
 		t.Errorf("recorded streams:\n%s", got)

@@ -6,7 +6,8 @@ package main
 // mvex) first, then one fragment (moof, mdat) per GOP, or per
 // mp4FragmentMax when GOPs are long. Every fragment is written as soon
 // as it ends, so a crash loses at most one fragment, and a file cut
-// short is readable up to its last whole fragment. New codec parameters
+// short is readable up to its last whole fragment. At the end an mfra
+// indexes the fragments that start with a keyframe. New codec parameters
 // mid-publish (a new sequence header) need a new init segment: the file
 // ends there and the recording goes on in a new one.
 
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -49,7 +51,22 @@ type mp4Recording struct {
 	queued                   int   // samples in the open fragment
 	warned                   bool
 	buf                      []byte
+	index                    []tfraEntry // for mfra at the end; nil after too many
+	noIndex                  bool
 }
+
+// tfraEntry is a fragment whose first sample of a track is a sync sample:
+// a place to start playing, for the mfra written at the end (§8.8.10).
+type tfraEntry struct {
+	track   uint32
+	traf    uint8 // the track's traf among the moof's, from 1
+	time    int64 // presentation time, in the track's timescale
+	moofOff int64
+}
+
+// maxTFRAEntries bounds an MP4 recording's index (two entries a fragment
+// a second: a day and a half). A longer recording gets no mfra.
+const maxTFRAEntries = 1 << 18
 
 // writeMP4 runs one MP4 recording until its publish ends or a file fails.
 func (r *recorder) writeMP4(sub *subscriber, key streamKey, rec *recording) {
@@ -104,7 +121,12 @@ func (w *mp4Recording) open(rec *recording) error {
 // nothing in it (the publisher left before its first frame) is removed:
 // it is no recording, and players cannot open it.
 func (w *mp4Recording) close() error {
-	err := errors.Join(w.cut(0, 0), w.f.Close())
+	err := w.cut(0, 0)
+	if err == nil && len(w.index) > 0 {
+		err = w.write(appendMFRA(nil, w.index))
+	}
+	w.index, w.noIndex = nil, false
+	err = errors.Join(err, w.f.Close())
 	w.r.mu.Lock()
 	delete(w.r.active, w.rec.rel)
 	w.r.mu.Unlock()
@@ -227,7 +249,74 @@ func (w *mp4Recording) cut(typ uint8, ms uint32) error {
 	}
 	w.buf = w.mux.fragment(w.buf[:0], typ, ms)
 	w.queued = 0
-	return w.write(w.buf)
+	off := w.rec.bytes.Load()
+	if err := w.write(w.buf); err != nil {
+		return err
+	}
+	w.indexFragment(off)
+	return nil
+}
+
+// indexFragment notes the places to start in the fragment just written
+// at off (w.buf).
+func (w *mp4Recording) indexFragment(off int64) {
+	if w.noIndex || len(w.buf) < mp4MinBoxHeader {
+		return
+	}
+	size := int(binary.BigEndian.Uint32(w.buf))
+	if size < mp4MinBoxHeader || size > len(w.buf) {
+		return
+	}
+	moof := mp4Box{typ: "moof", path: "moof", off: off, body: w.buf[mp4MinBoxHeader:size], bodyOff: off + mp4MinBoxHeader}
+	for _, t := range mp4Trafs(moof) {
+		if !t.sync || t.number > 255 {
+			continue
+		}
+		if len(w.index) == maxTFRAEntries {
+			w.index, w.noIndex = nil, true
+			return
+		}
+		w.index = append(w.index, tfraEntry{track: t.id, traf: uint8(t.number), time: max(t.start+t.cto, 0), moofOff: off})
+	}
+}
+
+// appendMFRA writes a movie fragment random access box (§8.8.9): a tfra
+// per track (§8.8.10) listing the fragments whose first sample of that
+// track is a sync sample (its presentation time, its moof's offset, the
+// traf, trun and sample numbers in it, from 1), then mfro (§8.8.11),
+// whose last field is mfra's size, for a reader to find it from the end.
+func appendMFRA(dst []byte, index []tfraEntry) []byte {
+	start := len(dst)
+	dst, mfra := boxOpen(dst, "mfra")
+	var tracks []uint32
+	for _, e := range index {
+		if !slices.Contains(tracks, e.track) {
+			tracks = append(tracks, e.track)
+		}
+	}
+	for _, track := range tracks {
+		var tfra int
+		dst, tfra = fullBoxOpen(dst, "tfra", 1, 0) // version 1: 64-bit time and offset
+		dst = be32(dst, track)
+		dst = be32(dst, 0) // reserved, and traf/trun/sample numbers of 1 byte each (length_size 0)
+		countAt := len(dst)
+		dst = be32(dst, 0)
+		n := 0
+		for _, e := range index {
+			if e.track == track {
+				dst = binary.BigEndian.AppendUint64(dst, uint64(e.time))
+				dst = binary.BigEndian.AppendUint64(dst, uint64(e.moofOff))
+				dst = append(dst, e.traf, 1, 1) // the first trun's first sample
+				n++
+			}
+		}
+		binary.BigEndian.PutUint32(dst[countAt:], uint32(n))
+		dst = boxClose(dst, tfra)
+	}
+	dst, mfro := fullBoxOpen(dst, "mfro", 0, 0)
+	dst = be32(dst, uint32(len(dst)+4-start)) // mfra's size: this field is its last
+	dst = boxClose(dst, mfro)
+	return boxClose(dst, mfra)
 }
 
 // write appends the init segment or a fragment. One written in part (a
@@ -446,14 +535,35 @@ func mp4Timescales(moov mp4Box) map[uint32]uint32 {
 // default duration), by track_ID. A traf without tfdt is left out.
 func mp4FragmentTimes(moof mp4Box) (starts, ends map[uint32]int64) {
 	starts, ends = map[uint32]int64{}, map[uint32]int64{}
+	for _, t := range mp4Trafs(moof) {
+		starts[t.id], ends[t.id] = t.start, t.end
+	}
+	return starts, ends
+}
+
+// mp4Traf is what a traf says of its track's samples in one fragment.
+type mp4Traf struct {
+	id         uint32
+	number     int   // its place among the moof's trafs, from 1 (tfra's traf_number)
+	start, end int64 // its first sample's decode time, and its last's end
+	sync       bool  // its first sample is a sync sample
+	cto        int64 // its first sample's composition offset: presented at start+cto
+}
+
+// mp4Trafs reads a moof's trafs (§8.8.6): tfhd, tfdt, truns. A traf
+// without tfdt is left out.
+func mp4Trafs(moof mp4Box) []mp4Traf {
 	kids, err := moof.kids()
 	if err != nil {
-		return starts, ends
+		return nil
 	}
+	var out []mp4Traf
+	number := 0
 	for _, traf := range kids {
 		if traf.typ != "traf" {
 			continue
 		}
+		number++
 		tk, err := traf.kids()
 		if err != nil {
 			continue
@@ -477,6 +587,13 @@ func mp4FragmentTimes(moof mp4Box) (starts, ends map[uint32]int64) {
 		if flags&0x08 != 0 {
 			defDur = c.u32()
 		}
+		if flags&0x10 != 0 {
+			c.u32() // default_sample_size
+		}
+		defFlags := uint32(0) // a sync sample, unless tfhd says otherwise
+		if flags&0x20 != 0 {
+			defFlags = c.u32()
+		}
 		d := mp4Cursor{box: tfdt}
 		version, _ := d.fullBox()
 		var start int64
@@ -488,46 +605,72 @@ func mp4FragmentTimes(moof mp4Box) (starts, ends map[uint32]int64) {
 		if c.err() != nil || d.err() != nil {
 			continue
 		}
-		end := start
+		t := mp4Traf{id: id, number: number, start: start, end: start, sync: defFlags&mp4NonSync == 0}
+		first := true
 		for _, trun := range tk {
 			if trun.typ != "trun" {
 				continue
 			}
-			end += mp4RunDuration(trun, defDur)
+			dur, sync, cto := mp4RunInfo(trun, defDur, defFlags)
+			t.end += dur
+			if first {
+				t.sync, t.cto, first = sync, cto, false
+			}
 		}
-		starts[id], ends[id] = start, end
+		out = append(out, t)
 	}
-	return starts, ends
+	return out
 }
 
-// mp4RunDuration sums a trun's sample durations (§8.8.8); samples
-// without one last defDur.
-func mp4RunDuration(trun mp4Box, defDur uint32) int64 {
+// mp4RunInfo sums a trun's sample durations (§8.8.8), samples without
+// one lasting defDur, and says whether its first sample is a sync sample
+// (its flags: first_sample_flags, its own, or defFlags) and what its
+// composition offset is.
+func mp4RunInfo(trun mp4Box, defDur, defFlags uint32) (dur int64, sync bool, cto int64) {
 	c := mp4Cursor{box: trun}
-	_, flags := c.fullBox()
+	version, flags := c.fullBox()
 	count := c.u32()
 	if flags&0x001 != 0 {
 		c.u32() // data_offset
 	}
+	firstFlags := defFlags
 	if flags&0x004 != 0 {
-		c.u32() // first_sample_flags
+		firstFlags = c.u32()
 	}
-	if flags&0x100 == 0 {
-		return int64(count) * int64(defDur)
-	}
-	size := 4 // each sample: the optional fields its flags name
-	for _, bit := range []uint32{0x200, 0x400, 0x800} {
+	size := 0 // each sample: the optional fields its flags name
+	for _, bit := range []uint32{0x100, 0x200, 0x400, 0x800} {
 		if flags&bit != 0 {
 			size += 4
 		}
 	}
 	if c.short || uint64(count)*uint64(size) > uint64(c.left()) {
-		return 0
+		return 0, false, 0
 	}
-	var sum int64
-	for range count {
-		sum += int64(c.u32())
-		c.bytes(size - 4)
+	if size == 0 { // no per-sample fields: nothing to read
+		return int64(count) * int64(defDur), firstFlags&mp4NonSync == 0, 0
 	}
-	return sum
+	for i := range count {
+		if flags&0x100 != 0 {
+			dur += int64(c.u32())
+		} else {
+			dur += int64(defDur)
+		}
+		if flags&0x200 != 0 {
+			c.u32() // sample_size
+		}
+		if flags&0x400 != 0 {
+			if f := c.u32(); i == 0 && flags&0x004 == 0 {
+				firstFlags = f
+			}
+		}
+		if flags&0x800 != 0 {
+			if v := c.u32(); i == 0 {
+				cto = int64(v)
+				if version == 1 {
+					cto = int64(int32(v)) // signed in version 1
+				}
+			}
+		}
+	}
+	return dur, firstFlags&mp4NonSync == 0, cto
 }
