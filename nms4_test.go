@@ -225,8 +225,8 @@ func isSequenceStart(tag flvTag) bool {
 }
 
 // TestNMS4EnhancedRTMP runs node-media-server v4 beside gms, for AV1 +
-// Opus (libaom-av1, libopus) and HEVC + AAC (libx265) in MP4s that `gms
-// push` sends as E-RTMP. Each way, every player gets the sequence headers
+// Opus (libaom-av1, libopus), VP9 + Opus (libvpx-vp9) and HEVC + AAC
+// (libx265) in MP4s that `gms push` sends as E-RTMP. Each way, every player gets the sequence headers
 // and the frames push sent, byte for byte with their timestamps:
 //   - gms push to NMS; gms players on NMS's RTMP and HTTP-FLV;
 //   - NMS relays that stream (push relay) into gms; a gms player there;
@@ -239,6 +239,7 @@ func TestNMS4EnhancedRTMP(t *testing.T) {
 		args []string
 	}{
 		{"av1opus", []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
+		{"vp9opus", []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
 		{"hevcaac", []string{"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "64k"}},
 	}
 	names := make([]string, len(clips))
