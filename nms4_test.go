@@ -234,13 +234,16 @@ func isSequenceStart(tag flvTag) bool {
 func TestNMS4EnhancedRTMP(t *testing.T) {
 	needFFmpeg(t)
 	ts := startServer(t, nil)
+	// One key frame per clip (-g 250): NMS's push relay starts when the
+	// publish does, but a slow start still gets the whole clip from NMS's
+	// GOP cache.
 	clips := []struct {
 		name string
 		args []string
 	}{
-		{"av1opus", []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
-		{"vp9opus", []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
-		{"hevcaac", []string{"-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "64k"}},
+		{"av1opus", []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-g", "250", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
+		{"vp9opus", []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "250", "-c:a", "libopus", "-b:a", "64k", "-ac", "2"}},
+		{"hevcaac", []string{"-c:v", "libx265", "-preset", "ultrafast", "-g", "250", "-x265-params", "log-level=error", "-tag:v", "hvc1", "-c:a", "aac", "-b:a", "64k"}},
 	}
 	names := make([]string, len(clips))
 	for i, c := range clips {
