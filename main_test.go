@@ -2634,3 +2634,54 @@ func TestRecordFastPush(t *testing.T) {
 		t.Errorf("recorded %d media tags of the %d pushed", got, want)
 	}
 }
+
+// TestEdgeKeepsPlayersThroughOriginRestart: the origin's publisher goes
+// away and comes back while a player watches on the edge: the player's
+// HTTP-FLV response goes on (it does not end with the first publish),
+// with timestamps that keep rising.
+func TestEdgeKeepsPlayersThroughOriginRestart(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	key := streamKey{"live", "rs"}
+	first := longPublish(t, origin.rtmpURL("rs"))
+	waitFor(t, "the origin's stream", func() bool { return origin.live(key) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", edge.httpURL("rs"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	fr, err := newFLVReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint32
+	media := 0
+	readMedia := func(n int) {
+		t.Helper()
+		for got := 0; got < n; {
+			tag, err := fr.next()
+			if err != nil {
+				t.Fatalf("edge player after %d media tags: %v", media, err)
+			}
+			if tag.Type != tagAudio && tag.Type != tagVideo {
+				continue
+			}
+			if tag.Time+1000 < last {
+				t.Errorf("timestamp went back from %d to %d", last, tag.Time)
+			}
+			last = max(last, tag.Time)
+			got++
+			media++
+		}
+	}
+	readMedia(50)
+	first.Process.Kill()
+	first.Wait()
+	waitFor(t, "the origin's publisher to go", func() bool { return !origin.live(key) })
+	longPublish(t, origin.rtmpURL("rs"))
+	readMedia(100) // the same response, after the origin's restart
+}

@@ -568,6 +568,12 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 	log := rs.log.With("relay", r.ID, "mode", string(r.Mode), "stream", r.Key.String())
 	wait := relayRetryFirst
 	idleSince := time.Time{}
+	var pl pulled
+	defer func() {
+		if pl.p != nil {
+			rs.hub.unpublish(pl.p)
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		u := urls[attempt%len(urls)]
 		r.mu.Lock()
@@ -579,7 +585,7 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 		if onDemand {
 			dial = signedPull(u, rs.secret, time.Now())
 		}
-		err := rs.pullOnce(ctx, r, dial, log)
+		err := rs.pullOnce(ctx, r, dial, log, &pl)
 		if ctx.Err() != nil || errors.Is(err, errPullIdle) {
 			if err != nil {
 				log.Info("relay: pull stopped: no players")
@@ -627,8 +633,28 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 	}
 }
 
+// pulled is what a pull keeps from one session to the next: the local
+// publish, so that its players stay through a restart of the origin (as
+// nginx-rtmp's players do), and the timestamps, which go on rising from
+// where the last session left off.
+type pulled struct {
+	p      *publisher
+	conn   atomic.Pointer[rtmpClientConn] // the session's connection
+	before atomic.Uint64                  // bytes received in the sessions before it
+	last   uint32                         // the last timestamp published
+	any    bool                           // something was published
+}
+
+func (pl *pulled) bytesIn() uint64 {
+	n := pl.before.Load()
+	if c := pl.conn.Load(); c != nil {
+		n += c.bytesIn()
+	}
+	return n
+}
+
 // pullOnce is one session of a pull: play u, publish here what it sends.
-func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Logger) error {
+func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Logger, pl *pulled) error {
 	c, err := dialRTMPClient(ctx, u, false, rtmpClientOptions{})
 	if err != nil {
 		return err
@@ -641,13 +667,22 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 	if err := c.play(); err != nil {
 		return err
 	}
-	pu, _ := parseRTMPURL(u)
-	info := clientInfo{ID: r.ID, IP: pu.Host, Protocol: protoRTMP, Created: time.Now()}
-	p, err := rs.hub.publish(r.Key, info, c.bytesIn, cancel)
-	if err != nil {
-		return err
+	pl.conn.Store(c)
+	defer func() {
+		pl.before.Add(c.bytesIn())
+		pl.conn.Store(nil)
+	}()
+	if pl.p == nil {
+		pu, _ := parseRTMPURL(u)
+		info := clientInfo{ID: r.ID, IP: pu.Host, Protocol: protoRTMP, Created: time.Now()}
+		// A kick (the API, or a local publisher taking over the name of a
+		// pull that has gone silent) ends the pull, not just this session.
+		p, err := rs.hub.publish(r.Key, info, pl.bytesIn, r.stop)
+		if err != nil {
+			return err
+		}
+		pl.p = p
 	}
-	defer rs.hub.unpublish(p)
 	r.setState("live", nil)
 	log.Info("relay: pulling", "url", redactRelayURL(u, false))
 	var idle atomic.Bool
@@ -661,6 +696,8 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 	}
 	before := c.bytesIn()
 	defer func() { r.bytes.Add(c.bytesIn() - before) }()
+	var offset uint32
+	first := true
 	for {
 		tag, err := c.next()
 		if err != nil {
@@ -675,7 +712,13 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 			}
 			return err
 		}
-		if err := p.ingest(tag.Type, tag.Time, tag.Data); err != nil {
+		if first && pl.any {
+			offset = pl.last + 1 - tag.Time // a new session's time starts after the last one's
+		}
+		first = false
+		ts := tag.Time + offset
+		pl.last, pl.any = ts, true
+		if err := pl.p.ingest(tag.Type, ts, tag.Data); err != nil {
 			return err
 		}
 	}
