@@ -457,10 +457,14 @@ func applyConfigFile(cfg *config, data []byte, set map[string]bool, warn func(st
 func applyTransTasks(cfg *config, tasks []nmsTransTask, mediaRoot *string, set map[string]bool, warn func(string, ...any)) {
 	var apps []string
 	for _, task := range tasks {
-		if task.MP4 && validName(task.App) {
+		if !validName(task.App) {
+			warn("config: trans task's app is not a valid name ([A-Za-z0-9_-]); task ignored", "app", task.App)
+			continue
+		}
+		if task.MP4 {
 			cfg.RecordMP4Apps = append(cfg.RecordMP4Apps, task.App)
 		}
-		if !task.HLS && !task.DASH || !validName(task.App) {
+		if !task.HLS && !task.DASH {
 			continue
 		}
 		apps = append(apps, task.App)

@@ -311,6 +311,12 @@ func TestConfigTrans(t *testing.T) {
 	if cfg, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err != nil || cfg.RecordDir != "media" {
 		t.Errorf("without http.mediaroot: %v, record dir %q; want NMS's default, media", err, cfg.RecordDir)
 	}
+	warnings = nil
+	os.WriteFile(path, []byte(`{"trans":{"tasks":[{"app":"../etc","mp4":true,"hls":true}]}}`), 0o644)
+	if cfg, err = parseFlags([]string{"-config", path}, nil, io.Discard, warn); err != nil || cfg.RecordDir != "" || cfg.HLSAlways != "" ||
+		len(warnings) != 1 || !strings.Contains(warnings[0], "../etc") {
+		t.Errorf("a task with a bad app: %v, record dir %q, hls-always %q, warnings %q; want none, none, one naming it", err, cfg.RecordDir, cfg.HLSAlways, warnings)
+	}
 }
 
 func TestFlagErrors(t *testing.T) {
