@@ -104,7 +104,7 @@ func defaultConfig() config {
 		HookTimeout: 3 * time.Second,
 		HLS:         true,
 		HLSSegment:  2 * time.Second,
-		HLSPart:     200 * time.Millisecond,
+		HLSPart:     100 * time.Millisecond,
 		HLSWindow:   6,
 	}
 }

@@ -277,6 +277,13 @@ func checkPlaylistRules(t *testing.T, pl *m3u8, body []byte) {
 		if !s.parts[0].independent {
 			fail("segment %s's first part is not INDEPENDENT=YES", s.uri)
 		}
+		// §4.4.4.9: a part lasts at least 85% of PART-TARGET, but for a
+		// segment's last and INDEPENDENT=YES ones.
+		for _, p := range s.parts[:len(s.parts)-1] {
+			if !p.independent && p.dur < 0.85*pl.partTarget-0.0005 {
+				fail("part %s lasts %.3f s, under 85%% of PART-TARGET %.3f", p.uri, p.dur, pl.partTarget)
+			}
+		}
 	}
 	next := pl.mediaSequence + pl.skipped + len(pl.segments)
 	for j, p := range append(allParts(pl), pl.openParts...) {
@@ -332,8 +339,10 @@ func TestHLSPlaylistRules(t *testing.T) {
 		pl = parseM3U8(t, body)
 		checkPlaylistRules(t, pl, body)
 	}
-	if len(pl.segments) != ts.cfg.HLSWindow || pl.targetDuration != 2 || pl.partTarget != 0.2 {
-		t.Errorf("%d segments, target duration %d, part target %v; want %d, 2, 0.2", len(pl.segments), pl.targetDuration, pl.partTarget, ts.cfg.HLSWindow)
+	// -hls-part 100ms in whole 40 ms frames: two, and a millisecond a
+	// frame and one more for FLV's rounding.
+	if len(pl.segments) != ts.cfg.HLSWindow || pl.targetDuration != 2 || pl.partTarget != 0.083 {
+		t.Errorf("%d segments, target duration %d, part target %v; want %d, 2, 0.083", len(pl.segments), pl.targetDuration, pl.partTarget, ts.cfg.HLSWindow)
 	}
 	status, h, init := hlsGet(t, base+pl.segments[0].mapURI)
 	if status != 200 || h.Get("Content-Type") != "video/mp4" || !strings.Contains(h.Get("Cache-Control"), "immutable") {
@@ -437,7 +446,7 @@ func waitPlaylist(t *testing.T, url string, cond func(*m3u8) bool) *m3u8 {
 // request for the part itself, are answered when the part is made, not
 // before; requests too far ahead get 400 at once.
 func TestHLSBlockingReload(t *testing.T) {
-	ts := startServer(t, nil)
+	ts := startServer(t, func(c *config) { c.HLSPart = 200 * time.Millisecond }) // parts of five frames
 	fd, base := startHLS(t, ts, "block", 3500)
 	pl := waitPlaylist(t, base+"index.m3u8", func(pl *m3u8) bool { return len(pl.openParts) == 2 })
 	msn, part := msnOf(t, pl.preloadHint)
