@@ -265,6 +265,8 @@ type hlsStream struct {
 	clock                    msClock
 	segStart, partStart      int64 // ms, on clock
 	lastLead, leadInterval   int64
+	framesPerPart            int64 // lead frames a part holds (setPartTarget)
+	partFrames               int64 // lead frames in the open part
 	segsInEpoch              int
 	partIndependent          bool
 	pendingDisc              bool
@@ -337,7 +339,7 @@ func (st *hlsStream) run() {
 		if len(times) <= 2 {
 			times = audioTimes
 		}
-		st.setPartTarget(int64(int32(times[len(times)-1]-times[1])) / int64(len(times)-2))
+		st.setPartTarget(float64(int32(times[len(times)-1]-times[1]))/float64(len(times)-2), true)
 	}
 	for _, f := range burst {
 		st.onFrame(f)
@@ -471,7 +473,7 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 	if isLead && st.started && t > st.partStart {
 		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
 		if st.partTarget == 0 && st.leadInterval > 0 {
-			st.setPartTarget(st.leadInterval)
+			st.setPartTarget(float64(st.leadInterval), false)
 		}
 		segTarget, partTarget := cfg.HLSSegment.Milliseconds(), st.partTarget
 		switch {
@@ -482,9 +484,10 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 			st.closePart(f.typ, f.time, t)
 			st.closeSegment(t)
 			st.openSegment(t)
-		case partTarget > 0 && elapsedPart+st.leadInterval > partTarget:
-			// A part ends before the frame that would take it past the
-			// part target.
+		case partTarget > 0 && (st.partFrames >= st.framesPerPart || elapsedPart+st.leadInterval > partTarget+2):
+			// A part ends after its frames, or (frames coming late)
+			// before the frame that would take it past the part target
+			// (give or take FLV's rounding).
 			st.closePart(f.typ, f.time, t)
 			st.partIndependent = key
 		case key:
@@ -496,6 +499,7 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		}
 	}
 	if isLead {
+		st.partFrames++
 		if st.lastLead != 0 || t != 0 {
 			st.leadInterval = max(t-st.lastLead, 0)
 		}
@@ -510,15 +514,22 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 // at most PART-TARGET and, but for a segment's last and independent ones,
 // at least 85% of it: -hls-part itself fits only some frame rates (100 ms
 // is two and a half 25 fps frames, so its parts would be 80 ms, 80%).
-// Each frame counts a millisecond more, for FLV's rounding to the
-// millisecond (30 fps comes as 33, 33, 34 ms).
-func (st *hlsStream) setPartTarget(interval int64) {
+// FLV rounds times to the millisecond (30 fps comes as 33, 33, 34 ms), so
+// a part of n frames lasts n intervals give or take a millisecond: a
+// millisecond more. An interval measured from two frames (exact false)
+// may be a millisecond off too: a millisecond more a frame instead.
+func (st *hlsStream) setPartTarget(interval float64, exact bool) {
 	if st.partTarget != 0 || interval <= 0 || st.srv.cfg.HLSPart <= 0 {
 		return
 	}
-	frames := max((st.srv.cfg.HLSPart.Milliseconds()+2)/interval, 1)
+	frames := max(int64(float64(st.srv.cfg.HLSPart.Milliseconds())/interval+0.05), 1)
+	target := int64(math.Round(float64(frames)*interval)) + 1
+	if !exact {
+		target = frames * (int64(interval) + 1)
+	}
+	st.framesPerPart = frames
 	st.mu.Lock()
-	st.partTarget = frames*(interval+1) + 1
+	st.partTarget = target
 	st.mu.Unlock()
 }
 
@@ -564,7 +575,7 @@ func (st *hlsStream) endEpoch() {
 }
 
 func (st *hlsStream) openSegment(t int64) {
-	st.segStart, st.partStart, st.partIndependent = t, t, true
+	st.segStart, st.partStart, st.partIndependent, st.partFrames = t, t, true, 0
 	st.segsInEpoch++
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -595,7 +606,7 @@ func (st *hlsStream) closePart(typ uint8, ms uint32, t int64) {
 		return
 	}
 	p := &hlsPart{data: data, tracks: tracks, dur: float64(t-st.partStart) / 1000, independent: st.partIndependent}
-	st.partStart = t
+	st.partStart, st.partFrames = t, 0
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	seg := st.segments[len(st.segments)-1]
