@@ -7,7 +7,7 @@ package main
 // A stream's HLS starts with its first HLS request: an hlsStream joins
 // the hub as one more subscriber (answered at once from the GOP cache),
 // muxes what comes into fragmented MP4 (fmp4.go), cuts segments at
-// keyframes and parts every -hls-part, and keeps the last -hls-window
+// keyframes and parts every -hls-part (in whole frames), keeps the last -hls-window
 // segments. Every HLS viewer of the stream is served the same bytes; no
 // viewer costs a copy. A stream nobody asks for stops after hlsIdleStop.
 //
@@ -519,8 +519,8 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 // millisecond more. An interval measured from two frames (exact false)
 // may be a millisecond off too: a millisecond more a frame instead.
 func (st *hlsStream) setPartTarget(interval float64, exact bool) {
-	if st.partTarget != 0 || interval <= 0 || st.srv.cfg.HLSPart <= 0 {
-		return
+	if st.partTarget != 0 || interval <= 0 || interval > 1000 || st.srv.cfg.HLSPart <= 0 {
+		return // a second between frames is a gap, not a frame rate: the next frames tell
 	}
 	frames := max(int64(float64(st.srv.cfg.HLSPart.Milliseconds())/interval+0.05), 1)
 	target := int64(math.Round(float64(frames)*interval)) + 1
