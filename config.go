@@ -110,7 +110,7 @@ func defaultConfig() config {
 		HookTimeout: 3 * time.Second,
 		HLS:         true,
 		HLSSegment:  2 * time.Second,
-		HLSPart:     200 * time.Millisecond,
+		HLSPart:     100 * time.Millisecond,
 		HLSWindow:   6,
 
 		RecordFormat: "flv",
@@ -174,7 +174,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	})
 	fs.BoolVar(&cfg.HLS, "hls", cfg.HLS, "serve HLS and LL-HLS at /APP/NAME/index.m3u8 (muxed in memory while requested)")
 	fs.DurationVar(&cfg.HLSSegment, "hls-segment", cfg.HLSSegment, "HLS segment target `duration`: segments end at the first keyframe past it")
-	fs.DurationVar(&cfg.HLSPart, "hls-part", cfg.HLSPart, "LL-HLS part target `duration` (0 = plain HLS, no parts)")
+	fs.DurationVar(&cfg.HLSPart, "hls-part", cfg.HLSPart, "LL-HLS part target `duration`, rounded down to whole frames (0 = plain HLS, no parts)")
 	fs.IntVar(&cfg.HLSWindow, "hls-window", cfg.HLSWindow, "`segments` an HLS playlist lists")
 	fs.StringVar(&cfg.HLSAlways, "hls-always", "", "`apps` (comma-separated) whose streams are muxed for HLS from publish on (NMS trans tasks with hls or dash)")
 	configFile := fs.String("config", "", "JSON config `file` in node-media-server's shape; flags and GMS_ variables win over it")

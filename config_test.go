@@ -232,7 +232,7 @@ func TestDefaults(t *testing.T) {
 		QueueTime: 3 * time.Second, StallTime: 5 * time.Second,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second,
-		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 200 * time.Millisecond, HLSWindow: 6, RecordFormat: "flv"}
+		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 100 * time.Millisecond, HLSWindow: 6, RecordFormat: "flv"}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults = %+v; want %+v", cfg, want)
 	}

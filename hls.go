@@ -7,7 +7,7 @@ package main
 // A stream's HLS starts with its first HLS request: an hlsStream joins
 // the hub as one more subscriber (answered at once from the GOP cache),
 // muxes what comes into fragmented MP4 (fmp4.go), cuts segments at
-// keyframes and parts every -hls-part, and keeps the last -hls-window
+// keyframes and parts every -hls-part (in whole frames), keeps the last -hls-window
 // segments. Every HLS viewer of the stream is served the same bytes; no
 // viewer costs a copy. A stream nobody asks for stops after hlsIdleStop.
 //
@@ -249,8 +249,11 @@ type hlsStream struct {
 	epochs   map[int]*hlsEpoch
 	nextMSN  int
 	discSeq  int
-	maxDur   float64              // the longest segment yet: TARGETDURATION never shrinks
-	viewers  map[string]time.Time // address and user agent: last playlist request
+	maxDur   float64 // the longest segment yet: TARGETDURATION never shrinks
+	// partTarget is PART-TARGET in ms, fixed for the run once the lead
+	// track's frame interval is known (setPartTarget); 0 until then.
+	partTarget int64
+	viewers    map[string]time.Time // address and user agent: last playlist request
 
 	// Owned by the run goroutine.
 	mux                      *fmp4Muxer
@@ -262,6 +265,8 @@ type hlsStream struct {
 	clock                    msClock
 	segStart, partStart      int64 // ms, on clock
 	lastLead, leadInterval   int64
+	framesPerPart            int64 // lead frames a part holds (setPartTarget)
+	partFrames               int64 // lead frames in the open part
 	segsInEpoch              int
 	partIndependent          bool
 	pendingDisc              bool
@@ -316,10 +321,25 @@ func (st *hlsStream) run() {
 	}()
 	burst := st.sub.burst
 	st.sub.burst = nil
+	var videoTimes, audioTimes []uint32
 	for _, f := range burst {
 		if f.typ == msgAudio || f.typ == msgVideo {
 			st.burstLast, st.inBurst = f.time, true
 		}
+		if f.typ == msgVideo {
+			videoTimes = append(videoTimes, f.time)
+		} else if f.typ == msgAudio {
+			audioTimes = append(audioTimes, f.time)
+		}
+	}
+	// The GOP cache tells the lead track's frame interval before any part
+	// is cut: the video's when there is video, else the audio's (the
+	// first is left out: it may be a sequence header, at its frame's time).
+	if times := videoTimes; len(times) > 2 || len(audioTimes) > 2 {
+		if len(times) <= 2 {
+			times = audioTimes
+		}
+		st.setPartTarget(float64(int32(times[len(times)-1]-times[1]))/float64(len(times)-2), true)
 	}
 	for _, f := range burst {
 		st.onFrame(f)
@@ -452,7 +472,10 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 	t := st.clock.at(f.time)
 	if isLead && st.started && t > st.partStart {
 		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
-		segTarget, partTarget := cfg.HLSSegment.Milliseconds(), cfg.HLSPart.Milliseconds()
+		if st.partTarget == 0 && st.leadInterval > 0 {
+			st.setPartTarget(float64(st.leadInterval), false)
+		}
+		segTarget, partTarget := cfg.HLSSegment.Milliseconds(), st.partTarget
 		switch {
 		case key && (st.segsInEpoch == 1 && f.typ == msgVideo || elapsedSeg+st.leadInterval/2 >= segTarget):
 			// The first segment of an epoch ends at its next keyframe,
@@ -461,22 +484,53 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 			st.closePart(f.typ, f.time, t)
 			st.closeSegment(t)
 			st.openSegment(t)
-		case key && fm.key && f.typ == msgVideo,
-			partTarget > 0 && elapsedPart+st.leadInterval > partTarget:
-			// A part ends before the frame that would take it past the
-			// part target, and at every keyframe (parts that start with
-			// one are INDEPENDENT=YES, a place to start).
+		case partTarget > 0 && (st.partFrames >= st.framesPerPart || elapsedPart+st.leadInterval > partTarget+2):
+			// A part ends after its frames, or (frames coming late)
+			// before the frame that would take it past the part target
+			// (give or take FLV's rounding).
 			st.closePart(f.typ, f.time, t)
 			st.partIndependent = key
+		case key:
+			// A keyframe inside a segment does not end a part: the part
+			// before it would be short of 85% of the part target
+			// (§4.4.4.9). The part that holds it is INDEPENDENT=YES (it
+			// "contains an independent frame"), a place to start.
+			st.partIndependent = true
 		}
 	}
 	if isLead {
+		st.partFrames++
 		if st.lastLead != 0 || t != 0 {
 			st.leadInterval = max(t-st.lastLead, 0)
 		}
 		st.lastLead = t
 	}
 	st.mux.add(f.typ, f.time, fm)
+}
+
+// setPartTarget fixes PART-TARGET, once, from the lead track's frame
+// interval (ms): -hls-part rounded down to whole frames (at least one),
+// since a part ends between two frames. §4.4.4.9 wants every part to last
+// at most PART-TARGET and, but for a segment's last and independent ones,
+// at least 85% of it: -hls-part itself fits only some frame rates (100 ms
+// is two and a half 25 fps frames, so its parts would be 80 ms, 80%).
+// FLV rounds times to the millisecond (30 fps comes as 33, 33, 34 ms), so
+// a part of n frames lasts n intervals give or take a millisecond: a
+// millisecond more. An interval measured from two frames (exact false)
+// may be a millisecond off too: a millisecond more a frame instead.
+func (st *hlsStream) setPartTarget(interval float64, exact bool) {
+	if st.partTarget != 0 || interval <= 0 || interval > 1000 || st.srv.cfg.HLSPart <= 0 {
+		return // a second between frames is a gap, not a frame rate: the next frames tell
+	}
+	frames := max(int64(float64(st.srv.cfg.HLSPart.Milliseconds())/interval+0.05), 1)
+	target := int64(math.Round(float64(frames)*interval)) + 1
+	if !exact {
+		target = frames * (int64(interval) + 1)
+	}
+	st.framesPerPart = frames
+	st.mu.Lock()
+	st.partTarget = target
+	st.mu.Unlock()
 }
 
 // startEpoch begins a publish's (or a codec change's) first segment at
@@ -521,7 +575,7 @@ func (st *hlsStream) endEpoch() {
 }
 
 func (st *hlsStream) openSegment(t int64) {
-	st.segStart, st.partStart, st.partIndependent = t, t, true
+	st.segStart, st.partStart, st.partIndependent, st.partFrames = t, t, true, 0
 	st.segsInEpoch++
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -552,7 +606,7 @@ func (st *hlsStream) closePart(typ uint8, ms uint32, t int64) {
 		return
 	}
 	p := &hlsPart{data: data, tracks: tracks, dur: float64(t-st.partStart) / 1000, independent: st.partIndependent}
-	st.partStart = t
+	st.partStart, st.partFrames = t, 0
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	seg := st.segments[len(st.segments)-1]
@@ -665,7 +719,10 @@ func (st *hlsStream) playlist(query string, skip bool) []byte {
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", td)
 	skipUntil := float64(6 * td) // CAN-SKIP-UNTIL: at least six target durations (§4.4.3.8)
 	if ll {
-		partTarget := cfg.HLSPart.Seconds()
+		partTarget := float64(st.partTarget) / 1000
+		if st.partTarget == 0 { // no two frames yet (a playlist waits for a segment: not seen)
+			partTarget = cfg.HLSPart.Seconds()
+		}
 		fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=%.1f,PART-HOLD-BACK=%.3f\n",
 			skipUntil, 3*partTarget) // PART-HOLD-BACK: at least three part targets
 		fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%.3f\n", partTarget)
@@ -911,6 +968,17 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Not Found: stream "+st.key.String()+" has no segment yet", http.StatusNotFound)
 			return
 		}
+		if holdBack := 3 * time.Duration(st.partTarget) * time.Millisecond; holdBack > 0 {
+			// A player starts PART-HOLD-BACK from the end, from the
+			// independent part at or before that point. Right after a
+			// keyframe, that part is a whole GOP back (hls.js loads it
+			// and every part after it before it plays, and plays later
+			// the longer that takes): the playlist waits, for PART-
+			// HOLD-BACK and a part at most, until the newest independent
+			// part is far enough back to start at.
+			partTarget := time.Duration(st.partTarget) * time.Millisecond
+			st.waitFor(r, time.Now().Add(holdBack+partTarget), func() bool { return st.sinceIndependent() >= holdBack.Seconds()-1e-9 })
+		}
 	}
 	body := st.playlist(query, skip)
 	h := w.Header()
@@ -926,6 +994,23 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
+// sinceIndependent is how much media, in seconds, the parts from the
+// newest independent one to the end hold (a segment begins with one: an
+// open segment without parts yet holds none). st.mu is held.
+func (st *hlsStream) sinceIndependent() float64 {
+	total := 0.0
+	if n := len(st.segments); n > 0 {
+		parts := st.segments[n-1].parts
+		for j := len(parts) - 1; j >= 0; j-- {
+			total += parts[j].dur
+			if parts[j].independent {
+				break
+			}
+		}
+	}
+	return total
+}
+
 // tooFarAhead says why a blocking reload asks for more than may come
 // soon, or "": _HLS_msn past the last segment plus two, or _HLS_part
 // past the last part by the Advance Part Limit (§6.2.5.2). st.mu is held.
@@ -935,7 +1020,7 @@ func (st *hlsStream) tooFarAhead(msn, part int) string {
 		return fmt.Sprintf("_HLS_msn %d is past the last segment %d plus two", msn, lastMSN)
 	}
 	limit := 3
-	if p := st.srv.cfg.HLSPart.Seconds(); p < 1 {
+	if p := float64(st.partTarget) / 1000; p > 0 && p < 1 {
 		limit = int(math.Ceil(3 / p))
 	}
 	lastPart := 0

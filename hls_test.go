@@ -277,6 +277,13 @@ func checkPlaylistRules(t *testing.T, pl *m3u8, body []byte) {
 		if !s.parts[0].independent {
 			fail("segment %s's first part is not INDEPENDENT=YES", s.uri)
 		}
+		// §4.4.4.9: a part lasts at least 85% of PART-TARGET, but for a
+		// segment's last and INDEPENDENT=YES ones.
+		for _, p := range s.parts[:len(s.parts)-1] {
+			if !p.independent && p.dur < 0.85*pl.partTarget-0.0005 {
+				fail("part %s lasts %.3f s, under 85%% of PART-TARGET %.3f", p.uri, p.dur, pl.partTarget)
+			}
+		}
 	}
 	next := pl.mediaSequence + pl.skipped + len(pl.segments)
 	for j, p := range append(allParts(pl), pl.openParts...) {
@@ -332,8 +339,10 @@ func TestHLSPlaylistRules(t *testing.T) {
 		pl = parseM3U8(t, body)
 		checkPlaylistRules(t, pl, body)
 	}
-	if len(pl.segments) != ts.cfg.HLSWindow || pl.targetDuration != 2 || pl.partTarget != 0.2 {
-		t.Errorf("%d segments, target duration %d, part target %v; want %d, 2, 0.2", len(pl.segments), pl.targetDuration, pl.partTarget, ts.cfg.HLSWindow)
+	// -hls-part 100ms in whole 40 ms frames: two, and a millisecond for
+	// FLV's rounding.
+	if len(pl.segments) != ts.cfg.HLSWindow || pl.targetDuration != 2 || pl.partTarget != 0.081 {
+		t.Errorf("%d segments, target duration %d, part target %v; want %d, 2, 0.081", len(pl.segments), pl.targetDuration, pl.partTarget, ts.cfg.HLSWindow)
 	}
 	status, h, init := hlsGet(t, base+pl.segments[0].mapURI)
 	if status != 200 || h.Get("Content-Type") != "video/mp4" || !strings.Contains(h.Get("Cache-Control"), "immutable") {
@@ -437,7 +446,7 @@ func waitPlaylist(t *testing.T, url string, cond func(*m3u8) bool) *m3u8 {
 // request for the part itself, are answered when the part is made, not
 // before; requests too far ahead get 400 at once.
 func TestHLSBlockingReload(t *testing.T) {
-	ts := startServer(t, nil)
+	ts := startServer(t, func(c *config) { c.HLSPart = 200 * time.Millisecond }) // parts of five frames
 	fd, base := startHLS(t, ts, "block", 3500)
 	pl := waitPlaylist(t, base+"index.m3u8", func(pl *m3u8) bool { return len(pl.openParts) == 2 })
 	msn, part := msnOf(t, pl.preloadHint)
@@ -914,5 +923,46 @@ func TestHLSAudioOnly(t *testing.T) {
 	_, _, init := hlsGet(t, base+pl.segments[0].mapURI)
 	if findBox(init, "moov/trak", 1) != nil || !bytes.Contains(findBox(init, "moov/trak/mdia/hdlr", 0), []byte("soun")) {
 		t.Errorf("init segment: want one sound track")
+	}
+}
+
+// TestHLSPartTargetFrameRates: PART-TARGET from -hls-part and a frame
+// interval, averaged over a GOP cache or measured between two frames in
+// whole milliseconds, then parts cut as the muxer cuts them (after its
+// frames, or before a frame that would take a part past the target),
+// last between 85% and 100% of it (§4.4.4.9) at common rates, with frame
+// times in whole milliseconds as FLV has them.
+func TestHLSPartTargetFrameRates(t *testing.T) {
+	for _, part := range []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond} {
+		for _, fps := range []float64{24, 25, 29.97, 30, 50, 59.94, 60, 44100.0 / 1024, 48000.0 / 1024} {
+			var times []int64
+			for n := range 600 {
+				times = append(times, int64(math.Round(float64(n)*1000/fps)))
+			}
+			for _, how := range []string{"gop", "floor", "ceil"} {
+				st := &hlsStream{srv: &hlsServer{cfg: &config{HLSPart: part}}}
+				switch how {
+				case "gop": // as run() does with 30 frames: the first left out
+					st.setPartTarget(float64(times[30]-times[1])/29, true)
+				case "floor":
+					st.setPartTarget(math.Floor(1000/fps), false)
+				case "ceil":
+					st.setPartTarget(math.Ceil(1000/fps), false)
+				}
+				target := st.partTarget
+				start, last, interval, frames := int64(0), int64(0), int64(0), int64(1)
+				for _, ms := range times[1:] {
+					if frames >= st.framesPerPart || ms-start+interval > target+2 {
+						if d := ms - start; d > target || float64(d) < 0.85*float64(target) {
+							t.Errorf("-hls-part %v at %.2f fps (interval %s): a part of %d ms, PART-TARGET %d ms", part, fps, how, d, target)
+							break
+						}
+						start, frames = ms, 0
+					}
+					interval, last = ms-last, ms
+					frames++
+				}
+			}
+		}
 	}
 }
