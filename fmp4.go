@@ -155,8 +155,8 @@ type mp4Track struct {
 }
 
 // newVideoTrack makes a video track from a sequence header. width and
-// height are the stream's metadata, used when the configuration record
-// does not say (every codec but AVC here).
+// height are the stream's metadata (or a VP9 keyframe's size), used when
+// the configuration record does not say (vpcC has no size).
 func newVideoTrack(m flvMedia, width, height int) (*mp4Track, error) {
 	t := &mp4Track{video: true, codec: m.codec, timescale: 90000, config: m.data}
 	switch m.codec {
@@ -178,10 +178,18 @@ func newVideoTrack(m flvMedia, width, height int) (*mp4Track, error) {
 		if len(m.data) < 23 || m.data[0] != 1 {
 			return nil, fmt.Errorf("%w: hvcC: %d bytes, version %d", errMP4Input, len(m.data), byteAt(m.data, 0))
 		}
+		if v := parseHVCC(m.data); v.Width > 0 && v.Height > 0 {
+			width, height = v.Width, v.Height // its SPS's, cropped
+		}
 	case "av01":
 		// AV1CodecConfigurationRecord (AV1 ISOBMFF binding §2.3): marker 1, version 1.
 		if len(m.data) < 4 || m.data[0] != 0x81 {
 			return nil, fmt.Errorf("%w: av1C: %d bytes, first byte %#x, want 0x81", errMP4Input, len(m.data), byteAt(m.data, 0))
+		}
+		// Chromium refuses an av01 sample entry of size 0 ("Invalid video
+		// decoder config"): take it from the sequence header in av1C.
+		if v := parseAV1C(m.data); v.Width > 0 && v.Height > 0 {
+			width, height = v.Width, v.Height
 		}
 	case "vp09":
 		// VPCodecConfigurationRecord (VP codec ISOBMFF binding §2.2): 8 bytes and initialization data.

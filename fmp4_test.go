@@ -511,3 +511,18 @@ func TestFMP4CodecString(t *testing.T) {
 		}
 	}
 }
+
+// TestVideoTrackSize: a sample entry carries the picture size from the
+// configuration record when the stream's metadata has none (Chromium
+// refuses an av01 entry of size 0): hvcC's SPS, av1C's sequence header.
+func TestVideoTrackSize(t *testing.T) {
+	for _, c := range []struct{ codec, file string }{{"hvc1", "h265.hvcC"}, {"av01", "av1.av1C"}} {
+		tr, err := newVideoTrack(flvMedia{codec: c.codec, data: readTestdata(t, c.file)}, 0, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", c.codec, err)
+		}
+		if tr.width != 64 || tr.height != 64 {
+			t.Errorf("%s: sample entry %dx%d; want the clip's 64x64", c.codec, tr.width, tr.height)
+		}
+	}
+}

@@ -436,6 +436,9 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		if st.videoHeader == nil && st.audioHeader == nil {
 			return
 		}
+		if st.width == 0 && f.typ == msgVideo {
+			st.width, st.height = keyFrameSize(body) // VP9: vpcC has no size
+		}
 		mux, err := newFMP4Muxer(st.videoHeader, st.audioHeader, st.width, st.height)
 		if err != nil && !st.warned {
 			st.warned = true

@@ -6,11 +6,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -68,82 +63,48 @@ else {
 // must decode at 320x240 with no player or media error and play on
 // (currentTime advancing, at most a stall). hls.js's own latency
 // estimate is logged (median of its samples), and the low-latency one
-// must beat the plain one. hls.js comes from npm: GMS_HLS_JS names its
-// dist/hls.min.js.
+// must beat the plain one. Then the same for AV1 + Opus (a stream `gms
+// push` sends as Enhanced RTMP), which Chromium decodes. hls.js comes
+// from npm: GMS_HLS_JS names its dist/hls.min.js.
 func TestChromiumHLSJS(t *testing.T) {
-	chromium := needChromium(t)
-	js := os.Getenv("GMS_HLS_JS")
-	if js == "" {
-		missingOnCI(t, "GMS_HLS_JS (path of hls.min.js from `npm install hls.js`) not set")
-	}
-	if _, err := os.Stat(js); err != nil {
-		t.Fatalf("GMS_HLS_JS: %v", err)
-	}
+	js := npmFile(t, "GMS_HLS_JS", "hls.js")
 	ts := startServer(t, nil)
-	key := streamKey{"live", "hlsjs"}
-	longPublish(t, ts.rtmpURL(key.Name))
-	waitFor(t, "the publisher", func() bool { return ts.live(key) })
-
-	results := make(chan string, 16)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, hlsPage)
+	t.Run("h264", func(t *testing.T) {
+		key := streamKey{"live", "hlsjs"}
+		longPublish(t, ts.rtmpURL(key.Name))
+		waitFor(t, "the publisher", func() bool { return ts.live(key) })
+		playHLSJS(t, js, ts, key)
 	})
-	mux.HandleFunc("/hls.js", func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, js) })
-	mux.HandleFunc("POST /result", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		select {
-		case results <- string(b):
-		default:
-		}
+	t.Run("av1", func(t *testing.T) {
+		clip := modernClip(t, "av1opus", "-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8",
+			"-c:a", "libopus", "-b:a", "64k", "-ac", "2")
+		key := streamKey{"live", "hlsav1"}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runCmd(ctx, "push", "-loop", "0", clip, ts.rtmpURL(key.Name))
+		}()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "the publisher", func() bool { return ts.live(key) })
+		playHLSJS(t, js, ts, key)
 	})
-	mux.HandleFunc("/favicon.ico", http.NotFound)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := &http.Server{Handler: mux}
-	go page.Serve(ln)
-	t.Cleanup(func() { page.Close() })
+}
 
+// playHLSJS opens hlsPage on key's playlist and checks both players.
+func playHLSJS(t *testing.T, js string, ts *testServer, key streamKey) {
 	const watch = 8
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	profile := t.TempDir()
-	pageURL := fmt.Sprintf("http://%s/?seconds=%d&url=http://%s/live/hlsjs/index.m3u8", ln.Addr(), watch, ts.httpAddr)
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--mute-audio", "--autoplay-policy=no-user-gesture-required", "--user-data-dir="+profile, pageURL)
-	var chromeLog syncBuffer
-	cmd.Stdout, cmd.Stderr = &chromeLog, &chromeLog
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cancel()
-		<-exited
-	})
-
+	br := openPage(t, hlsPage, map[string]string{"/hls.js": js},
+		fmt.Sprintf("seconds=%d&url=http://%s/%s/%s/index.m3u8", watch, ts.httpAddr, key.App, key.Name))
 	got := map[string]string{}
-	giveUp := time.After(60 * time.Second)
 	for len(got) < 2 {
-		select {
-		case r := <-results:
-			name, rest, _ := strings.Cut(r, " ")
-			if name != "ll" && name != "plain" {
-				t.Fatalf("browser: %s", r)
-			}
-			got[name] = rest
-		case <-exited:
-			t.Fatalf("chromium exited early:\n%s", chromeLog.String())
-		case <-giveUp:
-			t.Fatalf("gave up waiting for the browser; results so far %v\nchromium log:\n%s", got, chromeLog.String())
+		r := br.next(t, 60*time.Second)
+		name, rest, _ := strings.Cut(r, " ")
+		if name != "ll" && name != "plain" {
+			t.Fatalf("browser: %s", r)
 		}
+		got[name] = rest
 	}
 	latency := map[string]float64{}
 	for _, name := range []string{"ll", "plain"} {
@@ -157,7 +118,7 @@ func TestChromiumHLSJS(t *testing.T) {
 		// latency: the median of hls.js's estimates, the live edge (the
 		// playlist's end plus its age) less currentTime; target: what
 		// hls.js aims at, PART-HOLD-BACK in low-latency mode.
-		t.Logf("hls.js %s: latency p50 %.3f s (target %.3f s), %d frames, %d stalls", name, lat, target, frames, stalls)
+		t.Logf("hls.js %s %s: latency p50 %.3f s (target %.3f s), %d frames, %d stalls", key.Name, name, lat, target, frames, stalls)
 	}
 	if latency["ll"] >= latency["plain"] {
 		t.Errorf("low-latency mode's latency %.3f s is not below plain HLS's %.3f s", latency["ll"], latency["plain"])

@@ -190,6 +190,9 @@ func (w *mp4Recording) media(typ uint8, ms uint32, body []byte) error {
 		if w.videoHeader == nil && w.audioHeader == nil {
 			return nil
 		}
+		if w.width == 0 && typ == msgVideo {
+			w.width, w.height = keyFrameSize(body) // VP9: vpcC has no size
+		}
 		mux, err := newFMP4Muxer(w.videoHeader, w.audioHeader, w.width, w.height)
 		if err != nil {
 			w.log.Warn("record: a track cannot be muxed", "err", err)
