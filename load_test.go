@@ -1048,6 +1048,7 @@ func (v *loadViewer) runRTMP(addr, name string, ready func()) error {
 func (v *loadViewer) runHLS(addr, name string, ready func()) error {
 	client := &http.Client{Transport: &http.Transport{}} // this viewer's own connections, kept alive
 	defer client.CloseIdleConnections()
+	var buf []byte // every body in turn: the viewer is done with one before the next
 	get := func(url string) (int, []byte, error) {
 		req, err := http.NewRequestWithContext(v.ctx, "GET", url, nil)
 		if err != nil {
@@ -1058,9 +1059,14 @@ func (v *loadViewer) runHLS(addr, name string, ready func()) error {
 			return 0, nil, err
 		}
 		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
 		v.requests.Add(1)
-		return resp.StatusCode, b, err
+		if resp.ContentLength < 0 || resp.ContentLength > 64<<20 {
+			b, err := io.ReadAll(resp.Body)
+			return resp.StatusCode, b, err
+		}
+		buf = slices.Grow(buf[:0], int(resp.ContentLength))[:resp.ContentLength]
+		_, err = io.ReadFull(resp.Body, buf)
+		return resp.StatusCode, buf, err
 	}
 	base := "http://" + addr + "/live/" + name + "/"
 	status, b, err := get(base + "index.m3u8")
