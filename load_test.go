@@ -1200,3 +1200,42 @@ func loadBox(b []byte, typ string) []byte {
 	}
 	return nil
 }
+
+// loadFragmentSample is a fragment as gms makes one: an audio run, then a
+// video run of a keyframe and a frame carrying send times 1000 and 2000
+// and sequence numbers 1 and 2.
+func loadFragmentSample() []byte {
+	frame := func(sent, seq uint64) []byte {
+		b := binary.BigEndian.AppendUint64(nil, sent)
+		return binary.BigEndian.AppendUint64(b, seq)
+	}
+	audio := &mp4Track{id: 2}
+	video := &mp4Track{id: 1, video: true}
+	return appendFragment(nil, 1, []mp4Run{
+		{track: audio, samples: []mp4Sample{{dur: 1024, data: make([]byte, 20)}}},
+		{track: video, samples: []mp4Sample{{dur: 3000, key: true, data: frame(1000, 1)}, {dur: 3000, cto: 3000, data: frame(2000, 2)}}},
+	})
+}
+
+func TestLoadFragment(t *testing.T) {
+	start := time.Now()
+	v := &loadViewer{start: start}
+	v.fragment(loadFragmentSample())
+	end := time.Now()
+	if len(v.samples) != 2 || v.samples[0].seq != 1 || v.samples[1].seq != 2 || v.ttff.Load() == 0 {
+		t.Fatalf("samples %+v, first keyframe after %d ns; want sequence numbers 1 and 2 from a keyframe", v.samples, v.ttff.Load())
+	}
+	// delay is the time received minus the send time.
+	if got := v.samples[1].delay + 2000; got < start.UnixNano() || got > end.UnixNano() {
+		t.Errorf("second sample: delay %d ns; want now minus 2000 ns", v.samples[1].delay)
+	}
+}
+
+// FuzzLoadFragment: what the load tool's HLS viewers parse never panics.
+func FuzzLoadFragment(f *testing.F) {
+	f.Add(loadFragmentSample())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v := &loadViewer{start: time.Now()}
+		v.fragment(b)
+	})
+}
