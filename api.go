@@ -491,7 +491,7 @@ func (s *httpServer) apiAddRelay(mode relayMode) http.HandlerFunc {
 		}
 		id, err := s.relays.addAPI(mode, req.App, req.Name, req.URL)
 		if err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": redactErr(err.Error(), req.URL, redactRelayURL(req.URL, mode == relayPush))})
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": redactErr(err.Error(), req.URL, mode == relayPush)})
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -403,9 +403,25 @@ func redactValue(key, v string) string {
 // control lets a request that changes things (kicks; later relays and
 // recording) through only with the API's credentials, or, when none are
 // configured, from this machine. Reading stays open, as with NMS.
+//
+// A browser on this machine (or one that remembers the API's password)
+// is "this machine" too, and any page it shows may send a plain form POST
+// without a CORS preflight: POST /api/relay/push would then send a live
+// stream wherever that page says. So a request that a browser marks as
+// coming from another site's page is refused, unless -api-allow-origin
+// names that site (net/http's CrossOriginProtection: Sec-Fetch-Site, or
+// Origin against Host).
 func (s *httpServer) control(h http.HandlerFunc) http.HandlerFunc {
 	guarded := s.guard(h)
+	crossOrigin := http.NewCrossOriginProtection()
 	return func(w http.ResponseWriter, r *http.Request) {
+		if _, named := s.apiOrigin(r.Header.Get("Origin")); !named {
+			if err := crossOrigin.Check(r); err != nil {
+				writeJSON(w, http.StatusForbidden, map[string]string{
+					"error": "changing state from another site's page needs -api-allow-origin to name it"})
+				return
+			}
+		}
 		if s.cfg.APIUser == "" {
 			if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip == nil || !ip.IsLoopback() {
 				writeJSON(w, http.StatusForbidden, map[string]string{

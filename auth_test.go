@@ -409,6 +409,50 @@ func TestKicksNeedControl(t *testing.T) {
 	}
 }
 
+// TestControlRefusesOtherSites: a page of another site, shown by a
+// browser on this machine, cannot change state with a plain form POST
+// (no CORS preflight), such as starting a relay that sends a stream to
+// its own server; the admin page's own requests, tools without an
+// Origin, and sites -api-allow-origin names still can.
+func TestControlRefusesOtherSites(t *testing.T) {
+	do := func(h http.Handler, method, path string, header map[string]string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "http://127.0.0.1:8000"+path, strings.NewReader("url=rtmp://evil.example/live/x&app=live&name=cam"))
+		r.RemoteAddr = "127.0.0.1:4000"
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			r.Header.Set(k, v)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	evil := map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+	oldBrowser := map[string]string{"Origin": "https://evil.example"}
+	h := newTestHandler(t, nil)
+	for _, c := range []struct {
+		method, path string
+		header       map[string]string
+		forbidden    bool
+	}{
+		{"POST", "/api/relay/push", evil, true},
+		{"POST", "/api/relay/pull", oldBrowser, true},
+		{"DELETE", "/api/relay/ABCDEFGH", evil, true},
+		{"DELETE", "/api/streams/live/x", evil, true},
+		{"DELETE", "/api/streams/live/x", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": "http://127.0.0.1:8000"}, false},
+		{"DELETE", "/api/streams/live/x", map[string]string{"Origin": "http://127.0.0.1:8000"}, false},
+		{"DELETE", "/api/streams/live/x", nil, false}, // curl
+	} {
+		w := do(h, c.method, c.path, c.header)
+		if got := w.Code == http.StatusForbidden; got != c.forbidden {
+			t.Errorf("%s %s with %v = %d %s; want forbidden %v", c.method, c.path, c.header, w.Code, w.Body, c.forbidden)
+		}
+	}
+	named := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "https://evil.example" })
+	if w := do(named, "DELETE", "/api/streams/live/x", evil); w.Code != http.StatusNotFound {
+		t.Errorf("DELETE from a site -api-allow-origin names = %d; want 404 (nothing to kick)", w.Code)
+	}
+}
+
 // TestAdminPageCannotBeFramed: the admin page forbids framing and runs
 // only its own inline script and style, and a request head over 16 KiB
 // gets 431 as the README says.

@@ -68,6 +68,10 @@ type subscriber struct {
 	notices playerForm    // what it is told when the publisher comes and goes
 	hangup  func()        // closes its connection; nil in tests
 	done    chan struct{} // closed by end, on the hub goroutine
+	// patient: a tap (a recording, a relay), never disconnected for being
+	// slow or stalled: it skips to the next keyframe, and its queue is
+	// bounded by bytes only, so a burst (a file pushed at -speed 0) fits.
+	patient bool
 
 	// The queue: the hub appends, the writer takes all at once. A mutex
 	// and a slice, not a channel: a push is the hub's only cost per
@@ -135,8 +139,11 @@ func (sub *subscriber) fits(fs []*frame, clock int64, now time.Duration) bool {
 	for _, f := range fs {
 		n += f.wireLen(sub.form)
 	}
-	q := sub.queueLen()
-	return q+len(fs) <= subQueueFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes) &&
+	q, maxFrames := sub.queueLen(), subQueueFrames
+	if sub.patient {
+		maxFrames = tapQueueFrames
+	}
+	return q+len(fs) <= maxFrames && sub.queued.Load()+int64(n) <= int64(sub.hub.cfg.QueueBytes) &&
 		(q == 0 || !sub.tooLate(clock, now))
 }
 

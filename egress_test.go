@@ -1090,3 +1090,54 @@ func TestSlowJoinIsNotAStall(t *testing.T) {
 		<-done
 	})
 }
+
+// TestPatientTapKept: a tap (a recording or a relay) that takes nothing
+// for 20 s of a 20 Mbit/s stream is never disconnected, as a viewer
+// would be after the stall time: it holds at most its queue, and when it
+// takes its queue again it goes on from a keyframe.
+func TestPatientTapKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newTestHub(t, nil)
+		key := streamKey{"live", "tap"}
+		var tap *subscriber
+		h.call(func() {
+			h.tappers = append(h.tappers, func(h *hub, key streamKey) []*subscriber {
+				tap = h.newSubscriber(key, clientInfo{ID: "TAP"}, recordForm{}, nil)
+				tap.patient = true
+				return []*subscriber{tap}
+			})
+		})
+		p := startTestPublish(t, h, key)
+		const fps = 30
+		for i := range 20 * fps {
+			p.ingest(msgVideo, uint32(i*1000/fps), testVideo(i%fps == 0, 80_000))
+			time.Sleep(time.Second / fps)
+		}
+		h.sync()
+		if tap.isDone() {
+			t.Fatalf("the tap was disconnected: %v", tap.err)
+		}
+		if q := tap.queued.Load(); q > int64(h.cfg.QueueBytes) {
+			t.Errorf("tap holds %d bytes; want at most -queue-bytes %d", q, h.cfg.QueueBytes)
+		}
+		tap.dequeued(tap.drain(nil)) // the disk is back
+		for i := 20 * fps; i < 22*fps; i++ {
+			p.ingest(msgVideo, uint32(i*1000/fps), testVideo(i%fps == 0, 80_000))
+			time.Sleep(time.Second / fps)
+		}
+		h.sync()
+		for _, f := range tap.drain(nil) {
+			if f.typ == msgVideo && !isVideoHeader(f) {
+				if !f.key {
+					t.Errorf("after its queue was taken the tap went on at an inter frame (time %d)", f.time)
+				}
+				break
+			}
+		}
+	})
+}
+
+func isVideoHeader(f *frame) bool {
+	header, _ := videoInfo(f.body())
+	return header
+}

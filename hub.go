@@ -28,6 +28,7 @@ const (
 	gopMaxFrames      = 4096     // frames in the GOP cache (NMS v4 clears above 4096 packets)
 	gopMaxBytes       = 64 << 20 // bytes in the GOP cache
 	maxBehind         = 10 * time.Second
+	tapQueueFrames    = 1 << 16         // a tap's queue: its bytes are the bound (see subscriber.patient)
 	staleAfter        = 5 * time.Second // a publisher silent this long yields its name to a new one
 )
 
@@ -330,7 +331,7 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 		s.stats = streamStats{}
 		h.emit(actPublish, key, info, reasonNone)
 		for _, t := range h.tappers {
-			s.taps = append(s.taps, t(h, key)...)
+			h.addTaps(s, t(h, key))
 		}
 		notices := noticeCache{}
 		for sub := range s.subs {
@@ -501,7 +502,7 @@ func (h *hub) subscribe(key streamKey, info clientInfo, form playerForm, hangup 
 	err := h.call(func() {
 		s := h.stream(key)
 		s.subs[sub] = struct{}{}
-		sub.checkedAt, sub.movedAt, sub.movedWall = s.clock, s.clock, time.Since(hubEpoch)
+		h.startClocks(s, sub)
 		if sub.form != formatHLS { // the HLS muxer is no player: no play or stop events, no hooks
 			h.emit(actPlay, key, info, reasonNone)
 		}
@@ -555,6 +556,19 @@ func (h *hub) untap(sub *subscriber) {
 			s.taps = slices.DeleteFunc(s.taps, func(t *subscriber) bool { return t == sub })
 		}
 	})
+}
+
+// startClocks starts sub's stall clocks at s's media time and now.
+func (h *hub) startClocks(s *stream, sub *subscriber) {
+	sub.checkedAt, sub.movedAt, sub.movedWall = s.clock, s.clock, time.Since(hubEpoch)
+}
+
+// addTaps adds taps to s's publish. On the hub goroutine.
+func (h *hub) addTaps(s *stream, taps []*subscriber) {
+	for _, t := range taps {
+		h.startClocks(s, t)
+	}
+	s.taps = append(s.taps, taps...)
 }
 
 // players is how many players key's stream has.
@@ -629,7 +643,7 @@ func (h *hub) removeSub(s *stream, sub *subscriber, reason closeReason) {
 // drops frames until the next keyframe, then gets the sequence headers
 // again with it; one that cannot catch up for maxBehind is disconnected.
 func (h *hub) deliver(s *stream, sub *subscriber, f *frame, kind frameKind) {
-	if h.stalled(s, sub) {
+	if !sub.patient && h.stalled(s, sub) {
 		h.counters.stalled.Add(1)
 		h.kickSub(s, sub, errViewerStalled)
 		return
@@ -700,7 +714,7 @@ func (h *hub) resync(s *stream, sub *subscriber, f *frame) {
 	if !sub.fits(join, s.clock, h.now) {
 		sub.drops.Add(1)
 		h.counters.drops.Add(1)
-		if !sub.behindSince.IsZero() && time.Since(sub.behindSince) > maxBehind {
+		if !sub.patient && !sub.behindSince.IsZero() && time.Since(sub.behindSince) > maxBehind {
 			h.kickSub(s, sub, errViewerTooSlow)
 		}
 		return
@@ -727,6 +741,9 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 		return true // nothing to send in this form
 	}
 	maxBytes, maxFrames := int64(h.cfg.QueueBytes), subQueueFrames
+	if sub.patient {
+		maxFrames = tapQueueFrames
+	}
 	if f.typ == 0 {
 		maxBytes, maxFrames = maxBytes+statusSlackBytes, maxFrames+statusSlackFrames
 	}

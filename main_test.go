@@ -592,6 +592,11 @@ func TestLateJoiner(t *testing.T) {
 	if msg, err := exec.Command("ffmpeg", "-v", "error", "-i", out, "-f", "null", "-").CombinedOutput(); err != nil || len(msg) > 0 {
 		t.Errorf("decoding the late joiner's stream: %v\n%s", err, msg)
 	}
+	// Metadata a reader takes for a data stream (a script tag not at 0)
+	// would show here as a third stream.
+	if got := ffprobeStreams(t, out); strings.Count(got, "stream|") != 2 {
+		t.Errorf("late joiner's streams:\n%s\nwant exactly video and audio", got)
+	}
 }
 
 // checkJoin checks the start of a player's stream: metadata, audio and
@@ -2064,6 +2069,57 @@ func TestRecord(t *testing.T) {
 	decodesCleanly(t, "record", path)
 }
 
+// TestRecordLateStart records a stream whose frames start at 10 s: the
+// file's metadata is at 0, where ffprobe takes it for metadata (at the
+// first frame's time it showed a "text" data stream), and the API's
+// duration is the media's, from the first frame.
+func TestRecordLateStart(t *testing.T) {
+	path, _ := lateStartFLV(t, 50)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	if out, err := runCmd(context.Background(), "push", "-speed", "0", path, ts.rtmpURL("late")); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	if d := list[0].Duration; d < 1.9 || d > 2.0 {
+		t.Errorf("API duration %.3f s; want the 50 frames' 1.96 s", d)
+	}
+	file := filepath.Join(dir, filepath.FromSlash(list[0].File))
+	_, tags := readFLVFile(t, file)
+	if len(tags) < 4 || tags[0].Type != tagScript || tags[0].Time != 0 || tags[3].Time != 10000 {
+		t.Errorf("recording starts %v; want the metadata at 0 and the first frame at 10000", tags[:min(len(tags), 4)])
+	}
+	if got := ffprobeStreams(t, file); strings.Contains(got, "codec_type=data") || strings.Contains(got, "codec_type=subtitle") {
+		t.Errorf("ffprobe sees a data stream in the recording:\n%s", got)
+	}
+}
+
+// TestRecordNothingPublished: a publisher that leaves before its first
+// frame leaves no empty file (which ffprobe cannot open) in the
+// directory or the API's list.
+func TestRecordNothingPublished(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	code, _, c := rtmpTryPublish(t, ts.rtmpAddr, "empty")
+	if code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	waitFor(t, "the recording to start", func() bool { return strings.Contains(ts.logs.String(), "record: started") })
+	c.nc.Close()
+	waitFor(t, "the recording to end", func() bool { return strings.Contains(ts.logs.String(), "nothing recorded") })
+	if list := recordings(t, ts); len(list) != 0 {
+		t.Errorf("recordings = %+v; want none", list)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "live", "empty", "*"))
+	if len(files) != 0 {
+		t.Errorf("files left: %v", files)
+	}
+}
+
 // TestRecordKilledPublisher records a publisher killed with SIGKILL: the
 // file is closed at the unpublish and reads cleanly; one cut mid-tag (gms
 // itself killed) still reads up to its last whole tag.
@@ -2234,6 +2290,64 @@ func TestRelayPush(t *testing.T) {
 	}
 }
 
+// TestRelayRefusedKeyHidden pushes to an exact target (a platform's
+// stream key) that refuses, quoting the key in its answer: the key shows
+// neither in the relay's log lines nor in the API's lastError.
+func TestRelayRefusedKeyHidden(t *testing.T) {
+	const secret = "sk_live_4b3a2918"
+	b := startServer(t, nil)
+	longPublish(t, "rtmp://"+b.rtmpAddr+"/ingest/"+secret) // the key is taken: B refuses
+	waitFor(t, "B's own publisher", func() bool { return b.live(streamKey{"ingest", secret}) })
+	a := startServer(t, func(c *config) { c.RelayPush = []string{"live=rtmp://" + b.rtmpAddr + "/ingest/" + secret} })
+	longPublish(t, a.rtmpURL("cam"))
+	var l []relayInfo
+	waitFor(t, "the push to be refused", func() bool {
+		l = relayList(t, a)
+		return len(l) == 1 && l[0].Errors > 0 && l[0].LastError != ""
+	})
+	if strings.Contains(l[0].LastError, secret) || !strings.Contains(l[0].LastError, "BadName") {
+		t.Errorf("lastError = %q; want B's refusal without the key", l[0].LastError)
+	}
+	if logs := a.logs.String(); strings.Contains(logs, secret) || !strings.Contains(logs, "cannot publish to target") {
+		t.Errorf("A's log shows the key or not the refusal:\n%s", logs)
+	}
+}
+
+// TestRelayTargetAwayLong: a push whose target stays away for longer
+// than the hub lets a viewer lag (maxBehind) is still there, retrying,
+// and goes live when the target comes back. It used to fill its queue
+// while away, be disconnected as a slow viewer, and end for good.
+func TestRelayTargetAwayLong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out maxBehind and the back-off (about 20 s)")
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bAddr := dead.Addr().String()
+	dead.Close()
+	a := startServer(t, func(c *config) { c.RelayPush = []string{"rtmp://" + bAddr + "/live"} })
+	longPublish(t, a.rtmpURL("away"))
+	waitFor(t, "the push to fail", func() bool {
+		l := relayList(t, a)
+		return len(l) == 1 && l[0].Errors > 0
+	})
+	start := time.Now()
+	waitFor(t, "the push to have been failing for longer than maxBehind", func() bool {
+		l := relayList(t, a)
+		return len(l) != 1 || time.Since(start) > maxBehind+3*time.Second
+	})
+	if l := relayList(t, a); len(l) != 1 || l[0].State == "stopped" {
+		t.Fatalf("after %v away, relays = %+v; want the push retrying\n%s", time.Since(start).Round(time.Second), l, a.logs.String())
+	}
+	b := startServer(t, func(c *config) { c.RTMPAddr = bAddr })
+	waitFor(t, "the push to reach B", func() bool { return b.live(streamKey{"live", "away"}) })
+	if strings.Contains(a.logs.String(), "conn=relay") && strings.Contains(a.logs.String(), "too slow") {
+		t.Errorf("the push waiting for its target was treated as a slow viewer:\n%s", a.logs.String())
+	}
+}
+
 // TestEdge puts an edge in front of an origin (after one that does not
 // answer: origins are tried in turn): players of the edge share one pull
 // from the origin, and the pull stops a few seconds after the last one
@@ -2278,6 +2392,32 @@ func TestEdge(t *testing.T) {
 	})
 	if l := relayList(t, edge); len(l) != 0 {
 		t.Errorf("relays after the pull ended: %+v", l)
+	}
+}
+
+// TestEdgeSignedOrigin: an origin that checks plays with the secret it
+// shares with its edge (-auth-play, one config for both, as NMS set-ups
+// go) serves the edge's pull, which the edge signs itself; the edge's
+// players need their own sign, which stays on the edge.
+func TestEdgeSignedOrigin(t *testing.T) {
+	const secret = "shared-S3CRET"
+	origin := startServer(t, func(c *config) { c.Secret, c.PlayAuth = secret, true })
+	edge := startServer(t, func(c *config) {
+		c.Secret, c.PlayAuth = secret, true
+		c.Origins = []string{"rtmp://" + origin.rtmpAddr}
+	})
+	longPublish(t, origin.rtmpURL("signed"))
+	key := streamKey{"live", "signed"}
+	waitFor(t, "the origin's stream", func() bool { return origin.live(key) })
+	playerSign := sign(key, time.Now().Add(time.Hour).Unix(), secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, data, _ := httpGetFLV(ctx, edge.httpURL("signed")+"?"+playerSign)
+	if _, tags := parseFLV(t, data); len(mediaTags(tags)) < 10 {
+		t.Errorf("edge player: %d media tags in 5 s\n%s", len(mediaTags(tags)), edge.logs.String())
+	}
+	if _, hash, _ := strings.Cut(playerSign, "-"); strings.Contains(origin.logs.String(), hash) || strings.Contains(edge.logs.String(), hash) {
+		t.Errorf("a sign shows in a log")
 	}
 }
 
@@ -2342,4 +2482,76 @@ func TestRelayAPI(t *testing.T) {
 	if resp, err := http.PostForm("http://"+a.httpAddr+"/api/relay/push", form); err != nil || resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("POST with a bad name: %v %v; want 400", resp.StatusCode, err)
 	}
+}
+
+// TestRecordFastPush records a file pushed as fast as the server takes it
+// (gms push -speed 0): a recording is not a viewer to be held to 1024
+// queued frames, so it gets every frame.
+func TestRecordFastPush(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	path, sent := synthFLV(t, 5000)
+	if err := run(context.Background(), []string{"push", "-speed", "0", path, ts.rtmpURL("fast")}, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var list []recordingInfo
+	waitFor(t, "the recording to finish", func() bool {
+		list = recordings(t, ts)
+		return len(list) == 1 && !list[0].Recording
+	})
+	_, tags := readFLVFile(t, filepath.Join(dir, filepath.FromSlash(list[0].File)))
+	if got, want := len(mediaTags(tags)), len(mediaTags(sent)); got != want {
+		t.Errorf("recorded %d media tags of the %d pushed", got, want)
+	}
+}
+
+// TestEdgeKeepsPlayersThroughOriginRestart: the origin's publisher goes
+// away and comes back while a player watches on the edge: the player's
+// HTTP-FLV response goes on (it does not end with the first publish),
+// with timestamps that keep rising.
+func TestEdgeKeepsPlayersThroughOriginRestart(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	key := streamKey{"live", "rs"}
+	first := longPublish(t, origin.rtmpURL("rs"))
+	waitFor(t, "the origin's stream", func() bool { return origin.live(key) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", edge.httpURL("rs"), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	fr, err := newFLVReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint32
+	media := 0
+	readMedia := func(n int) {
+		t.Helper()
+		for got := 0; got < n; {
+			tag, err := fr.next()
+			if err != nil {
+				t.Fatalf("edge player after %d media tags: %v", media, err)
+			}
+			if tag.Type != tagAudio && tag.Type != tagVideo {
+				continue
+			}
+			if tag.Time+1000 < last {
+				t.Errorf("timestamp went back from %d to %d", last, tag.Time)
+			}
+			last = max(last, tag.Time)
+			got++
+			media++
+		}
+	}
+	readMedia(50)
+	first.Process.Kill()
+	first.Wait()
+	waitFor(t, "the origin's publisher to go", func() bool { return !origin.live(key) })
+	longPublish(t, origin.rtmpURL("rs"))
+	readMedia(100) // the same response, after the origin's restart
 }

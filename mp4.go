@@ -568,6 +568,17 @@ func (t *mp4InputTrack) parseStsd(stsd mp4Box) error {
 		t.header = append(exVideoHead(true, exSequenceStart, "vp09"), vpcC[4:]...)
 	case "mp4a":
 		esds, ok := mp4Find(boxes, "esds")
+		if wave, inWave := mp4Find(boxes, "wave"); !ok && inWave {
+			// QuickTime (.mov) sound descriptions of version 1 and 2 keep
+			// the esds in a 'wave' atom (QuickTime File Format, "Sound
+			// Sample Description Extensions"), with frma, mp4a and a
+			// terminator beside it.
+			inside, err := mp4Children(wave, wave.body, wave.bodyOff)
+			if err != nil {
+				return err
+			}
+			esds, ok = mp4Find(inside, "esds")
+		}
 		if !ok {
 			return mp4Err(e.path, e.off, "no esds box")
 		}

@@ -262,6 +262,9 @@ func TestMP4AgainstFFprobe(t *testing.T) {
 		{name: "h264-aac-faststart", classic: true, src: h264, args: []string{"-c", "copy", "-movflags", "+faststart"}},
 		{name: "h264-aac-fragmented", classic: true, src: h264, args: []string{"-c", "copy", "-movflags", "frag_keyframe+empty_moov"}},
 		{name: "h264-aac-fragmented-default-base", classic: true, src: h264, args: []string{"-c", "copy", "-movflags", "frag_keyframe+empty_moov+default_base_moof"}},
+		// QuickTime: the AAC sample entry is a sound description of
+		// version 1 with its esds inside a 'wave' atom (iPhone and OBS .mov).
+		{name: "h264-aac-quicktime-mov", classic: true, src: h264, args: []string{"-c", "copy", "-f", "mov"}},
 		// An edit list: audio delayed by half a second (an empty edit),
 		// video cut from 1.3 s without re-encoding (a media_time).
 		{name: "edit-list", classic: true, src: h264, args: []string{"-ss", "1.3", "-c", "copy", "-output_ts_offset", "0.5"}},

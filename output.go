@@ -203,11 +203,16 @@ func (f *frame) encode(csid uint32, payload []byte, chunkSize int) {
 }
 
 // at is a copy of the media or data frame f stamped ts, in every output
-// form. A joiner gets its metadata and sequence headers stamped with its
-// first frame's time, as nginx-rtmp sends them: readers that probe the
-// first seconds of a stream for its tracks would otherwise see the
-// headers at 0 and the media seconds later, and may drop a track.
+// form. A joiner gets its sequence headers stamped with its first
+// frame's time, as nginx-rtmp sends them: readers that probe the first
+// seconds of a stream for its tracks would otherwise see the headers at 0
+// and the media seconds later, and may drop a track. Metadata goes at 0
+// whatever ts: ffmpeg takes a script tag for the stream's onMetaData only
+// at time 0, and anywhere else for a packet of an extra data stream.
 func (f *frame) at(ts uint32, chunkSize int) *frame {
+	if f.typ == msgDataAMF0 {
+		ts = 0
+	}
 	if f.time == ts || f.flv == nil {
 		return f
 	}

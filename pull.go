@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -138,7 +139,7 @@ func openHTTPFLV(ctx context.Context, url string, opt rtmpClientOptions) (tagSou
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
 		cancel()
-		return nil, nil, fmt.Errorf("pull: %w", err)
+		return nil, nil, fmt.Errorf("pull: %w", redactURLError(err))
 	}
 	timeout := opt.Timeout
 	if timeout <= 0 {
@@ -151,7 +152,7 @@ func openHTTPFLV(ctx context.Context, url string, opt rtmpClientOptions) (tagSou
 	resp, err := client.Do(req)
 	if err != nil {
 		cancel()
-		return nil, nil, fmt.Errorf("pull: %w", err)
+		return nil, nil, fmt.Errorf("pull: %w", redactURLError(err))
 	}
 	closeAll := func() { idle.timer.Stop(); cancel(); resp.Body.Close(); tr.CloseIdleConnections() }
 	if resp.StatusCode != http.StatusOK {
@@ -188,13 +189,33 @@ func (ir *idleReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// redactStreamURL hides credentials in a URL's query for logs and errors.
+// redactStreamURL hides credentials in a URL for logs and errors: those
+// in its query, and a user and password before its host.
 func redactStreamURL(url string) string {
 	base, query, ok := strings.Cut(url, "?")
+	if scheme, rest, found := strings.Cut(base, "://"); found {
+		host, path, _ := strings.Cut(rest, "/")
+		if i := strings.LastIndexByte(host, '@'); i >= 0 {
+			base = scheme + "://" + host[i+1:]
+			if path != "" || strings.HasSuffix(rest, "/") {
+				base += "/" + path
+			}
+		}
+	}
 	if !ok {
-		return url
+		return base
 	}
 	return base + "?" + redactQuery(query)
+}
+
+// redactURLError is err with the URL that net/http quotes in it
+// (Get "http://host/live/cam.flv?key=...": ...) redacted.
+func redactURLError(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %q: %w", ue.Op, redactStreamURL(ue.URL), ue.Err)
+	}
+	return err
 }
 
 // flvRecorder writes a played stream to an FLV file. Until the first
@@ -303,6 +324,11 @@ func (r *flvRecorder) start(first flvTag) error {
 
 func (r *flvRecorder) write(tag flvTag) error {
 	switch tag.Type {
+	case tagScript:
+		// ffmpeg's FLV reader takes onMetaData for the file's metadata only
+		// at time 0; at any other time it makes it a packet of a data
+		// stream ("text"), which a pull joined mid-stream always had.
+		tag.Time = 0
 	case tagAudio:
 		r.wroteAudio = true
 	case tagVideo:

@@ -60,11 +60,32 @@ func openMedia(path string) (tagSource, io.Closer, error) {
 	default:
 		err = fmt.Errorf("%s: not an FLV, MP4 or MPEG-TS file", path)
 	}
+	if kind := mediaKind(head[:n], path); err != nil && kind != "flv" && kind != "" {
+		err = fmt.Errorf("%s: %w", filepath.Base(path), err) // the FLV reader names the file itself
+	}
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
+	if _, named := src.(*flvFileSource); !named {
+		src = namedSource{src, filepath.Base(path)}
+	}
 	return src, f, nil
+}
+
+// namedSource puts the file's name on its reader's errors, as the FLV
+// reader does: "clip.mp4: mp4: track 1 sample 50 at offset ...".
+type namedSource struct {
+	tagSource
+	name string
+}
+
+func (s namedSource) next() (flvTag, error) {
+	tag, err := s.tagSource.next()
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%s: %w", s.name, err)
+	}
+	return tag, err
 }
 
 // mediaKind names a file's format from its first bytes: the FLV
@@ -213,17 +234,20 @@ func (p *progress) count(tag flvTag) {
 	p.bytes += int64(len(tag.Data))
 	switch tag.Type {
 	case tagVideo:
-		if header, _ := videoInfo(tag.Data); !header && !isSequenceEnd(tag.Data) {
-			p.videoFrames++
-			if p.videoFrames > 1 && tag.Time > p.lastVideoTime {
-				p.videoDelta = tag.Time - p.lastVideoTime
-			}
-			p.lastVideoTime = tag.Time
+		header, _ := videoInfo(tag.Data)
+		if header || isSequenceEnd(tag.Data) {
+			return // not a frame: its time is not the media's
 		}
+		p.videoFrames++
+		if p.videoFrames > 1 && tag.Time > p.lastVideoTime {
+			p.videoDelta = tag.Time - p.lastVideoTime
+		}
+		p.lastVideoTime = tag.Time
 	case tagAudio:
-		if !audioIsHeader(tag.Data) {
-			p.audioFrames++
+		if audioIsHeader(tag.Data) {
+			return
 		}
+		p.audioFrames++
 	default:
 		return
 	}
@@ -493,10 +517,16 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		if err != nil {
 			return first, sent, err
 		}
-		if !haveFirst {
-			first, haveFirst = tag.Time, true
+		if tag.Type == tagScript {
+			tag.Data = liveMetadata(tag.Data)
 		}
 		isHeader := p.remember(tag)
+		if !haveFirst && !isHeader {
+			// The next pass is placed after the first frame, not after
+			// metadata or headers that may sit at 0 while frames start
+			// later (an MP4 edit list, an FLV cut from a stream).
+			first, haveFirst = tag.Time, true
+		}
 		if pass > 0 && isHeader {
 			continue // the first pass sent them; the server still has them
 		}
@@ -504,7 +534,7 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		if !p.resumeAt(tag) {
 			continue
 		}
-		if err := p.pace(ctx, tag.Time); err != nil {
+		if err := p.pace(ctx, tag, isHeader); err != nil {
 			return first, sent, nil
 		}
 		if err := p.send(ctx, tag); err != nil {
@@ -515,6 +545,38 @@ func (p *pusher) sendFile(ctx context.Context, src tagSource, pass int) (first u
 		}
 	}
 	return first, sent, nil
+}
+
+// liveMetadata is a file's onMetaData as a live stream's: duration 0
+// and no filesize, as ffmpeg writes them when it streams FLV. The file's
+// values would be wrong for the stream (looped, cut, recorded, pulled for
+// a while) and players and ffprobe believe them: a 2 s pull of a pushed
+// 6 s file said 6 s. Other data is sent as it is.
+func liveMetadata(data []byte) []byte {
+	vals, err := amf0DecodeAll(data)
+	if err != nil || len(vals) != 2 || vals[0] != "onMetaData" {
+		return data
+	}
+	var props []amfProp
+	switch v := vals[1].(type) {
+	case amfECMAArray:
+		props = v
+	case amfObject:
+		props = v
+	default:
+		return data
+	}
+	out := make(amfECMAArray, 0, len(props))
+	for _, prop := range props {
+		switch prop.Key {
+		case "filesize":
+			continue
+		case "duration":
+			prop.Value = 0.0
+		}
+		out = append(out, prop)
+	}
+	return amf0AppendAll(nil, "onMetaData", out)
 }
 
 // remember keeps the metadata and sequence headers, for a reconnect.
@@ -566,11 +628,15 @@ func (p *pusher) resumeAt(tag flvTag) bool {
 }
 
 // pace sleeps until the tag's time on the pacing clock, as ffmpeg -re
-// does; it notes the sleep and how late the tag is at worst.
-func (p *pusher) pace(ctx context.Context, ts uint32) error {
-	if p.opt.speed <= 0 {
+// does; it notes the sleep and how late the tag is at worst. Metadata
+// and sequence headers go at once and do not start the clock: a file
+// whose frames start at 10 s (headers at 0) starts at once, as
+// ffmpeg -re starts at the first frame.
+func (p *pusher) pace(ctx context.Context, tag flvTag, isHeader bool) error {
+	if p.opt.speed <= 0 || isHeader {
 		return nil
 	}
+	ts := tag.Time
 	now := time.Now()
 	if !p.clockSet {
 		p.clockSet, p.clockStart, p.clockBase = true, now, ts

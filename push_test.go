@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -166,7 +167,9 @@ func TestPull(t *testing.T) {
 		if flags != [2]bool{true, true} {
 			t.Errorf("pull %s: header flags audio, video = %v", name, flags)
 		}
-		if len(got) < 3 || !slices.EqualFunc(got[:3], want[:3], sameTag) {
+		wantStart := slices.Clone(want[:3])
+		wantStart[0].Data = liveMetadata(wantStart[0].Data) // push sends a live stream's: duration 0, no filesize
+		if len(got) < 3 || !slices.EqualFunc(got[:3], wantStart, sameTag) {
 			t.Errorf("pull %s: the file does not start with the clip's metadata and sequence headers", name)
 		}
 		gotMedia := withoutAVCEnd(mediaTags(got))
@@ -238,6 +241,8 @@ func TestPushErrors(t *testing.T) {
 		{"not FLV", write("notes.txt", []byte("hello")), ts.rtmpURL("e5"), "not an FLV, MP4 or MPEG-TS file"},
 		{"FLV signature", write("x.flv", []byte("FLX\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00")), ts.rtmpURL("e6"), "flv: not an FLV stream"},
 		{"missing file", filepath.Join(dir, "nope.flv"), ts.rtmpURL("e7"), "no such file or directory"},
+		{"MP4 without moov", write("cut.mp4", []byte("\x00\x00\x00\x10ftypisom\x00\x00\x00\x00\x00\x00\x00\x08mdat")), ts.rtmpURL("e8"), "cut.mp4: mp4: no moov box"},
+		{"TS without PMT", write("junk.ts", append(bytes.Repeat([]byte{0x47, 0x1F, 0xFF, 0x10}, 1), make([]byte, 184*1)...)), ts.rtmpURL("e9"), "junk.ts: ts: "},
 		{"no server", path, closed, "connection refused"},
 		{"bad URL", path, "http://" + ts.rtmpAddr + "/live/x", "want rtmp:// or rtmps://"},
 		{"busy name", path, ts.rtmpURL("busy"), "server refused publish: NetStream.Publish.BadName"},
@@ -276,6 +281,7 @@ func TestPullErrors(t *testing.T) {
 		{"nobody publishes", "rtmp://" + open.rtmpAddr + "/live/none", "the server ended the stream: NetStream.Play.StreamNotFound"},
 		{"nobody publishes, http", open.httpURL("none"), "the stream ended before any media arrived"},
 		{"no server", "rtmp://" + closed + "/live/x", "connection refused"},
+		{"no server, http", "http://me:1-bad@" + closed + "/live/x.flv?key=1-bad", "connection refused"},
 		{"bad scheme", "ftp://" + closed + "/live/x", "want rtmp://, rtmps://, http:// or https://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -580,4 +586,131 @@ func relativeMS(ps []probePacket) []probePacket {
 		out[i].PTS -= first
 	}
 	return out
+}
+
+// lateStartFLV is synthFLV with its frames moved 10 s later and its
+// metadata and sequence headers left at 0, as in an FLV cut from a live
+// stream or written by ffmpeg -output_ts_offset 10.
+func lateStartFLV(t testing.TB, n int) (string, []flvTag) {
+	t.Helper()
+	path, tags := synthFLV(t, n)
+	b := appendFLVHeader(nil, true, true)
+	for i := range tags {
+		if i >= 3 {
+			tags[i].Time += 10000
+		}
+		b = appendFLVTag(b, tags[i].Type, tags[i].Time, tags[i].Data)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, tags
+}
+
+// TestPushLateStart pushes a file whose frames start at 10 s and whose
+// headers sit at 0, twice (-loop 2), while pull records it: the second
+// pass follows the first by one frame (not by the 10 s before the first
+// frame), the summary counts the media from the first frame, and the
+// pulled file's metadata is at 0, where ffprobe takes it for metadata
+// (at any other time it shows a "text" data stream).
+func TestPushLateStart(t *testing.T) {
+	path, tags := lateStartFLV(t, 50)
+	ts := startServer(t, nil)
+	url := ts.rtmpURL("late")
+	file := filepath.Join(t.TempDir(), "late.flv")
+	pulled := make(chan error, 1)
+	go func() {
+		out, err := runCmd(context.Background(), "pull", url, file)
+		if err != nil {
+			err = errors.New(err.Error() + "\n" + out)
+		}
+		pulled <- err
+	}()
+	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", "late"}) == 1 })
+	out, err := runCmd(context.Background(), "push", "-speed", "0", "-loop", "2", path, url)
+	if err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	// 100 frames of 40 ms: 3.960 s from the first to the last.
+	if !strings.Contains(out, "push: 100 frames") || !strings.Contains(out, "3.960s of media") {
+		t.Errorf("summary: want 100 frames and 3.960s of media:\n%s", out)
+	}
+	if err := <-pulled; err != nil {
+		t.Fatal(err)
+	}
+	_, got := readFLVFile(t, file)
+	if len(got) == 0 || got[0].Type != tagScript || got[0].Time != 0 {
+		t.Errorf("pulled file: want the metadata first at 0, got %v", got[:min(len(got), 1)])
+	}
+	var want []flvTag
+	for pass := range 2 {
+		for _, tag := range mediaTags(tags) {
+			if pass > 0 && isHeaderTag(tag) {
+				continue
+			}
+			tag.Time += uint32(pass * 2000)
+			want = append(want, tag)
+		}
+	}
+	var gotMedia []flvTag
+	for _, tag := range mediaTags(got) {
+		if isHeaderTag(tag) {
+			tag.Time = 0 // the server stamps a joiner's headers with its first frame's time
+			if len(gotMedia) >= 2 {
+				continue
+			}
+		}
+		gotMedia = append(gotMedia, tag)
+	}
+	compareTags(t, "late start", gotMedia, want)
+	if _, err := exec.LookPath("ffprobe"); err == nil {
+		streams, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", file).Output()
+		if err != nil || strings.Contains(string(streams), "data") || strings.Contains(string(streams), "subtitle") {
+			t.Errorf("ffprobe sees streams %q (%v); want only audio and video", streams, err)
+		}
+	}
+}
+
+func isHeaderTag(tag flvTag) bool {
+	header, _ := videoInfo(tag.Data)
+	return (tag.Type == tagVideo && header) || (tag.Type == tagAudio && audioIsHeader(tag.Data))
+}
+
+// TestPushPaceStartsAtFirstFrame: headers at 0 before frames at 10 s
+// neither wait nor start the pacing clock; the first frame does.
+func TestPushPaceStartsAtFirstFrame(t *testing.T) {
+	p := &pusher{opt: pushOptions{speed: 1}, prog: newProgress(io.Discard, "PUSHING")}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a pace that would sleep returns the context's error instead
+	if err := p.pace(ctx, flvTag{Type: tagScript, Time: 0}, true); err != nil {
+		t.Fatalf("pace(metadata at 0) = %v; want no wait", err)
+	}
+	if err := p.pace(ctx, flvTag{Type: tagVideo, Time: 10000}, false); err != nil {
+		t.Fatalf("pace(first frame at 10 s) = %v; want no wait", err)
+	}
+	if p.clockBase != 10000 {
+		t.Errorf("pacing clock starts at %d ms; want the first frame's 10000", p.clockBase)
+	}
+}
+
+// TestLiveMetadata: a file's duration and size do not go out with the
+// stream (ffmpeg streams FLV with duration 0 and no filesize); the rest
+// of the metadata does, in order, and other data is untouched.
+func TestLiveMetadata(t *testing.T) {
+	file := amf0AppendAll(nil, "onMetaData", amfECMAArray{{"duration", 6.08}, {"width", 320.0}, {"filesize", 89762.0}, {"encoder", "Lavf59"}})
+	got, err := amf0DecodeAll(liveMetadata(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{"onMetaData", amfECMAArray{{"duration", 0.0}, {"width", 320.0}, {"encoder", "Lavf59"}}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("liveMetadata = %#v; want %#v", got, want)
+	}
+	cue := amf0AppendAll(nil, "onCuePoint", amfObject{{"time", 1.0}})
+	if !bytes.Equal(liveMetadata(cue), cue) {
+		t.Errorf("onCuePoint changed")
+	}
+	if junk := []byte{0x02, 0xFF}; !bytes.Equal(liveMetadata(junk), junk) {
+		t.Errorf("undecodable data changed")
+	}
 }

@@ -9,8 +9,11 @@ package main
 // by a crash or a kill is readable up to its last whole tag.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -65,6 +68,7 @@ func (recordForm) unpublishNotice(streamKey) *frame { return nil }
 // (the hub goroutine never waits for a disk).
 func (r *recorder) tap(h *hub, key streamKey) []*subscriber {
 	sub := h.newSubscriber(key, clientInfo{ID: "record", Protocol: protoRTMP}, recordForm{}, nil)
+	sub.patient = true
 	rec := &recording{started: time.Now()}
 	rec.first.Store(-1)
 	rec.last.Store(-1)
@@ -86,17 +90,10 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 	r.mu.Lock()
 	r.active[rec.rel] = rec
 	r.mu.Unlock()
+	var tags [][]byte
 	err = sub.pumpBlocking(func(b *net.Buffers) error {
-		for _, tag := range *b {
-			if len(tag) >= flvTagHeaderLen && tag[0] != 'F' {
-				ts := int64(tagTime(tag))
-				rec.first.CompareAndSwap(-1, ts)
-				rec.last.Store(ts)
-			}
-		}
-		n, err := b.WriteTo(f)
-		rec.bytes.Add(n)
-		return err
+		tags = append(tags[:0], *b...)
+		return rec.writeTags(f, b, tags)
 	})
 	r.mu.Lock()
 	delete(r.active, rec.rel)
@@ -113,7 +110,56 @@ func (r *recorder) write(sub *subscriber, key streamKey, rec *recording) {
 		log.Error("record: closing the file", "err", closeErr)
 		return
 	}
+	if rec.bytes.Load() == 0 {
+		// The publisher left before its first keyframe (or sent nothing):
+		// an empty file is no recording, and players cannot open it.
+		if err := os.Remove(f.Name()); err != nil {
+			log.Warn("record: removing an empty recording", "err", err)
+		}
+		log.Info("record: nothing recorded; no file kept")
+		return
+	}
 	log.Info("record: finished", "bytes", rec.bytes.Load(), "duration", rec.duration())
+}
+
+// recordFile is what a recording writes to: an *os.File.
+type recordFile interface {
+	io.Writer
+	Truncate(size int64) error
+}
+
+// writeTags appends a batch of whole FLV tags (b; tags is a copy of its
+// slices, as writing consumes b) and accounts for them. A write that
+// fails part-way (a full disk) is cut back to the last whole tag, so that
+// the file ends cleanly and its duration can be read from its end.
+func (rec *recording) writeTags(f recordFile, b *net.Buffers, tags [][]byte) error {
+	for i, tag := range tags {
+		if len(tag) >= flvTagHeaderLen && tag[0] == tagScript {
+			tags[i] = scriptAtZero(tag)
+			(*b)[i] = tags[i]
+		}
+	}
+	start := rec.bytes.Load()
+	n, err := b.WriteTo(f)
+	var whole int64
+	for _, tag := range tags {
+		if whole+int64(len(tag)) > n {
+			break
+		}
+		whole += int64(len(tag))
+		if len(tag) >= flvTagHeaderLen && (tag[0] == tagAudio || tag[0] == tagVideo) {
+			ts := int64(tagTime(tag))
+			rec.first.CompareAndSwap(-1, ts)
+			rec.last.Store(ts)
+		}
+	}
+	rec.bytes.Add(whole)
+	if err != nil && whole < n {
+		if terr := f.Truncate(start + whole); terr != nil {
+			return fmt.Errorf("%w (and cutting the file back to its last whole tag: %v)", err, terr)
+		}
+	}
+	return err
 }
 
 // create makes DIR/APP/NAME/<start>.flv, with a suffix when a file of
@@ -218,21 +264,35 @@ func flvFileDuration(path string) time.Duration {
 		return 0
 	}
 	defer f.Close()
-	var head [flvHeaderLen + 4 + flvTagHeaderLen]byte
+	var head [flvHeaderLen]byte
 	if _, err := f.ReadAt(head[:], 0); err != nil || string(head[:3]) != "FLV" {
 		return 0
 	}
-	first := tagTime(head[flvHeaderLen+4:])
 	st, err := f.Stat()
 	if err != nil {
 		return 0
+	}
+	// The first audio or video tag: metadata before it is stamped 0.
+	var first uint32
+	var tag [flvTagHeaderLen]byte
+	for off, i := int64(flvHeaderLen+4), 0; ; i++ {
+		if i == 16 {
+			return 0 // no frame among the first tags: not a recording of ours
+		}
+		if _, err := f.ReadAt(tag[:], off); err != nil {
+			return 0
+		}
+		if t := tag[0] & 0x1F; t == tagAudio || t == tagVideo {
+			first = tagTime(tag[:])
+			break
+		}
+		off += flvTagHeaderLen + int64(be24(tag[1:4])) + 4
 	}
 	var prev [4]byte
 	if _, err := f.ReadAt(prev[:], st.Size()-4); err != nil {
 		return 0
 	}
 	n := int64(binary.BigEndian.Uint32(prev[:]))
-	var tag [flvTagHeaderLen]byte
 	if n < flvTagHeaderLen || n > st.Size() {
 		return 0
 	}
@@ -243,6 +303,20 @@ func flvFileDuration(path string) time.Duration {
 		return time.Duration(last-first) * time.Millisecond
 	}
 	return 0
+}
+
+// scriptAtZero is a script data tag (metadata) stamped 0, copied when it
+// is not: the hub stamps a joiner's metadata with its first frame's time,
+// and ffmpeg's FLV reader takes onMetaData for the file's metadata only at
+// 0 (at any other time it makes a "text" data stream of it). The hub's
+// bytes are shared with the players, so they are never changed in place.
+func scriptAtZero(tag []byte) []byte {
+	if tagTime(tag) == 0 {
+		return tag
+	}
+	c := bytes.Clone(tag)
+	c[4], c[5], c[6], c[7] = 0, 0, 0, 0
+	return c
 }
 
 // tagTime is an FLV tag header's timestamp with its extension byte.

@@ -18,12 +18,15 @@ package main
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +101,7 @@ type relay struct {
 	Key     streamKey
 	url     string // the remote URL, credentials included: never shown
 	shown   string // the remote URL as the API and logs show it
+	masked  bool   // the URL's last path element is a stream key (a push to an exact name)
 	Started time.Time
 	bytes   atomic.Uint64 // sent (push) or received (pull), all sessions
 	errs    atomic.Uint64 // failed sessions and dials
@@ -114,16 +118,25 @@ func (r *relay) setState(state string, err error) {
 	defer r.mu.Unlock()
 	r.state = state
 	if err != nil {
-		r.lastErr = err.Error()
+		r.lastErr = redactErr(err.Error(), r.url, r.masked)
 	}
+}
+
+// errText is err as a log line may show it: the relay's URL and its
+// credentials hidden (see redactErr).
+func (r *relay) errText(err error) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return redactErr(err.Error(), r.url, r.masked)
 }
 
 // relays runs every relay of a server.
 type relays struct {
-	hub *hub
-	log *slog.Logger
-	ctx context.Context // the server's; set by run
-	wg  sync.WaitGroup
+	hub    *hub
+	log    *slog.Logger
+	secret string          // -auth-secret: signs on-demand pulls, for origins that check plays with it
+	ctx    context.Context // the server's; set by run
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	rules   []*relayRule
@@ -133,7 +146,7 @@ type relays struct {
 }
 
 func newRelays(cfg *config, h *hub, log *slog.Logger) (*relays, error) {
-	rs := &relays{hub: h, log: log, running: map[string]*relay{}, pulls: map[streamKey]*relay{}}
+	rs := &relays{hub: h, log: log, secret: cfg.Secret, running: map[string]*relay{}, pulls: map[streamKey]*relay{}}
 	for _, s := range cfg.RelayPush {
 		app, u := "", s
 		if i := strings.Index(s, "="); i > 0 && !strings.Contains(s[:i], "/") {
@@ -279,6 +292,7 @@ func (rs *relays) tapRules(h *hub, key streamKey, rules []*relayRule) []*subscri
 			continue
 		}
 		sub := h.newSubscriber(key, clientInfo{ID: "relay", Protocol: protoRTMP}, relayForm{}, nil)
+		sub.patient = true
 		target := rule.target(key)
 		r := rs.add(relayPush, key, target, redactRelayURL(target, !rule.AppendName), rule)
 		ctx, cancel := context.WithCancel(rs.ctx)
@@ -304,7 +318,7 @@ func (relayForm) unpublishNotice(streamKey) *frame { return nil }
 // add registers a relay; rs.mu is held.
 func (rs *relays) add(mode relayMode, key streamKey, target, shown string, rule *relayRule) *relay {
 	r := &relay{ID: newClientID(), Mode: mode, Key: key, url: target, shown: shown, Started: time.Now(),
-		state: "connecting", rule: rule}
+		state: "connecting", rule: rule, masked: mode == relayPush && rule != nil && !rule.AppendName}
 	rs.running[r.ID] = r
 	return r
 }
@@ -326,14 +340,21 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 	defer rs.hub.untap(sub)
 	wait := relayRetryFirst
 	for first := true; ; first = false {
+		// Until connected, what the hub queues is thrown away: a push
+		// whose queue filled while its target was away would look like a
+		// slow viewer, which the hub disconnects after maxBehind, ending
+		// the push for good.
+		stopDiscard := discardQueue(sub)
 		if !first {
 			r.setState("retrying", nil)
 			select {
 			case <-time.After(wait):
 			case <-ctx.Done():
+				stopDiscard()
 				r.setState("stopped", nil)
 				return
 			case <-sub.done:
+				stopDiscard()
 				r.setState("stopped", nil)
 				return
 			}
@@ -345,6 +366,7 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 		if err == nil {
 			err = c.publish()
 		}
+		stopDiscard()
 		if err != nil {
 			if c != nil {
 				c.close()
@@ -355,7 +377,7 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 			}
 			r.errs.Add(1)
 			r.setState("retrying", err)
-			log.Warn("relay: cannot publish to target", "err", err, "retry_in", wait)
+			log.Warn("relay: cannot publish to target", "err", r.errText(err), "retry_in", wait)
 			continue
 		}
 		log.Info("relay: publishing")
@@ -379,8 +401,31 @@ func (rs *relays) push(ctx context.Context, r *relay, sub *subscriber) {
 		if time.Since(began) > relayHealthy {
 			wait = relayRetryFirst
 		}
-		log.Warn("relay: target lost", "err", err, "bytes", sent, "retry_in", wait)
+		log.Warn("relay: target lost", "err", r.errText(err), "bytes", sent, "retry_in", wait)
 	}
+}
+
+// discardQueue throws away what the hub queues for sub until stop is
+// called (or the subscription ends).
+func discardQueue(sub *subscriber) (stop func()) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var batch []*frame
+		for {
+			select {
+			case <-sub.ready:
+				batch = sub.drain(batch[:0])
+				sub.dequeued(batch)
+				clear(batch)
+			case <-sub.done:
+				return
+			case <-quit:
+				return
+			}
+		}
+	})
+	return func() { close(quit); wg.Wait() }
 }
 
 // restartAtKeyframe empties a push's queue and has the hub start it
@@ -406,7 +451,7 @@ func (rs *relays) send(ctx context.Context, r *relay, sub *subscriber, c *rtmpCl
 		}
 		batch = sub.drain(batch[:0])
 		sub.dequeued(batch)
-		for _, f := range batch {
+		for _, f := range skipBehind(batch) {
 			if f.typ == 0 {
 				continue // the FLV file header: not a message
 			}
@@ -424,6 +469,53 @@ func (rs *relays) send(ctx context.Context, r *relay, sub *subscriber, c *rtmpCl
 			return sub.err
 		}
 	}
+}
+
+// relayMaxLag is how much media one batch of a push may span: more means
+// the target takes the stream slower than it comes.
+const relayMaxLag = 3 * time.Second
+
+// skipBehind drops a batch's frames before its last keyframe when the
+// batch spans more than relayMaxLag, keeping metadata and sequence
+// headers: a push to a slow target skips to the latest keyframe, as a
+// viewer does. Otherwise each batch would take longer to send than the
+// last, until the hub, finding no room in the push's queue for 10 s,
+// disconnected it as a slow viewer and the push ended for good.
+func skipBehind(batch []*frame) []*frame {
+	media := func(f *frame) bool {
+		if f.typ != msgAudio && f.typ != msgVideo || f.flv == nil {
+			return false
+		}
+		if f.typ == msgAudio {
+			return !audioIsHeader(f.body())
+		}
+		header, _ := videoInfo(f.body())
+		return !header
+	}
+	first, last, key := -1, -1, -1
+	for i, f := range batch {
+		if !media(f) {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+		if f.key {
+			key = i
+		}
+	}
+	if first < 0 || key <= first ||
+		time.Duration(int64(batch[last].time)-int64(batch[first].time))*time.Millisecond <= relayMaxLag {
+		return batch
+	}
+	out := batch[:0:0]
+	for i, f := range batch {
+		if i >= key || !media(f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // ---- pull ----
@@ -476,6 +568,12 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 	log := rs.log.With("relay", r.ID, "mode", string(r.Mode), "stream", r.Key.String())
 	wait := relayRetryFirst
 	idleSince := time.Time{}
+	var pl pulled
+	defer func() {
+		if pl.p != nil {
+			rs.hub.unpublish(pl.p)
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		u := urls[attempt%len(urls)]
 		r.mu.Lock()
@@ -483,7 +581,11 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 		r.mu.Unlock()
 		r.setState("connecting", nil)
 		began := time.Now()
-		err := rs.pullOnce(ctx, r, u, log)
+		dial := u
+		if onDemand {
+			dial = signedPull(u, rs.secret, time.Now())
+		}
+		err := rs.pullOnce(ctx, r, dial, log, &pl)
 		if ctx.Err() != nil || errors.Is(err, errPullIdle) {
 			if err != nil {
 				log.Info("relay: pull stopped: no players")
@@ -503,7 +605,11 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 			wait = relayRetryFirst
 		}
 		r.setState("retrying", err)
-		log.Warn("relay: pull ended", "url", redactRelayURL(u, false), "err", err, "retry_in", wait)
+		if err != nil {
+			log.Warn("relay: pull failed", "url", redactRelayURL(u, false), "err", r.errText(err), "retry_in", wait)
+		} else {
+			log.Info("relay: the remote stream ended", "url", redactRelayURL(u, false), "retry_in", wait)
+		}
 		if onDemand {
 			if rs.hub.players(r.Key) == 0 {
 				if idleSince.IsZero() {
@@ -527,8 +633,28 @@ func (rs *relays) pull(ctx context.Context, r *relay, urls []string, onDemand bo
 	}
 }
 
+// pulled is what a pull keeps from one session to the next: the local
+// publish, so that its players stay through a restart of the origin (as
+// nginx-rtmp's players do), and the timestamps, which go on rising from
+// where the last session left off.
+type pulled struct {
+	p      *publisher
+	conn   atomic.Pointer[rtmpClientConn] // the session's connection
+	before atomic.Uint64                  // bytes received in the sessions before it
+	last   uint32                         // the last timestamp published
+	any    bool                           // something was published
+}
+
+func (pl *pulled) bytesIn() uint64 {
+	n := pl.before.Load()
+	if c := pl.conn.Load(); c != nil {
+		n += c.bytesIn()
+	}
+	return n
+}
+
 // pullOnce is one session of a pull: play u, publish here what it sends.
-func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Logger) error {
+func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Logger, pl *pulled) error {
 	c, err := dialRTMPClient(ctx, u, false, rtmpClientOptions{})
 	if err != nil {
 		return err
@@ -541,13 +667,22 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 	if err := c.play(); err != nil {
 		return err
 	}
-	pu, _ := parseRTMPURL(u)
-	info := clientInfo{ID: r.ID, IP: pu.Host, Protocol: protoRTMP, Created: time.Now()}
-	p, err := rs.hub.publish(r.Key, info, c.bytesIn, cancel)
-	if err != nil {
-		return err
+	pl.conn.Store(c)
+	defer func() {
+		pl.before.Add(c.bytesIn())
+		pl.conn.Store(nil)
+	}()
+	if pl.p == nil {
+		pu, _ := parseRTMPURL(u)
+		info := clientInfo{ID: r.ID, IP: pu.Host, Protocol: protoRTMP, Created: time.Now()}
+		// A kick (the API, or a local publisher taking over the name of a
+		// pull that has gone silent) ends the pull, not just this session.
+		p, err := rs.hub.publish(r.Key, info, pl.bytesIn, r.stop)
+		if err != nil {
+			return err
+		}
+		pl.p = p
 	}
-	defer rs.hub.unpublish(p)
 	r.setState("live", nil)
 	log.Info("relay: pulling", "url", redactRelayURL(u, false))
 	var idle atomic.Bool
@@ -561,6 +696,8 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 	}
 	before := c.bytesIn()
 	defer func() { r.bytes.Add(c.bytesIn() - before) }()
+	var offset uint32
+	first := true
 	for {
 		tag, err := c.next()
 		if err != nil {
@@ -575,10 +712,35 @@ func (rs *relays) pullOnce(ctx context.Context, r *relay, u string, log *slog.Lo
 			}
 			return err
 		}
-		if err := p.ingest(tag.Type, tag.Time, tag.Data); err != nil {
+		if first && pl.any {
+			offset = pl.last + 1 - tag.Time // a new session's time starts after the last one's
+		}
+		first = false
+		ts := tag.Time + offset
+		pl.last, pl.any = ts, true
+		if err := pl.p.ingest(tag.Type, ts, tag.Data); err != nil {
 			return err
 		}
 	}
+}
+
+// signedPull is an on-demand pull's URL signed with this server's
+// -auth-secret (NMS's scheme, see checkSign; valid for an hour): an edge
+// and an origin that share the secret, as NMS set-ups copy one config,
+// need no player's sign for the pull, and a player's sign never travels
+// upstream. Without a secret, or when the URL has a query of its own, it
+// is u.
+func signedPull(u, secret string, now time.Time) string {
+	if secret == "" || strings.Contains(u, "?") {
+		return u
+	}
+	pu, err := parseRTMPURL(u)
+	if err != nil {
+		return u
+	}
+	exp := strconv.FormatInt(now.Add(time.Hour).Unix(), 10)
+	sum := md5.Sum([]byte("/" + pu.App + "/" + pu.Name + "-" + exp + "-" + secret))
+	return u + "?sign=" + exp + "-" + hex.EncodeToString(sum[:])
 }
 
 // errPullIdle ends an on-demand pull that nobody watches.
@@ -634,16 +796,48 @@ func (rs *relays) list() []relayInfo {
 		r.mu.Lock()
 		out = append(out, relayInfo{App: r.Key.App, Name: r.Key.Name, Path: r.Key.String(), URL: r.shown,
 			Mode: r.Mode, TS: r.Started.UnixMilli(), ID: r.ID, State: r.state, Bytes: r.bytes.Load(),
-			Errors: r.errs.Load(), LastError: redactErr(r.lastErr, r.url, r.shown)})
+			Errors: r.errs.Load(), LastError: r.lastErr})
 		r.mu.Unlock()
 	}
 	return out
 }
 
-// redactErr keeps a relay's URL out of an error text that quotes it.
-func redactErr(msg, raw, shown string) string {
-	if raw != "" && raw != shown {
-		msg = strings.ReplaceAll(msg, raw, shown)
+// redactErr keeps a relay's URL and its secrets out of an error text:
+// the URL as redactRelayURL shows it, and its user, password, query and
+// (masked) stream key wherever else they appear, for servers quote them
+// in their refusals ("stream /ingest/KEY is already publishing").
+func redactErr(msg, raw string, masked bool) string {
+	if raw == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, raw, redactRelayURL(raw, masked))
+	u, err := url.Parse(raw)
+	if err != nil {
+		return msg
+	}
+	var secrets []string
+	if u.User != nil {
+		secrets = append(secrets, u.User.Username())
+		if pass, ok := u.User.Password(); ok {
+			secrets = append(secrets, pass)
+		}
+	}
+	if u.RawQuery != "" {
+		secrets = append(secrets, u.RawQuery)
+		for _, values := range u.Query() {
+			secrets = append(secrets, values...)
+		}
+	}
+	if i := strings.LastIndexByte(u.Path, '/'); masked && i >= 0 {
+		secrets = append(secrets, u.Path[i+1:])
+	}
+	// Longest first, so that a query goes whole before its values; very
+	// short ones are left, as hiding them would garble the text.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range secrets {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
 	}
 	return msg
 }
@@ -681,7 +875,7 @@ func (rs *relays) addAPI(mode relayMode, app, name, u string) (string, error) {
 	// Not under rs.mu: the hub goroutine takes it in tapRules.
 	rs.hub.call(func() {
 		if s := rs.hub.streams[key]; s != nil && s.pub != nil {
-			s.taps = append(s.taps, rs.tapRules(rs.hub, key, []*relayRule{rule})...)
+			rs.hub.addTaps(s, rs.tapRules(rs.hub, key, []*relayRule{rule}))
 		}
 	})
 	return rule.ID, nil

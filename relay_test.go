@@ -1,8 +1,10 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRelayRules reads the forms a relay URL takes (flags and NMS's
@@ -82,5 +84,86 @@ func TestRedactRelayURL(t *testing.T) {
 		if got := redactRelayURL(c.url, c.masked); got != c.want {
 			t.Errorf("redactRelayURL(%q) = %q; want %q", c.url, got, c.want)
 		}
+	}
+}
+
+// TestRedactErr hides a relay URL's secrets wherever an error quotes
+// them, as servers do in their refusals.
+func TestRedactErr(t *testing.T) {
+	for _, c := range []struct {
+		msg, url string
+		masked   bool
+		want     string
+	}{
+		{"rtmp: refused: server refused publish: NetStream.Publish.BadName (stream /ingest/sk_9f8e is already publishing)",
+			"rtmp://b/ingest/sk_9f8e", true,
+			"rtmp: refused: server refused publish: NetStream.Publish.BadName (stream /ingest/*** is already publishing)"},
+		{"dial rtmp://b/ingest/sk_9f8e: refused", "rtmp://b/ingest/sk_9f8e", true, "dial rtmp://b/ingest/***: refused"},
+		{"refused play of /live/cam?sign=1796-abcdef by bob:hunter2", "rtmp://bob:hunter2@b/live/cam?sign=1796-abcdef", false,
+			"refused play of /live/cam?*** by ***:***"},
+		{"stream /live/cam ended", "rtmp://b/live/cam", false, "stream /live/cam ended"},
+	} {
+		if got := redactErr(c.msg, c.url, c.masked); got != c.want {
+			t.Errorf("redactErr(%q, %q) = %q; want %q", c.msg, c.url, got, c.want)
+		}
+	}
+}
+
+// TestSkipBehind: a push whose batch spans more than relayMaxLag of media
+// (its target is slower than the stream) skips to the batch's last
+// keyframe and keeps the headers; a batch within it goes whole.
+func TestSkipBehind(t *testing.T) {
+	mk := func(typ uint8, ms uint32, key bool, body ...byte) *frame {
+		f := &frame{typ: typ, time: ms, key: key}
+		f.flv = appendFLVTag(nil, typ, ms, body)
+		return f
+	}
+	var batch []*frame
+	batch = append(batch, mk(msgVideo, 0, true, 0x17, 0, 0, 0, 0)) // AVC sequence header
+	batch = append(batch, mk(msgAudio, 0, false, 0xAF, 0, 0x12, 0x10))
+	for ms := uint32(0); ms <= 6000; ms += 40 {
+		key := ms%2000 == 0
+		first := byte(0x27)
+		if key {
+			first = 0x17
+		}
+		batch = append(batch, mk(msgVideo, ms, key, first, 1, 0, 0, 0, 9))
+		batch = append(batch, mk(msgAudio, ms, false, 0xAF, 1, 7))
+	}
+	got := skipBehind(slices.Clone(batch))
+	if len(got) < 3 || got[0] != batch[0] || got[1] != batch[1] {
+		t.Fatalf("the sequence headers did not stay first")
+	}
+	if got[2].time != 6000 || !got[2].key {
+		t.Errorf("after the headers: a frame at %d (key %v); want the last keyframe, at 6000", got[2].time, got[2].key)
+	}
+	if n := len(got); n != 4 {
+		t.Errorf("%d frames; want headers, keyframe and its audio", n)
+	}
+	short := batch[:2+2*50] // 2 s of media
+	if got := skipBehind(slices.Clone(short)); len(got) != len(short) {
+		t.Errorf("a 2 s batch lost %d frames", len(short)-len(got))
+	}
+}
+
+// TestSignedPull signs an on-demand pull for the remote path, as checkSign
+// checks it, and leaves URLs with a query, or no secret, alone.
+func TestSignedPull(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	got := signedPull("rtmp://origin:1935/live/cam", "S3CRET", now)
+	base, query, ok := strings.Cut(got, "?")
+	if !ok || base != "rtmp://origin:1935/live/cam" {
+		t.Fatalf("signedPull = %q", got)
+	}
+	if err := checkSign(streamKey{"live", "cam"}, query, "S3CRET", now); err != nil {
+		t.Errorf("the origin refuses %q: %v", query, err)
+	}
+	for _, u := range []string{"rtmp://origin/live/cam?token=x"} {
+		if got := signedPull(u, "S3CRET", now); got != u {
+			t.Errorf("signedPull(%q) = %q; want it unchanged", u, got)
+		}
+	}
+	if got := signedPull("rtmp://origin/live/cam", "", now); got != "rtmp://origin/live/cam" {
+		t.Errorf("without a secret: %q", got)
 	}
 }

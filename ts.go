@@ -106,6 +106,7 @@ type tsReader struct {
 	packets int64
 
 	pmtPID   int
+	skipped  map[uint16]bool // PIDs of audio or video it cannot push, warned about once
 	sections map[uint16][]byte
 	streams  map[uint16]*tsStream
 	order    []*tsStream
@@ -274,8 +275,12 @@ func (t *tsReader) readPacket() error {
 		t.pktOff = t.off - int64(skipped)
 		t.damage("%d bytes without a sync byte", skipped)
 	}
-	if _, err := io.ReadFull(t.br, t.pkt[:]); err != nil {
-		return io.EOF // a cut last packet
+	if n, err := io.ReadFull(t.br, t.pkt[:]); err != nil {
+		if n > 0 { // a cut last packet (a download or recording cut short): said, not an error
+			t.pktOff = t.off
+			t.damage("last packet cut at %d of %d bytes", n, tsPacketLen)
+		}
+		return io.EOF
 	}
 	t.pktOff, t.off = t.off, t.off+tsPacketLen
 	t.packets++
@@ -389,6 +394,7 @@ func (t *tsReader) section(pid uint16, pusi bool, payload []byte) {
 			esInfo := int(binary.BigEndian.Uint16(es[3:]) & 0x0FFF)
 			es = es[min(5+esInfo, len(es)):]
 			if typ != tsStreamAVC && typ != tsStreamHEVC && typ != tsStreamAAC {
+				t.skip(espid, typ)
 				continue
 			}
 			if t.streams[espid] != nil || len(t.order) == tsMaxStreams {
@@ -399,6 +405,29 @@ func (t *tsReader) section(pid uint16, pusi bool, payload []byte) {
 			t.order = append(t.order, s)
 		}
 	}
+}
+
+// tsUnpushable names the audio and video stream_types (Table 2-34, and
+// ATSC A/52 for AC-3) that push cannot send; streams of other types
+// (ID3 timed metadata, private data, subtitles) are left out silently.
+var tsUnpushable = map[byte]string{
+	0x01: "MPEG-1 video", 0x02: "MPEG-2 video", 0x03: "MPEG-1 audio (MP3)", 0x04: "MPEG-2 audio (MP3)",
+	0x10: "MPEG-4 Part 2 video", 0x11: "AAC in LATM", 0x81: "AC-3", 0x87: "E-AC-3",
+}
+
+// skip warns, once per stream, that an audio or video stream of the file
+// is left out: a file pushed without its sound should not be a surprise.
+func (t *tsReader) skip(pid uint16, typ byte) {
+	name, ok := tsUnpushable[typ]
+	if !ok || t.skipped[pid] {
+		return
+	}
+	if t.skipped == nil {
+		t.skipped = map[uint16]bool{}
+	}
+	t.skipped[pid] = true
+	slog.Warn("ts: stream skipped: only H.264, H.265 and AAC (ADTS) are pushed", "pid", pid,
+		"stream_type", fmt.Sprintf("0x%02X", typ), "codec", name)
 }
 
 // tsCRC32 is the CRC of PSI sections (Annex A: polynomial 0x04C11DB7,

@@ -333,3 +333,54 @@ func FuzzTS(f *testing.F) {
 		}
 	})
 }
+
+// TestTSCutLastPacket: a file that ends inside a packet (a download or a
+// recording cut short) is read to its end and says so in a warning,
+// instead of ending as if it were whole.
+func TestTSCutLastPacket(t *testing.T) {
+	whole := tsTiny()
+	var logs bytes.Buffer
+	quiet := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(quiet)
+	src, err := openTS(bytes.NewReader(whole[:len(whole)-50]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := demuxDrain(src); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), tsDamagedLog) {
+		t.Errorf("no warning for a cut last packet; log: %q", logs.String())
+	}
+	logs.Reset()
+	src, err = openTS(bytes.NewReader(whole))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demuxDrain(src)
+	if logs.Len() != 0 {
+		t.Errorf("a whole file warns: %q", logs.String())
+	}
+}
+
+// TestTSSkippedStreamWarns: a file whose audio push cannot send (MP3) is
+// pushed without it, and says so once, not at every program map table.
+func TestTSSkippedStreamWarns(t *testing.T) {
+	needFFmpeg(t)
+	demuxNeedEncoder(t, "libmp3lame")
+	path := filepath.Join(t.TempDir(), "mp3.ts")
+	demuxFFmpeg(t, "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-f", "lavfi", "-i", "sine", "-t", "2",
+		"-c:v", "libx264", "-c:a", "libmp3lame", "-f", "mpegts", path)
+	var logs bytes.Buffer
+	quiet := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(quiet)
+	tags := demuxReadAll(t, openTSFile(t, path))
+	if len(tags) < 20 {
+		t.Errorf("%d tags; want the video's", len(tags))
+	}
+	if n := strings.Count(logs.String(), "stream skipped"); n != 1 || !strings.Contains(logs.String(), "MP3") {
+		t.Errorf("want one warning naming MP3; log:\n%s", logs.String())
+	}
+}
