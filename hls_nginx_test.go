@@ -180,11 +180,11 @@ func TestHLSBehindNginx(t *testing.T) {
 
 // watchLLHLS is an LL-HLS viewer as hls.js plays in low-latency mode, from
 // the playlist pl of base ("http://HOST/APP/NAME/"): a blocking reload for
-// the part the preload hint names (RFC 8216bis §6.2.5.2, _HLS_msn and
-// _HLS_part), then each part listed after the last one it had, in order,
-// until stop says so. get fetches a URL (status, body); part is called
-// with each part's URI and bytes. TestHLSBehindNginx and the load tool's
-// llhls viewers share it.
+// the part after the last one listed (RFC 8216bis §6.2.5.2, _HLS_msn and
+// _HLS_part, with _HLS_skip=YES for a delta update), then each part listed
+// after the last one it had, in order, until stop says so. get fetches a
+// URL (status, body); part is called with each part's URI and bytes.
+// TestHLSBehindNginx and the load tool's llhls viewers share it.
 func watchLLHLS(t *testing.T, get func(url string) (int, []byte, error), base string, pl *m3u8,
 	stop func() bool, part func(uri string, data []byte)) error {
 	lastMSN, lastPart := -1, -1
@@ -198,6 +198,9 @@ func watchLLHLS(t *testing.T, get func(url string) (int, []byte, error), base st
 			msn, hint = msnOf(t, pl.preloadHint)
 		}
 		url := fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, hint)
+		if pl.canSkipUntil > 0 { // hls.js asks for delta updates where the server offers them (§6.2.5.1)
+			url += "&_HLS_skip=YES"
+		}
 		status, b, err := get(url)
 		if err != nil {
 			return err
