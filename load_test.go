@@ -1043,8 +1043,9 @@ func (v *loadViewer) runRTMP(addr, name string, ready func()) error {
 
 // runHLS plays name's index.m3u8: llhls as watchLLHLS, hls as hls.js
 // without low-latency mode (RFC 8216bis §6.3.4: reload after a target
-// duration, after half of it when the playlist had not changed; fetch each
-// new segment in order, from the newest at the start).
+// duration, after half of it when the playlist had not changed, which
+// with parts listed it always has; fetch each new segment in order, from
+// the newest at the start).
 func (v *loadViewer) runHLS(addr, name string, ready func()) error {
 	client := &http.Client{Transport: &http.Transport{}} // this viewer's own connections, kept alive
 	defer client.CloseIdleConnections()
@@ -1086,9 +1087,13 @@ func (v *loadViewer) runHLS(addr, name string, ready func()) error {
 		return net.ErrClosed
 	}
 	last := -1 // the media sequence number of the last segment fetched
+	var edge, prevEdge [2]int
 	for !stop() {
 		reloaded := time.Now()
-		fresh := false
+		// Changed: a segment or a part more (hls.js's LevelDetails.reloaded).
+		edge = [2]int{pl.mediaSequence + pl.skipped + len(pl.segments), len(pl.openParts)}
+		changed := edge != prevEdge
+		prevEdge = edge
 		for i, s := range pl.segments {
 			msn := pl.mediaSequence + pl.skipped + i
 			if msn <= last || last < 0 && i < len(pl.segments)-1 {
@@ -1102,10 +1107,10 @@ func (v *loadViewer) runHLS(addr, name string, ready func()) error {
 				return fmt.Errorf("%s: %d", s.uri, status)
 			}
 			v.fragment(data)
-			last, fresh = msn, true
+			last = msn
 		}
 		wait := time.Duration(pl.targetDuration) * time.Second
-		if !fresh {
+		if !changed {
 			wait /= 2
 		}
 		select {
