@@ -137,31 +137,19 @@ func TestHLSBehindNginx(t *testing.T) {
 	var clientRequests atomic.Int64
 	partsSeen := make([]map[string]bool, viewers)
 	var wg sync.WaitGroup
+	get := func(url string) (int, []byte, error) {
+		status, _, b := hlsGet(t, url)
+		clientRequests.Add(1)
+		return status, b, nil
+	}
 	for v := range viewers {
 		partsSeen[v] = map[string]bool{}
 		wg.Go(func() {
-			pl := parseM3U8(t, body)
-			for time.Now().Before(watchUntil) && !t.Failed() {
-				msn, part := msnOf(t, pl.preloadHint)
-				status, _, b := hlsGet(t, fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, part))
-				clientRequests.Add(1)
-				if status != 200 {
-					t.Errorf("viewer %d: blocking reload: %d %s", v, status, b)
-					return
-				}
-				pl = parseM3U8(t, b)
-				for _, p := range append(allParts(pl), pl.openParts...) {
-					if m, _ := msnOf(t, p.uri); m < msn || partsSeen[v][p.uri] {
-						continue
-					}
-					status, _, data := hlsGet(t, base+p.uri)
-					clientRequests.Add(1)
-					if status != 200 || len(data) == 0 {
-						t.Errorf("viewer %d: %s: %d", v, p.uri, status)
-						return
-					}
-					partsSeen[v][p.uri] = true
-				}
+			err := watchLLHLS(t, get, base, parseM3U8(t, body),
+				func() bool { return !time.Now().Before(watchUntil) || t.Failed() },
+				func(uri string, _ []byte) { partsSeen[v][uri] = true })
+			if err != nil {
+				t.Errorf("viewer %d: %v", v, err)
 			}
 		})
 	}
@@ -188,4 +176,57 @@ func TestHLSBehindNginx(t *testing.T) {
 		t.Errorf("gms got %d requests (%d for %d parts) for the viewers' %d; want about one a part and a playlist version",
 			origin, originParts, parts, clientRequests.Load())
 	}
+}
+
+// watchLLHLS is an LL-HLS viewer as hls.js plays in low-latency mode, from
+// the playlist pl of base ("http://HOST/APP/NAME/"): a blocking reload for
+// the part after the last one listed (RFC 8216bis §6.2.5.2, _HLS_msn and
+// _HLS_part, with _HLS_skip=YES for a delta update), then each part listed
+// after the last one it had, in order, until stop says so. get fetches a
+// URL (status, body); part is called with each part's URI and bytes.
+// TestHLSBehindNginx and the load tool's llhls viewers share it.
+func watchLLHLS(t *testing.T, get func(url string) (int, []byte, error), base string, pl *m3u8,
+	stop func() bool, part func(uri string, data []byte)) error {
+	lastMSN, lastPart := -1, -1
+	for !stop() {
+		// The part after the last one listed, which is what the preload
+		// hint names when there is one; hls.js counts it the same way
+		// (a playlist rendered between a segment's end and the next
+		// one's start has no hint).
+		msn, hint := pl.mediaSequence+pl.skipped+len(pl.segments), len(pl.openParts)
+		if pl.preloadHint != "" {
+			msn, hint = msnOf(t, pl.preloadHint)
+		}
+		url := fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, hint)
+		if pl.canSkipUntil > 0 { // hls.js asks for delta updates where the server offers them (§6.2.5.1)
+			url += "&_HLS_skip=YES"
+		}
+		status, b, err := get(url)
+		if err != nil {
+			return err
+		}
+		if status != 200 {
+			return fmt.Errorf("blocking reload %s: %d %s", url, status, b)
+		}
+		pl = parseM3U8(t, b)
+		if lastMSN < 0 { // the first reload: start at the part asked for
+			lastMSN, lastPart = msn, hint-1
+		}
+		for _, p := range append(allParts(pl), pl.openParts...) {
+			m, i := msnOf(t, p.uri)
+			if m < lastMSN || m == lastMSN && i <= lastPart {
+				continue
+			}
+			status, data, err := get(base + p.uri)
+			if err != nil {
+				return err
+			}
+			if status != 200 || len(data) == 0 {
+				return fmt.Errorf("%s: %d", p.uri, status)
+			}
+			part(p.uri, data)
+			lastMSN, lastPart = m, i
+		}
+	}
+	return nil
 }

@@ -16,7 +16,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -130,12 +129,26 @@ type m3u8Part struct {
 	independent bool
 }
 
-var attrRE = regexp.MustCompile(`([A-Z-]+)=("[^"]*"|[^,]*)`)
-
+// attrs reads an attribute list (RFC 8216bis §4.2): NAME=value pairs
+// separated by commas, a value quoted when it may hold commas. By hand,
+// not with a regexp: the load tool's thousands of viewers parse a
+// playlist a part.
 func attrs(s string) map[string]string {
 	m := map[string]string{}
-	for _, kv := range attrRE.FindAllStringSubmatch(s, -1) {
-		m[kv[1]] = strings.Trim(kv[2], `"`)
+	for s != "" {
+		name, rest, ok := strings.Cut(s, "=")
+		if !ok {
+			break
+		}
+		var value string
+		if quoted, ok := strings.CutPrefix(rest, `"`); ok {
+			value, rest, _ = strings.Cut(quoted, `"`)
+			rest = strings.TrimPrefix(rest, ",")
+		} else {
+			value, rest, _ = strings.Cut(rest, ",")
+		}
+		m[strings.TrimSpace(name)] = value
+		s = rest
 	}
 	return m
 }
@@ -209,19 +222,25 @@ func parseM3U8(t *testing.T, body []byte) *m3u8 {
 	return pl
 }
 
-var msnRE = regexp.MustCompile(`^(seg|part)-[0-9a-f]+-(\d+)(?:-(\d+))?\.m4s`)
-
-// msnOf reads the media sequence number (and part index) from a URI.
+// msnOf reads the media sequence number (and part index, -1 for a
+// segment) from a URI: seg-RUN-MSN.m4s or part-RUN-MSN-PART.m4s, maybe
+// with a query.
 func msnOf(t *testing.T, uri string) (msn, part int) {
 	t.Helper()
-	m := msnRE.FindStringSubmatch(uri)
-	if m == nil {
-		t.Fatalf("URI %q is not a segment or part", uri)
-	}
-	msn, _ = strconv.Atoi(m[2])
+	name, _, _ := strings.Cut(uri, "?")
+	name, ok := strings.CutSuffix(name, ".m4s")
+	f := strings.Split(name, "-")
+	want := map[string]int{"seg": 3, "part": 4}[f[0]]
+	var err1, err2 error
 	part = -1
-	if m[3] != "" {
-		part, _ = strconv.Atoi(m[3])
+	if ok && want > 0 && len(f) == want {
+		msn, err1 = strconv.Atoi(f[2])
+		if want == 4 {
+			part, err2 = strconv.Atoi(f[3])
+		}
+	}
+	if !ok || want == 0 || len(f) != want || err1 != nil || err2 != nil || msn < 0 || part < -1 {
+		t.Fatalf("URI %q is not a segment or part", uri)
 	}
 	return msn, part
 }

@@ -8,7 +8,10 @@ package main
 //	GMS_LOAD=1000 GMS_LOAD_PROTO=http GMS_LOAD_DELAY=50ms go test -run TestLoad -v -count=1 .
 //
 //	GMS_LOAD          viewers in all (required)
-//	GMS_LOAD_PROTO    rtmp, http, ws, or mix (round robin); default http
+//	GMS_LOAD_PROTO    rtmp, http, ws, hls, llhls, or several of them
+//	                  comma-separated (viewers round robin: http,llhls is
+//	                  half each, one row per protocol); mix is rtmp,http,ws;
+//	                  default http
 //	GMS_LOAD_DELAY    the server's -write-delay; default 0
 //	GMS_LOAD_SECONDS  length of the measured window; default 20
 //	GMS_LOAD_STREAMS  streams, viewers spread round robin; default 1
@@ -35,6 +38,16 @@ package main
 // sequence number. Viewers parse FLV (HTTP, WebSocket) or RTMP chunks and
 // record, per video frame, now minus that time: the delay the path adds
 // (publisher socket, server, viewer socket, the viewer's own scheduling).
+// HLS viewers (hls, llhls) play index.m3u8 as hls.js does: hls reloads the
+// playlist every target duration (half of it when nothing changed) and
+// fetches each new segment; llhls is watchLLHLS (a blocking reload for the
+// next part, then the part). Each has its own http.Transport with
+// keep-alive, as each browser of an audience has its own connections; they
+// parse the moof of what they get and record the same now minus send time
+// for every video sample in it (the server copies the frame's bytes after
+// the AVC header into mdat). Their row also gives the requests per second
+// they made in the window.
+//
 // Viewers all join first; the window starts after that, so the numbers
 // are those of steady state. It prints one line per run, a row of the
 // table in the README.
@@ -50,6 +63,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"math/bits"
 	"net"
 	"net/http"
 	"os"
@@ -98,10 +113,15 @@ func loadEnv(t *testing.T) loadConfig {
 	if s := os.Getenv("GMS_LOAD_PROTO"); s != "" {
 		lc.proto = s
 	}
-	switch lc.proto {
-	case "rtmp", "http", "ws", "mix":
-	default:
-		t.Fatalf("GMS_LOAD_PROTO=%q: want rtmp, http, ws or mix", lc.proto)
+	if lc.proto == "mix" {
+		lc.proto = "rtmp,http,ws"
+	}
+	for _, p := range strings.Split(lc.proto, ",") {
+		switch p {
+		case "rtmp", "http", "ws", "hls", "llhls":
+		default:
+			t.Fatalf("GMS_LOAD_PROTO=%q: want rtmp, http, ws, hls, llhls, or a comma-separated list", lc.proto)
+		}
 	}
 	if s := os.Getenv("GMS_LOAD_DELAY"); s != "" {
 		if lc.delay, err = time.ParseDuration(s); err != nil {
@@ -198,17 +218,16 @@ func TestLoad(t *testing.T) {
 	rssStart := srv.rss()
 
 	// Viewers, at most 64 setting up at a time.
-	protos := []string{lc.proto}
-	if lc.proto == "mix" {
-		protos = []string{"rtmp", "http", "ws"}
-	}
+	protos := strings.Split(lc.proto, ",")
+	hlsViewers := strings.Contains(lc.proto, "hls")
 	rampStart := time.Now()
 	sem := make(chan struct{}, 64)
 	var ramp sync.WaitGroup
 	pprof.Do(context.Background(), clientLabels, func(context.Context) {
 		for i := range lc.viewers {
 			v := &loadViewer{stream: i % lc.streams, proto: protos[i%len(protos)], stopping: &stopping,
-				stalled: i < lc.stall, quit: make(chan struct{})}
+				stalled: i < lc.stall, quit: make(chan struct{}), t: t}
+			v.ctx, v.cancel = context.WithCancel(context.Background())
 			if !v.stalled {
 				v.samples = make([]loadSample, 0, int(lc.window.Seconds()+15)*loadFPS)
 			}
@@ -253,7 +272,14 @@ func TestLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cpu0, client0, t0 := srv.cpu(), processCPU(), time.Now()
+	requests := func() []int64 {
+		n := make([]int64, len(viewers))
+		for i, v := range viewers {
+			n[i] = v.requests.Load()
+		}
+		return n
+	}
+	reqs0, cpu0, client0, t0 := requests(), srv.cpu(), processCPU(), time.Now()
 	var rssSeries []int64 // with stalled viewers: RSS at each second of the window
 	if lc.stall > 0 {
 		for i := 1; time.Duration(i)*time.Second <= lc.window; i++ {
@@ -262,7 +288,7 @@ func TestLoad(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(t0.Add(lc.window)))
-	cpu1, client1, elapsed := srv.cpu(), processCPU(), time.Since(t0)
+	cpu1, client1, elapsed, reqs1 := srv.cpu(), processCPU(), time.Since(t0), requests()
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -276,7 +302,11 @@ func TestLoad(t *testing.T) {
 	// Let what was sent in the window arrive (the write delay, a slow
 	// viewer catching up), then stop.
 	grace := time.Now()
-	for time.Since(grace) < 2*time.Second+4*lc.delay {
+	graceTime := 2*time.Second + 4*lc.delay
+	if hlsViewers { // a segment, a reload interval and the fetch
+		graceTime = 8 * time.Second
+	}
+	for time.Since(grace) < graceTime {
 		behind := 0
 		for _, v := range viewers {
 			if !v.failed.Load() && !v.stalled && v.lastSeq.Load() < endSeq[v.stream] {
@@ -303,30 +333,42 @@ func TestLoad(t *testing.T) {
 		}
 	}
 
-	// Results.
-	var delays, ttffs []time.Duration
-	var got, want int64
-	failed := 0
+	// Results: a row per protocol.
+	type protoResult struct {
+		delays, ttffs   []time.Duration
+		got, want, reqs int64
+		failed          int
+		firstErr        error
+	}
+	results := map[string]*protoResult{}
 	var firstErr error
-	for _, v := range viewers {
+	failed := 0
+	for i, v := range viewers {
 		if v.stalled {
 			continue
 		}
+		r := results[v.proto]
+		if r == nil {
+			r = &protoResult{}
+			results[v.proto] = r
+		}
+		r.reqs += reqs1[i] - reqs0[i]
 		if v.failed.Load() {
 			failed++
+			r.failed++
 			if firstErr == nil {
 				firstErr = v.err
 			}
 		}
 		if d := v.ttff.Load(); d > 0 {
-			ttffs = append(ttffs, time.Duration(d))
+			r.ttffs = append(r.ttffs, time.Duration(d))
 		}
 		lo, hi := startSeq[v.stream], endSeq[v.stream]
-		want += int64(hi - lo + 1)
+		r.want += int64(hi - lo + 1)
 		for _, s := range v.samples {
 			if s.seq >= lo && s.seq <= hi {
-				got++
-				delays = append(delays, time.Duration(s.delay))
+				r.got++
+				r.delays = append(r.delays, time.Duration(s.delay))
 			}
 		}
 	}
@@ -363,20 +405,35 @@ func TestLoad(t *testing.T) {
 	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
 		loadAvg = strings.Fields(string(data))[0]
 	}
-	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p99 | first frame p50 / p99 | server CPU ms per viewer-s | server cores | server RSS start → joined → end | drops / kicks | failed | client cores | join time | load avg |"
-	row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s | %s / %s | %s | %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s |",
-		lc.proto, lc.streams, lc.viewers/lc.streams, delayName,
-		100*float64(got)/float64(max(want, 1)),
-		loadMs(loadPercentile(delays, 0.50)), loadMs(loadPercentile(delays, 0.99)),
-		loadMs(loadPercentile(ttffs, 0.50)), loadMs(loadPercentile(ttffs, 0.99)),
-		serverCPU, serverCores,
-		loadMB(rssStart), loadMB(rssJoined), loadMB(rssEnd),
-		drops, kicks, failed,
-		(client1-client0).Seconds()/elapsed.Seconds(), rampTime.Round(10*time.Millisecond), loadAvg)
+	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p95 / p99 | first frame p50 / p99 | requests/s | server CPU ms per viewer-s | server cores | server RSS start → joined → end | drops / kicks | failed | client cores | join time | load avg |"
 	t.Log(header)
-	t.Log(row)
 	fmt.Println(header)
-	fmt.Println(row)
+	for _, proto := range slices.Sorted(maps.Keys(results)) {
+		r := results[proto]
+		viewersOf := 0
+		for _, v := range viewers {
+			if v.proto == proto {
+				viewersOf++
+			}
+		}
+		row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s / %s | %s / %s | %.0f | %s | %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s |",
+			proto, lc.streams, viewersOf/lc.streams, delayName,
+			100*float64(r.got)/float64(max(r.want, 1)),
+			loadMs(loadPercentile(r.delays, 0.50)), loadMs(loadPercentile(r.delays, 0.95)), loadMs(loadPercentile(r.delays, 0.99)),
+			loadMs(loadPercentile(r.ttffs, 0.50)), loadMs(loadPercentile(r.ttffs, 0.99)),
+			float64(r.reqs)/elapsed.Seconds(),
+			serverCPU, serverCores,
+			loadMB(rssStart), loadMB(rssJoined), loadMB(rssEnd),
+			drops, kicks, r.failed,
+			(client1-client0).Seconds()/elapsed.Seconds(), rampTime.Round(10*time.Millisecond), loadAvg)
+		t.Log(row)
+		fmt.Println(row)
+	}
+	if len(results) > 1 {
+		note := fmt.Sprintf("(%d viewers in all: server CPU, cores and RSS are the whole run's, per viewer-second of all viewers)", lc.viewers)
+		t.Log(note)
+		fmt.Println(note)
+	}
 }
 
 func loadPercentile(ds []time.Duration, p float64) time.Duration {
@@ -743,6 +800,11 @@ type loadViewer struct {
 	failed   atomic.Bool
 	err      error
 	samples  []loadSample // owned by the viewer's goroutine until it ends
+	requests atomic.Int64 // HTTP requests made (HLS)
+
+	t      *testing.T // for the HLS playlist parser
+	ctx    context.Context
+	cancel context.CancelFunc // by close: ends an HLS request
 
 	mu     sync.Mutex
 	nc     net.Conn
@@ -774,6 +836,7 @@ func (v *loadViewer) close() {
 		close(v.quit)
 	}
 	v.closed = true
+	v.cancel()
 	if v.nc != nil {
 		v.nc.Close()
 	}
@@ -794,6 +857,8 @@ func (v *loadViewer) run(srv *loadServer, name string, ready func()) {
 		err = v.runWS(srv.httpAddr, name, readyOnce)
 	case "rtmp":
 		err = v.runRTMP(srv.rtmpAddr, name, readyOnce)
+	case "hls", "llhls":
+		err = v.runHLS(srv.httpAddr, name, readyOnce)
 	}
 	if !v.stopping.Load() {
 		v.err = fmt.Errorf("%s viewer: %w", v.proto, err)
@@ -806,15 +871,20 @@ func (v *loadViewer) video(p []byte) {
 	if len(p) < 21 || p[1] != 1 {
 		return // a sequence header
 	}
-	now := time.Now()
-	if v.ttff.Load() == 0 && p[0]>>4 == 1 {
+	v.frame(p[5:], p[0]>>4 == 1, time.Now())
+}
+
+// frame records a video frame's body (after the AVC header: its send time
+// and sequence number) received at now; nothing before the first keyframe.
+func (v *loadViewer) frame(body []byte, key bool, now time.Time) {
+	if v.ttff.Load() == 0 && key {
 		v.ttff.Store(int64(max(now.Sub(v.start), 1)))
 	}
 	if v.ttff.Load() == 0 {
 		return
 	}
-	seq := binary.BigEndian.Uint64(p[13:21])
-	v.samples = append(v.samples, loadSample{seq, now.UnixNano() - int64(binary.BigEndian.Uint64(p[5:13]))})
+	seq := binary.BigEndian.Uint64(body[8:16])
+	v.samples = append(v.samples, loadSample{seq, now.UnixNano() - int64(binary.BigEndian.Uint64(body[:8]))})
 	v.lastSeq.Store(seq)
 }
 
@@ -969,4 +1039,208 @@ func (v *loadViewer) runRTMP(addr, name string, ready func()) error {
 			}
 		}
 	}
+}
+
+// runHLS plays name's index.m3u8: llhls as watchLLHLS, hls as hls.js
+// without low-latency mode (RFC 8216bis §6.3.4: reload after a target
+// duration, after half of it when the playlist had not changed, which
+// with parts listed it always has; fetch each new segment in order, from
+// the newest at the start).
+func (v *loadViewer) runHLS(addr, name string, ready func()) error {
+	client := &http.Client{Transport: &http.Transport{}} // this viewer's own connections, kept alive
+	defer client.CloseIdleConnections()
+	var buf []byte // every body in turn: the viewer is done with one before the next
+	get := func(url string) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(v.ctx, "GET", url, nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		v.requests.Add(1)
+		if resp.ContentLength < 0 || resp.ContentLength > 64<<20 {
+			b, err := io.ReadAll(resp.Body)
+			return resp.StatusCode, b, err
+		}
+		buf = slices.Grow(buf[:0], int(resp.ContentLength))[:resp.ContentLength]
+		_, err = io.ReadFull(resp.Body, buf)
+		return resp.StatusCode, buf, err
+	}
+	base := "http://" + addr + "/live/" + name + "/"
+	status, b, err := get(base + "index.m3u8")
+	if err != nil {
+		return err
+	}
+	if status != 200 {
+		return fmt.Errorf("index.m3u8: %d %s", status, b)
+	}
+	ready()
+	pl := parseM3U8(v.t, b)
+	stop := func() bool { return v.ctx.Err() != nil }
+	if v.proto == "llhls" {
+		if err := watchLLHLS(v.t, get, base, pl, stop, func(_ string, data []byte) { v.fragment(data) }); err != nil && !stop() {
+			return err
+		}
+		return net.ErrClosed
+	}
+	last := -1 // the media sequence number of the last segment fetched
+	var edge, prevEdge [2]int
+	for !stop() {
+		reloaded := time.Now()
+		// Changed: a segment or a part more (hls.js's LevelDetails.reloaded).
+		edge = [2]int{pl.mediaSequence + pl.skipped + len(pl.segments), len(pl.openParts)}
+		changed := edge != prevEdge
+		prevEdge = edge
+		for i, s := range pl.segments {
+			msn := pl.mediaSequence + pl.skipped + i
+			if msn <= last || last < 0 && i < len(pl.segments)-1 {
+				continue
+			}
+			status, data, err := get(base + s.uri)
+			if err != nil {
+				return err
+			}
+			if status != 200 {
+				return fmt.Errorf("%s: %d", s.uri, status)
+			}
+			v.fragment(data)
+			last = msn
+		}
+		wait := time.Duration(pl.targetDuration) * time.Second
+		if !changed {
+			wait /= 2
+		}
+		select {
+		case <-time.After(time.Until(reloaded.Add(wait))):
+		case <-v.ctx.Done():
+			return net.ErrClosed
+		}
+		status, b, err := get(base + "index.m3u8")
+		if err != nil {
+			return err
+		}
+		if status != 200 {
+			return fmt.Errorf("index.m3u8: %d %s", status, b)
+		}
+		pl = parseM3U8(v.t, b)
+	}
+	return net.ErrClosed
+}
+
+// fragment records the video samples of a segment or part: moof and mdat
+// pairs (ISO/IEC 14496-12 §8.8.4), whose video trun (the one with
+// sample flags, §8.8.8) gives each sample's size from its data offset
+// (tfhd default-base-is-moof). A box that does not fit ends it.
+func (v *loadViewer) fragment(b []byte) {
+	now := time.Now()
+	for len(b) >= 8 {
+		size := int(binary.BigEndian.Uint32(b))
+		if size < 8 || size > len(b) {
+			return
+		}
+		if string(b[4:8]) == "moof" {
+			moof := b
+			for traf := range loadBoxes(moof[8:size], "traf") {
+				trun := loadBox(traf[8:], "trun")
+				if len(trun) < 20 {
+					continue
+				}
+				flags := binary.BigEndian.Uint32(trun[8:]) & 0xFFFFFF
+				if flags&0x400 == 0 || flags&0x201 != 0x201 {
+					continue // audio, or no data offset
+				}
+				count := int(binary.BigEndian.Uint32(trun[12:]))
+				off := int(int32(binary.BigEndian.Uint32(trun[16:])))
+				fields := trun[20:]
+				per := 4 * bits.OnesCount32(flags&0xF00)
+				if flags&0x004 != 0 {
+					fields = fields[min(4, len(fields)):]
+				}
+				for range count {
+					if len(fields) < per {
+						break
+					}
+					var sz, sflags int
+					f := fields
+					if flags&0x100 != 0 {
+						f = f[4:]
+					}
+					sz = int(binary.BigEndian.Uint32(f))
+					sflags = int(binary.BigEndian.Uint32(f[4:]))
+					fields = fields[per:]
+					if off < 0 || off+sz > len(moof) || sz < 16 {
+						return
+					}
+					v.frame(moof[off:off+sz], sflags&0x10000 == 0, now)
+					off += sz
+				}
+			}
+		}
+		b = b[size:]
+	}
+}
+
+// loadBoxes yields the boxes of type typ among b's children.
+func loadBoxes(b []byte, typ string) func(func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) >= 8 {
+			size := int(binary.BigEndian.Uint32(b))
+			if size < 8 || size > len(b) {
+				return
+			}
+			if string(b[4:8]) == typ && !yield(b[:size]) {
+				return
+			}
+			b = b[size:]
+		}
+	}
+}
+
+func loadBox(b []byte, typ string) []byte {
+	for box := range loadBoxes(b, typ) {
+		return box
+	}
+	return nil
+}
+
+// loadFragmentSample is a fragment as gms makes one: an audio run, then a
+// video run of a keyframe and a frame carrying send times 1000 and 2000
+// and sequence numbers 1 and 2.
+func loadFragmentSample() []byte {
+	frame := func(sent, seq uint64) []byte {
+		b := binary.BigEndian.AppendUint64(nil, sent)
+		return binary.BigEndian.AppendUint64(b, seq)
+	}
+	audio := &mp4Track{id: 2}
+	video := &mp4Track{id: 1, video: true}
+	return appendFragment(nil, 1, []mp4Run{
+		{track: audio, samples: []mp4Sample{{dur: 1024, data: make([]byte, 20)}}},
+		{track: video, samples: []mp4Sample{{dur: 3000, key: true, data: frame(1000, 1)}, {dur: 3000, cto: 3000, data: frame(2000, 2)}}},
+	})
+}
+
+func TestLoadFragment(t *testing.T) {
+	start := time.Now()
+	v := &loadViewer{start: start}
+	v.fragment(loadFragmentSample())
+	end := time.Now()
+	if len(v.samples) != 2 || v.samples[0].seq != 1 || v.samples[1].seq != 2 || v.ttff.Load() == 0 {
+		t.Fatalf("samples %+v, first keyframe after %d ns; want sequence numbers 1 and 2 from a keyframe", v.samples, v.ttff.Load())
+	}
+	// delay is the time received minus the send time.
+	if got := v.samples[1].delay + 2000; got < start.UnixNano() || got > end.UnixNano() {
+		t.Errorf("second sample: delay %d ns; want now minus 2000 ns", v.samples[1].delay)
+	}
+}
+
+// FuzzLoadFragment: what the load tool's HLS viewers parse never panics.
+func FuzzLoadFragment(f *testing.F) {
+	f.Add(loadFragmentSample())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v := &loadViewer{start: time.Now()}
+		v.fragment(b)
+	})
 }
