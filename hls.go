@@ -485,8 +485,7 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 			// so that a player has a whole segment as soon as possible
 			// (in audio, where every frame is one, at the target).
 			st.closePart(f.typ, f.time, t)
-			st.closeSegment(t)
-			st.openSegment(t)
+			st.nextSegment(t)
 		case partTarget > 0 && (st.partFrames >= st.framesPerPart || elapsedPart+st.leadInterval > partTarget+2):
 			// A part ends after its frames, or (frames coming late)
 			// before the frame that would take it past the part target
@@ -578,10 +577,27 @@ func (st *hlsStream) endEpoch() {
 }
 
 func (st *hlsStream) openSegment(t int64) {
-	st.segStart, st.partStart, st.partIndependent, st.partFrames = t, t, true, 0
-	st.segsInEpoch++
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.openSegmentLocked(t)
+	st.notify()
+}
+
+// nextSegment completes the open segment and opens the next at t in one
+// hold of st.mu: a playlist between the two would have no open segment,
+// so no preload hint for its LL-HLS players to wait on.
+func (st *hlsStream) nextSegment(t int64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.closeSegmentLocked(t)
+	st.openSegmentLocked(t)
+	st.notify()
+}
+
+// openSegmentLocked opens a segment at t. st.mu is held.
+func (st *hlsStream) openSegmentLocked(t int64) {
+	st.segStart, st.partStart, st.partIndependent, st.partFrames = t, t, true, 0
+	st.segsInEpoch++
 	seg := &hlsSegment{msn: st.nextMSN, epoch: st.epoch, discontinuity: st.pendingDisc, startMs: t,
 		start: st.anchorWall.Add(time.Duration(t-st.anchorMs) * time.Millisecond)}
 	if seg.discontinuity {
@@ -591,7 +607,6 @@ func (st *hlsStream) openSegment(t int64) {
 	st.pendingDisc = false
 	st.nextMSN++
 	st.segments = append(st.segments, seg)
-	st.notify()
 }
 
 // closePart writes what is queued as the open segment's next part,
@@ -622,6 +637,12 @@ func (st *hlsStream) closePart(typ uint8, ms uint32, t int64) {
 func (st *hlsStream) closeSegment(t int64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.closeSegmentLocked(t)
+	st.notify()
+}
+
+// closeSegmentLocked completes the open segment at t. st.mu is held.
+func (st *hlsStream) closeSegmentLocked(t int64) {
 	seg := st.segments[len(st.segments)-1]
 	if len(seg.parts) == 0 {
 		st.segments = st.segments[:len(st.segments)-1] // nothing in it: never listed
@@ -647,7 +668,6 @@ func (st *hlsStream) closeSegment(t int64) {
 			}
 		}
 	}
-	st.notify()
 }
 
 // notify wakes the requests waiting for a change. st.mu is held.
