@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/xml"
 	"fmt"
@@ -31,6 +32,7 @@ type hlsFeeder struct {
 	p            *publisher
 	ms           int64 // media time fed so far
 	video, audio int   // frames fed
+	gop          int   // video frames a GOP; 0: 25 (1 s)
 }
 
 func startHLSFeed(t *testing.T, ts *testServer, key streamKey) *hlsFeeder {
@@ -76,7 +78,7 @@ func (fd *hlsFeeder) feedUpTo(until int64) {
 		}
 		if vt <= at {
 			body := bs(0x27, 1, 0, 0, 0, 0, 0, 0, 2, 0x41, byte(fd.video)) // inter frame: one 2-byte NAL unit
-			if fd.video%25 == 0 {
+			if fd.video%cmp.Or(fd.gop, 25) == 0 {
 				body[0] = 0x17
 			}
 			fd.p.ingest(msgVideo, uint32(vt), body)
@@ -982,6 +984,41 @@ func TestHLSPartTargetFrameRates(t *testing.T) {
 					frames++
 				}
 			}
+		}
+	}
+}
+
+// TestHLSTargetDurationLongGOP: with GOPs longer than -hls-segment every
+// segment is a whole GOP, and EXT-X-TARGETDURATION, which must never
+// change (RFC 8216bis §4.4.3.1), says so from the first playlist on.
+func TestHLSTargetDurationLongGOP(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "longgop"}
+	fd := startHLSFeed(t, ts, key)
+	fd.gop = 100 // 4 s at 25 fps; -hls-segment is 2 s
+	fd.feedTo(8100)
+	base := "http://" + ts.httpAddr + "/live/longgop/"
+	first := make(chan []byte, 1)
+	go func() { _, _, body := hlsGet(t, base+"index.m3u8"); first <- body }()
+	waitFor(t, "the HLS muxer to join", func() bool { return ts.viewers(key) == 1 })
+	targets := map[int]int{}
+	for fd.ms < 30000 && len(first) == 0 { // the first answer comes when there is something to play
+		fd.feedTo(fd.ms + 200)
+	}
+	targets[parseM3U8(t, <-first).targetDuration]++
+	for range 20 {
+		fd.feedTo(fd.ms + 1000)
+		_, _, body := hlsGet(t, base+"index.m3u8")
+		pl := parseM3U8(t, body)
+		targets[pl.targetDuration]++
+		checkPlaylistRules(t, pl, body)
+	}
+	if len(targets) != 1 {
+		t.Errorf("EXT-X-TARGETDURATION changed: %v (value: playlists)", targets)
+	}
+	for td := range targets {
+		if td < 4 {
+			t.Errorf("EXT-X-TARGETDURATION %d with 4 s segments", td)
 		}
 	}
 }
