@@ -64,7 +64,12 @@ type hub struct {
 	clock    *writeClock
 	// dirty holds, per flusher, the players that got frames during this
 	// op and were not on its list yet; owned by the hub goroutine.
-	dirty       [][]*subscriber
+	dirty [][]*subscriber
+	// wake holds the players with a writer of their own (pumpBlocking)
+	// that got frames during this op; owned by the hub goroutine. They
+	// are told after the op, so that a writer never wakes to half of what
+	// one op queues (a joiner's headers and its keyframe).
+	wake        []*subscriber
 	nextFlusher atomic.Uint64
 
 	tappers []func(h *hub, key streamKey) []*subscriber // see tap; fixed before run
@@ -130,6 +135,7 @@ func (h *hub) run(ctx context.Context) {
 				s.stats.sample(now, s)
 			}
 			h.sweepWaiting(time.Now())
+			h.handOver()
 		case <-ctx.Done():
 			for _, s := range h.streams {
 				for sub := range s.subs {
@@ -189,6 +195,14 @@ func (h *hub) sweepWaiting(now time.Time) {
 // handOver gives the players that got frames during an op to their
 // flushers.
 func (h *hub) handOver() {
+	for _, sub := range h.wake {
+		select {
+		case sub.ready <- struct{}{}:
+		default:
+		}
+	}
+	clear(h.wake)
+	h.wake = h.wake[:0]
 	for i, subs := range h.dirty {
 		if len(subs) > 0 {
 			h.flushers[i].list(subs...)
@@ -764,10 +778,7 @@ func (h *hub) push(s *stream, sub *subscriber, f *frame) bool {
 	sub.qmu.Unlock()
 	sub.queued.Add(n)
 	if fl := sub.flusher.Load(); fl == nil {
-		select {
-		case sub.ready <- struct{}{}:
-		default:
-		}
+		h.wake = append(h.wake, sub) // told in handOver: all of this op's frames at once
 	} else if !sub.listed.Load() && !sub.listed.Swap(true) { // Load first: no write while it is listed
 		h.dirty[fl.index] = append(h.dirty[fl.index], sub)
 	}
