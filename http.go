@@ -53,6 +53,9 @@ type httpServer struct {
 	conns  map[net.Conn]struct{} // hijacked player connections
 	closed bool
 	wg     sync.WaitGroup
+	// logging counts the requests inside accessLog, so that wait
+	// returns after their lines are written.
+	logging sync.WaitGroup
 }
 
 func newHTTPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *httpServer {
@@ -85,6 +88,10 @@ func (s *httpServer) accessLog(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A hijacked player's handler outlives Shutdown's wait: wait
+		// covers it up to its access line.
+		s.logging.Add(1)
+		defer s.logging.Done()
 		start := time.Now()
 		aw := &accessWriter{ResponseWriter: w}
 		next.ServeHTTP(aw, r)
@@ -403,7 +410,12 @@ func (s *httpServer) closeAll() {
 	}
 }
 
-func (s *httpServer) wait() { s.wg.Wait() }
+// wait returns when every hijacked connection's handler has returned and
+// logged.
+func (s *httpServer) wait() {
+	s.wg.Wait()
+	s.logging.Wait()
+}
 
 // flvForm is HTTP-FLV and WS-FLV players' part in the hub: FLV tags, and
 // a response that ends with the stream.
