@@ -383,7 +383,7 @@ type timedPacket struct {
 	Flags     string `json:"flags"`
 }
 
-func ffprobeTimed(t *testing.T, input string, inputOptions ...string) []timedPacket {
+func ffprobeTimed(t testing.TB, input string, inputOptions ...string) []timedPacket {
 	t.Helper()
 	args := append([]string{"-v", "error"}, inputOptions...)
 	cmd := exec.Command("ffprobe", append(args, "-show_packets", "-show_entries",

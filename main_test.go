@@ -2033,13 +2033,12 @@ func recordings(t *testing.T, ts *testServer) []recordingInfo {
 	return res.Recordings
 }
 
-// TestRecord publishes the clip with -record on: the file must hold every
-// packet of the clip (ffprobe: counts, sizes, timestamps, keyframes), and
-// the API must list it, finished, with its size and duration.
-func TestRecord(t *testing.T) {
-	clip := testClip(t)
+// recordClip publishes clip to a server recording in format and waits
+// for the recording to finish; it returns its listing and its path.
+func recordClip(t *testing.T, clip, format string) (recordingInfo, string) {
+	t.Helper()
 	dir := t.TempDir()
-	ts := startServer(t, func(c *config) { c.RecordDir = dir })
+	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, format })
 	if err := startPublish(t, clip, ts.rtmpURL("rec"))(); err != nil {
 		t.Fatal(err)
 	}
@@ -2049,10 +2048,18 @@ func TestRecord(t *testing.T) {
 		return len(list) == 1 && !list[0].Recording
 	})
 	r := list[0]
-	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, ".flv") {
-		t.Errorf("recording listed as %+v; want live/rec/<time>.flv", r)
+	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, "."+format) {
+		t.Errorf("recording listed as %+v; want live/rec/<time>.%s", r, format)
 	}
-	path := filepath.Join(dir, filepath.FromSlash(r.File))
+	return r, filepath.Join(dir, filepath.FromSlash(r.File))
+}
+
+// TestRecord publishes the clip with -record on: the file must hold every
+// packet of the clip (ffprobe: counts, sizes, timestamps, keyframes), and
+// the API must list it, finished, with its size and duration.
+func TestRecord(t *testing.T) {
+	clip := testClip(t)
+	r, path := recordClip(t, clip, "flv")
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -2198,21 +2205,7 @@ func wholeFrames(data []byte) int {
 // with its duration read from its fragments.
 func TestRecordMP4(t *testing.T) {
 	clip := testClip(t)
-	dir := t.TempDir()
-	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, "mp4" })
-	if err := startPublish(t, clip, ts.rtmpURL("rec"))(); err != nil {
-		t.Fatal(err)
-	}
-	var list []recordingInfo
-	waitFor(t, "the recording to finish", func() bool {
-		list = recordings(t, ts)
-		return len(list) == 1 && !list[0].Recording
-	})
-	r := list[0]
-	if r.App != "live" || r.Stream != "rec" || !strings.HasPrefix(r.File, "live/rec/") || !strings.HasSuffix(r.File, ".mp4") {
-		t.Errorf("recording listed as %+v; want live/rec/<time>.mp4", r)
-	}
-	path := filepath.Join(dir, filepath.FromSlash(r.File))
+	r, path := recordClip(t, clip, "mp4")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,25 +35,8 @@ func (p demuxPacket) String() string {
 // demuxProbe lists a file's packets with ffprobe, per codec type.
 func demuxProbe(t testing.TB, file string) map[string][]demuxPacket {
 	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_entries",
-		"packet=codec_type,dts_time,pts_time,size,flags", "-of", "json", file).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v", file, err)
-	}
-	var res struct {
-		Packets []struct {
-			CodecType string `json:"codec_type"`
-			DTS       string `json:"dts_time"`
-			PTS       string `json:"pts_time"`
-			Size      string `json:"size"`
-			Flags     string `json:"flags"`
-		}
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatal(err)
-	}
 	pkts := map[string][]demuxPacket{}
-	for _, p := range res.Packets {
+	for _, p := range ffprobeTimed(t, file) {
 		dts, err1 := strconv.ParseFloat(p.DTS, 64)
 		pts, err2 := strconv.ParseFloat(p.PTS, 64)
 		size, err3 := strconv.Atoi(p.Size)

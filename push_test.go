@@ -544,28 +544,10 @@ func TestPushMP4TS(t *testing.T) {
 // relative to its first packet.
 func ffprobePacketsMS(t testing.TB, input string) []probePacket {
 	t.Helper()
-	out, err := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_entries",
-		"packet=codec_type,dts_time,pts_time,size,flags", "-of", "json", input).Output()
-	if err != nil {
-		t.Fatalf("ffprobe %s: %v", input, err)
-	}
-	var res struct {
-		Packets []struct {
-			CodecType string `json:"codec_type"`
-			DTS       string `json:"dts_time"`
-			PTS       string `json:"pts_time"`
-			Size      string `json:"size"`
-			Flags     string `json:"flags"`
-		}
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatal(err)
-	}
 	var ps []probePacket
-	for _, p := range res.Packets {
-		dts, _ := strconv.ParseFloat(p.DTS, 64)
-		pts, _ := strconv.ParseFloat(p.PTS, 64)
-		ps = append(ps, probePacket{p.CodecType, int64(math.Round(dts * 1000)), int64(math.Round(pts * 1000)), p.Size, p.Flags})
+	for _, p := range ffprobeTimed(t, input) {
+		ps = append(ps, probePacket{p.CodecType, int64(math.Round(seconds(p.DTS) * 1000)),
+			int64(math.Round(seconds(p.PTS) * 1000)), p.Size, p.Flags})
 	}
 	return relativeMS(ps)
 }
