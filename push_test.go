@@ -364,16 +364,7 @@ func TestPushLoop(t *testing.T) {
 	path, tags := synthFLV(t, 50)
 	ts := startServer(t, nil)
 	url := ts.rtmpURL("loop")
-	file := filepath.Join(t.TempDir(), "loop.flv")
-	pulled := make(chan error, 1)
-	go func() {
-		out, err := runCmd(context.Background(), "pull", url, file)
-		if err != nil {
-			err = errors.New(err.Error() + "\n" + out)
-		}
-		pulled <- err
-	}()
-	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", "loop"}) == 1 })
+	file, pulled := startPull(t, ts, "loop")
 	out, err := runCmd(context.Background(), "push", "-speed", "0", "-loop", "3", path, url)
 	if err != nil {
 		t.Fatalf("push: %v\n%s", err, out)
@@ -599,16 +590,7 @@ func TestPushLateStart(t *testing.T) {
 	path, tags := lateStartFLV(t, 50)
 	ts := startServer(t, nil)
 	url := ts.rtmpURL("late")
-	file := filepath.Join(t.TempDir(), "late.flv")
-	pulled := make(chan error, 1)
-	go func() {
-		out, err := runCmd(context.Background(), "pull", url, file)
-		if err != nil {
-			err = errors.New(err.Error() + "\n" + out)
-		}
-		pulled <- err
-	}()
-	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", "late"}) == 1 })
+	file, pulled := startPull(t, ts, "late")
 	out, err := runCmd(context.Background(), "push", "-speed", "0", "-loop", "2", path, url)
 	if err != nil {
 		t.Fatalf("push: %v\n%s", err, out)
@@ -695,4 +677,21 @@ func TestLiveMetadata(t *testing.T) {
 	if junk := []byte{0x02, 0xFF}; !bytes.Equal(liveMetadata(junk), junk) {
 		t.Errorf("undecodable data changed")
 	}
+}
+
+// startPull runs `gms pull` of live/name into a file and waits until it
+// plays; pulled gets what the pull returned.
+func startPull(t *testing.T, ts *testServer, name string) (file string, pulled <-chan error) {
+	t.Helper()
+	file = filepath.Join(t.TempDir(), name+".flv")
+	done := make(chan error, 1)
+	go func() {
+		out, err := runCmd(context.Background(), "pull", ts.rtmpURL(name), file)
+		if err != nil {
+			err = errors.New(err.Error() + "\n" + out)
+		}
+		done <- err
+	}()
+	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", name}) == 1 })
+	return file, done
 }
