@@ -365,7 +365,6 @@ func (st *hlsStream) run() {
 			continue
 		}
 		batch = st.sub.drain(batch[:0])
-		st.sub.dequeued(batch)
 		if d := st.sub.drops.Load(); d != st.drops {
 			// The hub skipped frames (the queue was full) and resumes at
 			// a keyframe: the muxing starts again there, after a
@@ -376,6 +375,9 @@ func (st *hlsStream) run() {
 		for _, f := range batch {
 			st.onFrame(f)
 		}
+		// Counted as queued until muxed: a zero count then says the
+		// playlist holds every frame the hub handed over.
+		st.sub.dequeued(batch)
 		clear(batch)
 	}
 }

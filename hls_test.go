@@ -64,7 +64,7 @@ func (fd *hlsFeeder) feedTo(until int64) {
 		if st == nil {
 			continue
 		}
-		waitFor(fd.t, "the HLS muxer to take the frames", func() bool { return st.sub.queueLen() == 0 })
+		waitFor(fd.t, "the HLS muxer to mux the frames", func() bool { return st.sub.queueLen() == 0 && st.sub.queued.Load() == 0 })
 	}
 }
 
