@@ -51,6 +51,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,9 @@ type subscriber struct {
 	queued atomic.Int64  // bytes in q
 	// flusher takes from q once set; then nobody waits on ready.
 	flusher atomic.Pointer[flusher]
+	// afterEnd, guarded by qmu, is what end calls for a player its
+	// flusher writes: nobody waits on done then (see pump).
+	afterEnd func()
 
 	// Counters, and the player's wishes (its connection's read side sets
 	// them, its writer reads them).
@@ -180,6 +184,12 @@ func (sub *subscriber) end(err error) {
 	sub.ended = true
 	sub.err = err
 	close(sub.done)
+	sub.qmu.Lock()
+	after := sub.afterEnd
+	sub.qmu.Unlock()
+	if after != nil {
+		after()
+	}
 }
 
 func (sub *subscriber) setReceive(audio, on bool) {
@@ -376,7 +386,7 @@ type sink struct {
 	flusher    *flusher
 	sub        *subscriber   // whose media the flusher writes
 	handedBack bool          // pump has taken the player back from the flusher
-	failed     chan struct{} // closed by the flusher when a write fails
+	failed     func()        // the flusher calls it when a write fails
 	writeErr   error         // why
 }
 
@@ -550,31 +560,72 @@ func (o *sink) count(n int) {
 	o.total.Add(uint64(n))
 }
 
-// pump writes the subscription to out until it ends or a write fails. A
-// player on a plain TCP socket is written to by a flusher, together with
-// the other players of that flusher and without blocking; its own
-// goroutine only waits here. The others (TLS) get pumpBlocking, a blocking
-// writer of their own.
-func (sub *subscriber) pump(out *sink) error {
+// pump writes the subscription to out until it ends or a write fails,
+// then calls finished with why, once. A player on a plain TCP socket is
+// written to by a flusher, together with the other players of that
+// flusher and without blocking: pump writes its join burst, hands it over
+// and returns, and no goroutine of the player's waits on its queue (a
+// thousand viewers would cost a thousand stacks); the end, or a failed
+// write, starts a short-lived goroutine for the rest (handBack). The
+// others (TLS) get pumpBlocking, a blocking writer in the caller's
+// goroutine, and pump returns when they end.
+func (sub *subscriber) pump(out *sink, finished func(error)) {
+	finished = once(finished)
+	defer recoverWriter(finished)
 	sub.out = out
 	if out.writeNonblock == nil {
-		return sub.pumpBlocking(out.writeMedia)
+		finished(sub.pumpBlocking(out.writeMedia))
+		return
 	}
 	var bufs net.Buffers
 	if err := sub.writeBurst(&bufs, out.writeMedia); err != nil {
-		return err // the join burst goes out at once
+		finished(err) // the join burst goes out at once
+		return
 	}
 	f := sub.hub.flushers[sub.hub.nextFlusher.Add(1)%uint64(len(sub.hub.flushers))]
-	failed := make(chan struct{})
+	var handing sync.Once
+	ended := func() {
+		handing.Do(func() {
+			go func() {
+				defer recoverWriter(finished)
+				finished(sub.handBack(out))
+			}()
+		})
+	}
 	out.mu.Lock()
-	out.flusher, out.sub, out.failed = f, sub, failed
+	out.flusher, out.sub, out.failed = f, sub, ended
 	out.mu.Unlock()
+	// Under qmu, as end reads it: either end sees afterEnd, or this sees
+	// done closed.
+	sub.qmu.Lock()
+	sub.afterEnd = ended
+	sub.qmu.Unlock()
+	if sub.isDone() {
+		ended()
+		return
+	}
 	sub.flusher.Store(f)
 	f.visit(sub) // for what was queued before
-	select {
-	case <-sub.done:
-	case <-failed:
+}
+
+// once makes f do its work the first time only.
+func once(f func(error)) func(error) {
+	var o sync.Once
+	return func(err error) { o.Do(func() { f(err) }) }
+}
+
+// recoverWriter turns a panic in a player's writer into the end of that
+// player alone.
+func recoverWriter(finished func(error)) {
+	if r := recover(); r != nil {
+		finished(fmt.Errorf("writer panic: %v", r))
 	}
+}
+
+// handBack takes the player back from its flusher once the subscription
+// has ended or a write failed, sends what was pending and queued before a
+// clean end, and returns why it stopped.
+func (sub *subscriber) handBack(out *sink) error {
 	out.mu.Lock()
 	out.handedBack = true // the flusher will not touch it again
 	out.flusher = nil
@@ -586,12 +637,12 @@ func (sub *subscriber) pump(out *sink) error {
 	if !errors.Is(sub.err, errSubscriptionEnded) {
 		return sub.err
 	}
-	// Send what was pending and queued before the end, then stop.
 	batch := sub.drain(nil)
 	sub.dequeued(batch)
 	if err := out.finish(); err != nil {
 		return err
 	}
+	var bufs net.Buffers
 	if err := sub.writeBatch(batch, &bufs, out.writeMedia); err != nil {
 		return err
 	}
@@ -783,7 +834,7 @@ func (f *flusher) writeSome(sub *subscriber) bool {
 	}
 	if err := f.writeQueued(sub); err != nil {
 		o.writeErr = err
-		close(o.failed)
+		o.failed()
 		return true
 	}
 	if len(o.pending) > 0 {

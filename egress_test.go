@@ -350,7 +350,7 @@ func TestFlusherGridAndPartialWrites(t *testing.T) {
 			return n, nil
 		}
 		done := make(chan error, 1)
-		go func() { done <- sub.pump(out) }()
+		go sub.pump(out, func(err error) { done <- err })
 
 		p := startTestPublish(t, h, key)
 		synctest.Wait()
@@ -494,7 +494,7 @@ func testStalledPlayerTimesOut(t *testing.T, delay time.Duration) {
 		out := newSink(server, timeout, nil, &total)
 		out.writeNonblock = func(net.Buffers) (int, error) { return 0, nil } // always full
 		done := make(chan error, 1)
-		go func() { done <- sub.pump(out) }()
+		go sub.pump(out, func(err error) { done <- err })
 		p := startTestPublish(t, h, key)
 		p.ingest(msgVideo, 0, testVideo(true, 100)) // the start: it stays pending
 		synctest.Wait()
@@ -544,7 +544,7 @@ func TestPassesVisitOnlyPlayersWithFrames(t *testing.T) {
 				return n, nil // a socket that takes everything
 			}
 			done := make(chan error, 1)
-			go func() { done <- sub.pump(out) }()
+			go sub.pump(out, func(err error) { done <- err })
 			return sub, done
 		}
 		busy, idle := streamKey{"live", "busy"}, streamKey{"live", "idle"}

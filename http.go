@@ -438,42 +438,42 @@ type flvPlayer struct {
 	bytesIn   atomic.Uint64
 }
 
+// play runs on the player's one goroutine, which reads what the client
+// sends; its writer is the flusher's (see subscriber.pump).
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	p.log.Info("play", "query", redactQuery(info.Query))
 	sub := p.srv.hub.subscribe(key, info, flvForm{}, func() { p.nc.Close() })
-	readErr := make(chan error, 1)
-	var reader sync.WaitGroup
-	defer reader.Wait() // it ends once nc is closed
-	reader.Go(func() {
-		// The client sends nothing but WebSocket control frames; a read
-		// error or a close frame means it has gone.
-		var err error
+	pumped := make(chan error, 1)
+	go sub.pump(p.out, func(err error) {
 		if p.ws {
-			err = p.wsReadLoop()
-		} else {
-			var buf [64]byte // small: an HTTP-FLV client sends nothing more
-			for err == nil {
-				var n int
-				n, err = p.in.Read(buf[:])
-				p.bytesIn.Add(uint64(n))
-			}
+			p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1000)) // RFC 6455 §7.4.1: normal closure
 		}
-		readErr <- err
-		p.srv.hub.unsubscribe(sub)
+		p.nc.Close() // the read below ends
+		pumped <- err
 	})
-	err := sub.pump(p.out)
+	// The client sends nothing but WebSocket control frames; a read error
+	// or a close frame means it has gone.
+	var readErr error
+	if p.ws {
+		readErr = p.wsReadLoop()
+	} else {
+		var buf [64]byte // small: an HTTP-FLV client sends nothing more
+		for readErr == nil {
+			var n int
+			n, readErr = p.in.Read(buf[:])
+			p.bytesIn.Add(uint64(n))
+		}
+	}
+	p.srv.hub.unsubscribe(sub)
+	err := <-pumped
 	if errors.Is(err, errSubscriptionEnded) {
-		select {
-		case err = <-readErr:
-		default:
+		// Ended by the client's going, or by the stream's end (then the
+		// read failed because the connection was closed here).
+		err = readErr
+		if errors.Is(readErr, net.ErrClosed) {
 			err = errors.New(string(reasonStreamEnded))
 		}
 	}
-	if p.ws {
-		p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1000)) // RFC 6455 §7.4.1: normal closure
-	}
-	p.nc.Close()
-	p.srv.hub.unsubscribe(sub)
 	p.log.Info("close", "reason", reasonOf(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.out.bytesOut.Load(),
 		"drops", sub.drops.Load(), "duration", time.Since(p.start).Round(time.Millisecond))
 }

@@ -655,21 +655,15 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, func() { c.nc.Close() })
 	c.log.Info("play", "query", redactQuery(info.Query))
 	sub := c.sub
-	c.helpers.Go(func() { c.writeLoop(sub) })
+	c.helpers.Add(1) // until playEnded: cleanup waits for the writer
+	go sub.pump(c.out, c.playEnded)
 	return nil
 }
 
-// writeLoop sends the subscriber's queue to the player until the
-// subscription ends or the connection fails. It gets sub as an argument:
-// the read loop may drop c.sub (closeStream) while this runs.
-func (c *rtmpConn) writeLoop(sub *subscriber) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("rtmp writer panic", "panic", r)
-			c.nc.Close()
-		}
-	}()
-	err := sub.pump(c.out)
+// playEnded is told why the player's writer stopped: the subscription
+// ended or a write failed.
+func (c *rtmpConn) playEnded(err error) {
+	defer c.helpers.Done()
 	switch {
 	case errors.Is(err, errNoPublisher):
 		// Told, then closed: a player left to wait on would hold its
