@@ -384,10 +384,10 @@ type sink struct {
 	// While a flusher writes the player's media (see pump): our own
 	// messages queue behind pending, and the flusher sends them.
 	flusher    *flusher
-	sub        *subscriber   // whose media the flusher writes
-	handedBack bool          // pump has taken the player back from the flusher
-	failed     func()        // the flusher calls it when a write fails
-	writeErr   error         // why
+	sub        *subscriber // whose media the flusher writes
+	handedBack bool        // pump has taken the player back from the flusher
+	failed     func()      // the flusher calls it when a write fails
+	writeErr   error       // why
 }
 
 func newSink(nc net.Conn, timeout time.Duration, header func([]byte, int) []byte, total *atomic.Uint64) *sink {
