@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,10 +80,7 @@ func (s *rtmpServer) serve(ctx context.Context, ln net.Listener) error {
 			nc.Close() // shutting down
 			continue
 		}
-		go func() {
-			defer s.conns.Done()
-			c.serve(ctx)
-		}()
+		go c.serve(ctx) // its end calls s.conns.Done
 	}
 }
 
@@ -148,6 +145,15 @@ type rtmpConn struct {
 	// playerSlot: it holds a slot of rtmpServer.players, from play until
 	// closeStream or close.
 	playerSlot bool
+
+	stopCtx  func() bool // undoes the hang-up at the server's shutdown
+	stopPing func()
+	// A parked player (idle_linux.go): its place in the poller; when its
+	// silence becomes a timeout (unix ns, 0: never), which the pinger
+	// checks; and silent, set by the pinger past it.
+	idle         idleWait
+	parkDeadline atomic.Int64
+	silent       atomic.Bool
 }
 
 // writeRaw writes already encoded chunks.
@@ -170,40 +176,83 @@ func (c *rtmpConn) onStatus(level, code, desc string) error {
 }
 
 func (c *rtmpConn) serve(ctx context.Context) {
-	start := time.Now()
-	reason := reasonClosed
-	defer func() {
-		if r := recover(); r != nil {
-			reason = closeReason(fmt.Sprintf("panic: %v", r))
-			c.log.Error("rtmp panic", "panic", r)
-		}
-		c.cleanup()
-		var in uint64
-		if c.cr != nil {
-			in = c.cr.bytesRead.Load()
-		}
-		c.log.Info("close", "reason", reason, "bytes_in", in, "reads", c.in.reads, "bytes_out", c.out.bytesOut.Load(),
-			"duration", time.Since(start).Round(time.Millisecond))
-	}()
-	stop := context.AfterFunc(ctx, func() { c.nc.Close() })
-	defer stop()
+	c.stopCtx = context.AfterFunc(ctx, c.hangUp)
 	c.log.Info("connect")
 	counters := &c.srv.hub.counters
 	counters.accepted[protoRTMP].Add(1)
 	counters.active[protoRTMP].Add(1)
-	defer counters.active[protoRTMP].Add(-1)
+	c.run(true)
+}
 
-	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
-	c.in.r = c.nc
-	c.br = bufio.NewReaderSize(&c.in, publisherReadBuffer)
-	if err := serverHandshake(c.br, c.nc); err != nil {
-		counters.handshakeFailures.Add(1)
+// run reads and handles messages until the connection ends, then cleans
+// up and logs; or until a player with nothing to read is parked
+// (idle_linux.go), and then resume runs it again on a new goroutine.
+func (c *rtmpConn) run(handshake bool) {
+	parked := false
+	reason := reasonClosed
+	defer func() {
+		if r := recover(); r != nil {
+			parked = false
+			reason = closeReason(fmt.Sprintf("panic: %v", r))
+			c.log.Error("rtmp panic", "panic", r)
+		}
+		if !parked {
+			c.end(reason)
+		}
+	}()
+	if handshake {
+		c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
+		c.in.r = c.nc
+		c.br = bufio.NewReaderSize(&c.in, publisherReadBuffer)
+		if err := serverHandshake(c.br, c.nc); err != nil {
+			c.srv.hub.counters.handshakeFailures.Add(1)
+			reason = reasonOf(err)
+			return
+		}
+		c.nc.SetDeadline(time.Time{})
+		c.cr = newChunkReader(c.br)
+		c.stopPing = c.startPinger()
+	}
+	err := c.readLoop()
+	if parked = errors.Is(err, errParked); !parked {
 		reason = reasonOf(err)
+	}
+}
+
+// resume runs the read loop of a parked player that has something to read,
+// has been closed, or has been silent too long.
+func (c *rtmpConn) resume() {
+	c.parkDeadline.Store(0)
+	if c.silent.Load() {
+		c.end(reasonTimeout)
 		return
 	}
-	c.nc.SetDeadline(time.Time{})
-	c.cr = newChunkReader(c.br)
-	reason = reasonOf(c.readLoop(ctx))
+	c.in.drained = false // there is something to read: read before parking again
+	c.run(false)
+}
+
+// hangUp closes the connection from any goroutine; a parked player is
+// woken to see it.
+func (c *rtmpConn) hangUp() {
+	c.nc.Close()
+	idle().wake(&c.idle)
+}
+
+// end is the connection's last step, on whichever goroutine read last.
+func (c *rtmpConn) end(reason closeReason) {
+	if c.stopPing != nil {
+		c.stopPing()
+	}
+	c.stopCtx()
+	c.cleanup()
+	var in uint64
+	if c.cr != nil {
+		in = c.cr.bytesRead.Load()
+	}
+	c.log.Info("close", "reason", reason, "bytes_in", in, "reads", c.in.reads, "bytes_out", c.out.bytesOut.Load(),
+		"duration", time.Since(c.created).Round(time.Millisecond))
+	c.srv.hub.counters.active[protoRTMP].Add(-1)
+	c.srv.conns.Done()
 }
 
 var errKicked = errors.New("kicked")
@@ -238,12 +287,13 @@ func (c *rtmpConn) setReadBuffer(size int) {
 	if c.br.Size() == size {
 		return
 	}
-	var r io.Reader = &c.in
-	if n := c.br.Buffered(); n > 0 {
-		ahead, _ := c.br.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(ahead)), &c.in)
+	if c.br.Buffered() > 0 {
+		// Rare (commands sent ahead of play's answer): keep the buffer,
+		// and what it holds, rather than read through something other
+		// than the socket, which parkable could not see.
+		return
 	}
-	c.br = bufio.NewReaderSize(r, size)
+	c.br = bufio.NewReaderSize(&c.in, size)
 	c.cr.r = c.br
 }
 
@@ -260,10 +310,22 @@ func (c *rtmpConn) readTimeout() time.Duration {
 	return c.srv.cfg.Ping + c.srv.cfg.PingTimeout
 }
 
-func (c *rtmpConn) readLoop(ctx context.Context) error {
-	pingStop := c.startPinger()
-	defer pingStop()
+// errParked: the read loop has parked the connection (idle_linux.go).
+var errParked = errors.New("parked")
+
+func (c *rtmpConn) readLoop() error {
 	for {
+		if c.parkable() {
+			c.silent.Store(false) // it was not: it sent something
+			c.parkDeadline.Store(0)
+			if d := c.readTimeout(); d > 0 {
+				c.parkDeadline.Store(time.Now().Add(d).UnixNano())
+			}
+			if idle().park(&c.idle, c.nc, c.resume) {
+				return errParked
+			}
+			c.parkDeadline.Store(0)
+		}
 		var deadline time.Time
 		if d := c.readTimeout(); d > 0 {
 			deadline = time.Now().Add(d)
@@ -284,6 +346,12 @@ func (c *rtmpConn) readLoop(ctx context.Context) error {
 		}
 		c.waitForTick()
 	}
+}
+
+// parkable: a player that has read all there was waits for more without
+// a goroutine (idle_linux.go). Publishers send all the time.
+func (c *rtmpConn) parkable() bool {
+	return c.sub != nil && c.pub == nil && c.br.Buffered() == 0 && c.in.drained
 }
 
 // waitForTick batches a publisher's reads with a write delay: once it has
@@ -339,6 +407,13 @@ func (c *rtmpConn) startPinger() (stop func()) {
 		c.helpers.Add(1)
 		mu.Unlock()
 		defer c.helpers.Done()
+		if d := c.parkDeadline.Load(); d != 0 && time.Now().UnixNano() > d {
+			// Parked and silent past the read timeout, which no read
+			// deadline can tell while no goroutine reads.
+			c.silent.Store(true)
+			idle().wake(&c.idle)
+			return
+		}
 		ms := uint32(time.Since(c.created).Milliseconds())
 		if c.writeRaw(appendUserControl(nil, ucPingRequest, ms)) != nil {
 			return
@@ -602,7 +677,7 @@ func (c *rtmpConn) onPublish(cmd rtmpCommand) error {
 	if err != nil {
 		return err
 	}
-	pub, err := c.srv.hub.publish(key, info, c.cr.bytesRead.Load, func() { c.nc.Close() })
+	pub, err := c.srv.hub.publish(key, info, c.cr.bytesRead.Load, c.hangUp)
 	if err != nil {
 		c.onStatus("error", "NetStream.Publish.BadName", "stream "+key.String()+" is already publishing")
 		return fmt.Errorf("rtmp: publish rejected: %w", err)
@@ -652,7 +727,7 @@ func (c *rtmpConn) onPlay(cmd rtmpCommand) error {
 	c.onStatus("status", "NetStream.Play.Start", "Started playing "+key.String()+".")
 
 	c.setReadBuffer(playerReadBuffer)
-	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, func() { c.nc.Close() })
+	c.sub = c.srv.hub.subscribe(key, info, rtmpForm{c.srv.cfg.ChunkSize}, c.hangUp)
 	c.log.Info("play", "query", redactQuery(info.Query))
 	sub := c.sub
 	c.helpers.Add(1) // until playEnded: cleanup waits for the writer
@@ -670,10 +745,10 @@ func (c *rtmpConn) playEnded(err error) {
 		// slot, and one that goes on would not know why nothing comes.
 		c.onStatus("error", "NetStream.Play.StreamNotFound", "stream not found")
 		c.log.Info("play stopped", "reason", reasonOf(err))
-		c.nc.Close()
+		c.hangUp()
 	case err != nil && !errors.Is(err, errSubscriptionEnded):
 		c.log.Info("play stopped", "reason", reasonOf(err))
-		c.nc.Close() // the read loop then ends too
+		c.hangUp() // the read loop then ends too
 	}
 }
 

@@ -277,6 +277,53 @@ func TestSilentPublisherYields(t *testing.T) {
 	}
 }
 
+// TestSilentPlayerDropped: a player that says nothing, not even an
+// answer to our pings, is dropped after the ping interval plus the ping
+// timeout, also while no goroutine reads it (idle_linux.go); one that
+// answers stays.
+func TestSilentPlayerDropped(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.Ping = 300 * time.Millisecond; c.PingTimeout = 600 * time.Millisecond })
+	key := streamKey{"live", "silent"}
+	player := func() *rtmpClient {
+		c := dialRTMP(t, ts.rtmpAddr, false)
+		c.connect("live")
+		sid := c.createStream()
+		c.command(sid, "play", nil, key.Name)
+		return c
+	}
+	start := time.Now() // before its last message: the silence starts after
+	quiet := player()
+	talker := player()
+	waitFor(t, "two players", func() bool { return ts.viewers(key) == 2 })
+	stop := make(chan struct{})
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				talker.send(csidControl, msgUserControl, 0, 0, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, ucPingResponse), 0))
+			}
+		}
+	}()
+	waitFor(t, "the silent player to be dropped", func() bool { return ts.viewers(key) == 1 })
+	if took := time.Since(start); took < 900*time.Millisecond {
+		t.Errorf("dropped after %v, before the ping interval plus the ping timeout (900 ms)", took)
+	}
+	time.Sleep(time.Second)
+	if ts.viewers(key) != 1 {
+		t.Error("the player that answers was dropped too")
+	}
+	close(stop)
+	<-answered
+	if logs := ts.logs.String(); !strings.Contains(logs, `reason=timeout`) {
+		t.Errorf("no timeout in the close line:\n%s", logs)
+	}
+	_ = quiet
+}
+
 // TestPauseAndReceive: receiveAudio false stops audio, receiveVideo false
 // stops video, pause stops both, and after unpause video resumes at a
 // keyframe.
