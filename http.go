@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -50,7 +51,7 @@ type httpServer struct {
 	relays *relays    // for /api/relay
 
 	mu     sync.Mutex
-	conns  map[net.Conn]struct{} // hijacked player connections
+	conns  map[*flvPlayer]struct{} // players on hijacked connections
 	closed bool
 	wg     sync.WaitGroup
 	// logging counts the requests inside accessLog, so that wait
@@ -59,7 +60,7 @@ type httpServer struct {
 }
 
 func newHTTPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *httpServer {
-	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[net.Conn]struct{}{}, started: time.Now(),
+	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[*flvPlayer]struct{}{}, started: time.Now(),
 		hls: newHLSServer(cfg, h, log)}
 }
 
@@ -316,7 +317,13 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot take over the connection", http.StatusInternalServerError)
 		return
 	}
-	if !s.track(nc) {
+	var header func([]byte, int) []byte // each media batch is one WebSocket binary message
+	if ws {
+		header = wsBinaryHeader
+	}
+	p := &flvPlayer{srv: s, nc: nc, proto: proto, ws: ws, start: time.Now(),
+		out: newSink(nc, s.cfg.PingTimeout, header, &s.hub.counters.bytesOut)}
+	if !s.track(p) {
 		nc.Close()
 		return
 	}
@@ -325,36 +332,24 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	nc.SetWriteDeadline(time.Now().Add(s.cfg.PingTimeout))
 	if _, err := io.WriteString(nc, s.playResponseHead(ws, accept)); err != nil || r.Method == http.MethodHead {
 		nc.Close()
-		s.untrack(nc)
+		s.untrack(p)
 		return
 	}
 	// Whatever the client sent after its request is in net/http's reader;
 	// keep those bytes and read the rest from the connection itself.
-	var in io.Reader = nc
+	p.in.r = nc
+	p.in.drained = true // nothing read yet: park at once if nothing comes
 	if n := brw.Reader.Buffered(); n > 0 {
+		p.in.drained = false
 		early, _ := brw.Reader.Peek(n)
-		in = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		p.in.r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
 	}
-	var header func([]byte, int) []byte // each media batch is one WebSocket binary message
-	if ws {
-		header = wsBinaryHeader
-	}
-	p := &flvPlayer{srv: s, nc: nc, in: in, ws: ws, start: time.Now(),
-		out: newSink(nc, s.cfg.PingTimeout, header, &s.hub.counters.bytesOut)}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
 	// The player gets a goroutine of its own, so that this handler returns
 	// and net/http frees what it holds per request (buffers, a deep stack)
 	// for the viewer's whole life.
 	slotHeld = false
-	go func() {
-		defer s.players.release()
-		defer s.untrack(nc)
-		counters := &s.hub.counters
-		counters.accepted[proto].Add(1)
-		counters.active[proto].Add(1)
-		defer counters.active[proto].Add(-1)
-		p.play(key, info)
-	}()
+	go p.play(key, info)
 }
 
 // isWebSocketUpgrade tells a WebSocket opening handshake (RFC 6455 §4.1)
@@ -381,20 +376,20 @@ func (s *httpServer) playResponseHead(ws bool, accept string) string {
 	return resp.String()
 }
 
-func (s *httpServer) track(nc net.Conn) bool {
+func (s *httpServer) track(p *flvPlayer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	s.conns[nc] = struct{}{}
+	s.conns[p] = struct{}{}
 	s.wg.Add(1)
 	return true
 }
 
-func (s *httpServer) untrack(nc net.Conn) {
+func (s *httpServer) untrack(p *flvPlayer) {
 	s.mu.Lock()
-	delete(s.conns, nc)
+	delete(s.conns, p)
 	s.mu.Unlock()
 	s.wg.Done()
 }
@@ -405,8 +400,8 @@ func (s *httpServer) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	for nc := range s.conns {
-		nc.Close()
+	for p := range s.conns {
+		p.hangUp()
 	}
 }
 
@@ -426,46 +421,97 @@ func (flvForm) publishNotice(streamKey) *frame   { return nil }
 func (flvForm) unpublishNotice(streamKey) *frame { return nil }
 
 // flvPlayer is one HTTP-FLV or WS-FLV viewer on a hijacked connection.
+// One goroutine reads what the client sends while a flusher writes the
+// media (subscriber.pump); a player with nothing to read is parked
+// (idle_linux.go), and then it has no goroutine at all.
 type flvPlayer struct {
 	srv       *httpServer
 	nc        net.Conn
-	in        io.Reader // what the client sends
+	proto     protocol
+	in        drainReader // what the client sends: nc, after what net/http read ahead
+	wsIn      *bufio.Reader
 	ws        bool
 	log       *slog.Logger
 	start     time.Time
 	out       *sink       // the WS reader answers pings while media goes out
 	closeSent atomic.Bool // a WS Close frame has gone out
 	bytesIn   atomic.Uint64
+	sub       *subscriber
+	pumped    chan error // why the writer stopped
+	idle      idleWait
 }
 
-// play runs on the player's one goroutine, which reads what the client
-// sends; its writer is the flusher's (see subscriber.pump).
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
+	counters := &p.srv.hub.counters
+	counters.accepted[p.proto].Add(1)
+	counters.active[p.proto].Add(1)
 	p.log.Info("play", "query", redactQuery(info.Query))
-	sub := p.srv.hub.subscribe(key, info, flvForm{}, func() { p.nc.Close() })
-	pumped := make(chan error, 1)
-	go sub.pump(p.out, func(err error) {
+	p.sub = p.srv.hub.subscribe(key, info, flvForm{}, p.hangUp)
+	p.pumped = make(chan error, 1)
+	go p.sub.pump(p.out, func(err error) {
 		if p.ws {
 			p.wsWrite(wsOpClose, binary.BigEndian.AppendUint16(nil, 1000)) // RFC 6455 §7.4.1: normal closure
 		}
-		p.nc.Close() // the read below ends
-		pumped <- err
+		p.hangUp() // the read ends
+		p.pumped <- err
 	})
-	// The client sends nothing but WebSocket control frames; a read error
-	// or a close frame means it has gone.
-	var readErr error
 	if p.ws {
-		readErr = p.wsReadLoop()
-	} else {
-		var buf [64]byte // small: an HTTP-FLV client sends nothing more
-		for readErr == nil {
-			var n int
-			n, readErr = p.in.Read(buf[:])
-			p.bytesIn.Add(uint64(n))
+		// Only to wait for a frame's first byte without a deadline; 16 is
+		// the least bufio takes, and longer reads go past it.
+		p.wsIn = bufio.NewReaderSize(&p.in, 16)
+	}
+	p.read()
+}
+
+// read reads what the client sends until it has gone, then ends the
+// player; or parks it, and resume reads again.
+func (p *flvPlayer) read() {
+	var err error
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("http player panic", "panic", r)
+			err = fmt.Errorf("panic: %v", r)
+		}
+		if !errors.Is(err, errParked) {
+			p.end(err)
+		}
+	}()
+	if p.ws {
+		err = p.wsReadLoop()
+		return
+	}
+	var buf [64]byte // small: an HTTP-FLV client sends nothing more
+	for {
+		if p.in.drained && idle().park(&p.idle, p.nc, p.resume) {
+			err = errParked
+			return
+		}
+		var n int
+		n, err = p.in.Read(buf[:])
+		p.bytesIn.Add(uint64(n))
+		if err != nil {
+			return
 		}
 	}
-	p.srv.hub.unsubscribe(sub)
-	err := <-pumped
+}
+
+func (p *flvPlayer) resume() {
+	p.in.drained = false // there is something to read: read before parking again
+	p.read()
+}
+
+// hangUp closes the connection from any goroutine; a parked player is
+// woken to see it.
+func (p *flvPlayer) hangUp() {
+	p.nc.Close()
+	idle().wake(&p.idle)
+}
+
+// end is the player's last step, once the client has gone or the
+// connection was closed here.
+func (p *flvPlayer) end(readErr error) {
+	p.srv.hub.unsubscribe(p.sub) // the writer stops, and closes the connection
+	err := <-p.pumped
 	if errors.Is(err, errSubscriptionEnded) {
 		// Ended by the client's going, or by the stream's end (then the
 		// read failed because the connection was closed here).
@@ -475,7 +521,10 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 		}
 	}
 	p.log.Info("close", "reason", reasonOf(err), "bytes_in", p.bytesIn.Load(), "bytes_out", p.out.bytesOut.Load(),
-		"drops", sub.drops.Load(), "duration", time.Since(p.start).Round(time.Millisecond))
+		"drops", p.sub.drops.Load(), "duration", time.Since(p.start).Round(time.Millisecond))
+	p.srv.hub.counters.active[p.proto].Add(-1)
+	p.srv.players.release()
+	p.srv.untrack(p)
 }
 
 // ---- WebSocket-FLV: the player's side of the connection ----
@@ -489,10 +538,11 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 // the client is dropped: a header announcing 64 KiB and then nothing
 // would otherwise hold this goroutine and its buffer for good.
 func (p *flvPlayer) wsReadLoop() error {
-	// Only to wait for a frame's first byte without a deadline; 16 is
-	// the least bufio takes, and longer reads go past it.
-	in := bufio.NewReaderSize(p.in, 16)
+	in := p.wsIn
 	for {
+		if in.Buffered() == 0 && p.in.drained && idle().park(&p.idle, p.nc, p.resume) {
+			return errParked
+		}
 		p.nc.SetReadDeadline(time.Time{})
 		if _, err := in.Peek(1); err != nil {
 			return err
