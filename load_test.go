@@ -215,7 +215,7 @@ func TestLoad(t *testing.T) {
 		}
 		return true
 	})
-	rssStart := srv.rss()
+	rssStart, anonStart := srv.rss(), srv.rssAnon()
 
 	// Viewers, at most 64 setting up at a time.
 	protos := strings.Split(lc.proto, ",")
@@ -255,7 +255,7 @@ func TestLoad(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	rssJoined := srv.rss()
+	rssJoined, anonJoined := srv.rss(), srv.rssAnon()
 
 	// The measured window.
 	startSeq := make([]uint64, len(pubs))
@@ -297,7 +297,7 @@ func TestLoad(t *testing.T) {
 	for i, p := range pubs {
 		endSeq[i] = p.seq.Load()
 	}
-	rssEnd := srv.rss()
+	rssEnd, anonEnd := srv.rss(), srv.rssAnon()
 
 	// Let what was sent in the window arrive (the write delay, a slow
 	// viewer catching up), then stop.
@@ -405,7 +405,7 @@ func TestLoad(t *testing.T) {
 	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
 		loadAvg = strings.Fields(string(data))[0]
 	}
-	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p95 / p99 | first frame p50 / p99 | requests/s | server CPU ms per viewer-s | server cores | server RSS start → joined → end | drops / kicks | failed | client cores | join time | load avg |"
+	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p95 / p99 | first frame p50 / p99 | requests/s | server CPU ms per viewer-s | server cores | server RSS start → joined → end | of which anonymous | drops / kicks | failed | client cores | join time | load avg |"
 	t.Log(header)
 	fmt.Println(header)
 	for _, proto := range slices.Sorted(maps.Keys(results)) {
@@ -416,14 +416,14 @@ func TestLoad(t *testing.T) {
 				viewersOf++
 			}
 		}
-		row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s / %s | %s / %s | %.0f | %s | %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s |",
+		row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s / %s | %s / %s | %.0f | %s | %s | %s → %s → %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s |",
 			proto, lc.streams, viewersOf/lc.streams, delayName,
 			100*float64(r.got)/float64(max(r.want, 1)),
 			loadMs(loadPercentile(r.delays, 0.50)), loadMs(loadPercentile(r.delays, 0.95)), loadMs(loadPercentile(r.delays, 0.99)),
 			loadMs(loadPercentile(r.ttffs, 0.50)), loadMs(loadPercentile(r.ttffs, 0.99)),
 			float64(r.reqs)/elapsed.Seconds(),
 			serverCPU, serverCores,
-			loadMB(rssStart), loadMB(rssJoined), loadMB(rssEnd),
+			loadMB(rssStart), loadMB(rssJoined), loadMB(rssEnd), loadMB(anonStart), loadMB(anonJoined), loadMB(anonEnd),
 			drops, kicks, r.failed,
 			(client1-client0).Seconds()/elapsed.Seconds(), rampTime.Round(10*time.Millisecond), loadAvg)
 		t.Log(row)
@@ -493,7 +493,15 @@ func (s *loadServer) cpu() time.Duration {
 }
 
 // rss is the server's resident set (VmRSS).
-func (s *loadServer) rss() int64 {
+func (s *loadServer) rss() int64 { return s.status("VmRSS:") }
+
+// rssAnon is the part of rss that is the process's own memory (RssAnon):
+// the rest is pages of its executable and libraries, shared with the
+// page cache.
+func (s *loadServer) rssAnon() int64 { return s.status("RssAnon:") }
+
+// status reads one size in kB from the server's /proc status, in bytes.
+func (s *loadServer) status(field string) int64 {
 	path := "/proc/self/status"
 	if s.pid != 0 {
 		path = fmt.Sprintf("/proc/%d/status", s.pid)
@@ -503,7 +511,7 @@ func (s *loadServer) rss() int64 {
 		return 0
 	}
 	for line := range strings.Lines(string(data)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			return kb << 10
 		}

@@ -228,6 +228,9 @@ func (c *rtmpConn) resume() {
 		return
 	}
 	c.in.drained = false // there is something to read: read before parking again
+	if c.br == nil {
+		c.takeReader()
+	}
 	c.run(false)
 }
 
@@ -293,6 +296,10 @@ func (c *rtmpConn) setReadBuffer(size int) {
 		// than the socket, which parkable could not see.
 		return
 	}
+	if size == playerReadBuffer {
+		c.takeReader()
+		return
+	}
 	c.br = bufio.NewReaderSize(&c.in, size)
 	c.cr.r = c.br
 }
@@ -315,16 +322,8 @@ var errParked = errors.New("parked")
 
 func (c *rtmpConn) readLoop() error {
 	for {
-		if c.parkable() {
-			c.silent.Store(false) // it was not: it sent something
-			c.parkDeadline.Store(0)
-			if d := c.readTimeout(); d > 0 {
-				c.parkDeadline.Store(time.Now().Add(d).UnixNano())
-			}
-			if idle().park(&c.idle, c.nc, c.resume) {
-				return errParked
-			}
-			c.parkDeadline.Store(0)
+		if c.parkable() && c.park() {
+			return errParked
 		}
 		var deadline time.Time
 		if d := c.readTimeout(); d > 0 {
@@ -352,6 +351,40 @@ func (c *rtmpConn) readLoop() error {
 // a goroutine (idle_linux.go). Publishers send all the time.
 func (c *rtmpConn) parkable() bool {
 	return c.sub != nil && c.pub == nil && c.br.Buffered() == 0 && c.in.drained
+}
+
+// park parks the player (idle_linux.go), reporting whether it did: then
+// resume runs on another goroutine, and this one must touch nothing more.
+// Its read buffer, empty, goes back to a pool while it waits.
+func (c *rtmpConn) park() bool {
+	c.silent.Store(false) // it was not: it sent something
+	c.parkDeadline.Store(0)
+	if d := c.readTimeout(); d > 0 {
+		c.parkDeadline.Store(time.Now().Add(d).UnixNano())
+	}
+	pooled := c.br.Size() == playerReadBuffer
+	if pooled {
+		playerReaders.Put(c.br)
+		c.br, c.cr.r = nil, nil
+	}
+	if idle().park(&c.idle, c.nc, c.resume) {
+		return true
+	}
+	c.parkDeadline.Store(0)
+	if pooled {
+		c.takeReader()
+	}
+	return false
+}
+
+// playerReaders are the read buffers of players that are not parked.
+var playerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, playerReadBuffer) }}
+
+// takeReader gives a player back a read buffer after it was parked.
+func (c *rtmpConn) takeReader() {
+	c.br = playerReaders.Get().(*bufio.Reader)
+	c.br.Reset(&c.in)
+	c.cr.r = c.br
 }
 
 // waitForTick batches a publisher's reads with a write delay: once it has
