@@ -37,6 +37,7 @@ type config struct {
 	QueueTime      time.Duration // most media time queued for one viewer before it skips to the next keyframe (0: no limit)
 	StallTime      time.Duration // a viewer that takes nothing for this much media is disconnected (0: never)
 	MemoryLimit    byteSize      // the Go runtime's soft memory limit (0: none; GOMEMLIMIT wins, see applyMemoryLimit)
+	GCPercent      int           // the Go runtime's GC target percentage (GOGC wins, see applyMemoryLimit)
 	WriteDelay     time.Duration // a viewer is written to at most once per this (0: every frame at once)
 	MaxConns       int           // open connections, RTMP and HTTP together (0: no limit)
 	MaxConnsIP     int           // open connections from one IP address (0: no limit)
@@ -101,6 +102,7 @@ func defaultConfig() config {
 		QueueBytes:  16 << 20,
 		QueueTime:   3 * time.Second,
 		StallTime:   5 * time.Second,
+		GCPercent:   50,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,
@@ -138,6 +140,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.QueueTime, "queue-time", cfg.QueueTime, "most media `duration` queued for one viewer; past it the viewer skips to the next keyframe (0 = no limit)")
 	fs.DurationVar(&cfg.StallTime, "stall-time", cfg.StallTime, "disconnect a viewer that takes nothing for this `duration` of media (0 = never)")
 	fs.Var(&cfg.MemoryLimit, "memory-limit", "soft limit of the memory the Go runtime uses, a `size` in bytes or with B, KiB, MiB, GiB or TiB (0 = none; GOMEMLIMIT wins)")
+	fs.IntVar(&cfg.GCPercent, "gc-percent", cfg.GCPercent, "the heap may grow this `percent` over what is live before a collection (as GOGC, which wins; -1 = off)")
 	fs.DurationVar(&cfg.WriteDelay, "write-delay", cfg.WriteDelay, "write to each viewer at most once per `duration`, merging frames (0 = every frame at once)")
 	fs.IntVar(&cfg.MaxConns, "max-conns", cfg.MaxConns, "most open `connections`, RTMP and HTTP together (0 = no limit)")
 	fs.IntVar(&cfg.MaxConnsIP, "max-conns-per-ip", cfg.MaxConnsIP, "most open `connections` from one IP address (0 = no limit)")

@@ -366,6 +366,22 @@ func TestApplyMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestApplyGCPercent: -gc-percent sets the GC's target, unless GOGC is
+// set, which wins.
+func TestApplyGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	applyGCPercent(37, envMap(map[string]string{"GOGC": "200"}), log)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, the target became %d; want it left at 100", got)
+	}
+	applyGCPercent(37, envMap(nil), log)
+	if got := debug.SetGCPercent(100); got != 37 {
+		t.Errorf("target %d; want 37", got)
+	}
+}
+
 // FuzzByteSize: any text either fails or gives a non-negative size that
 // prints back as the same number of bytes.
 func FuzzByteSize(f *testing.F) {
