@@ -301,6 +301,9 @@ func (sub *subscriber) drain(batch []*frame) []*frame {
 	batch = append(batch, sub.q...)
 	clear(sub.q)
 	sub.q = sub.q[:0]
+	if cap(sub.q) > smallBuffers {
+		sub.q = nil // what piled up during a join burst or a stall: not kept for the viewer's life
+	}
 	return batch
 }
 
