@@ -41,7 +41,6 @@ import (
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -263,12 +262,6 @@ func (p *fanPhase) add(q fanPhase) {
 	p.cpu += q.cpu
 	p.mallocs += q.mallocs
 	p.msgs += q.msgs
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // measure runs fn, which sends msgs messages and waits until they have
