@@ -172,6 +172,8 @@ func TestEnvConfig(t *testing.T) {
 			func(c *config) { c.MemoryLimit, c.QueueTime, c.StallTime = 512<<20, 2*time.Second, 0 }},
 		{"memory limit in bytes, from the environment", nil, map[string]string{"GMS_MEMORY_LIMIT": "1000000"},
 			func(c *config) { c.MemoryLimit = 1000000 }},
+		{"gc percent", []string{"-gc-percent", "100"}, nil, func(c *config) { c.GCPercent = 100 }},
+		{"gc percent from the environment", nil, map[string]string{"GMS_GC_PERCENT": "-1"}, func(c *config) { c.GCPercent = -1 }},
 		{"set but empty", nil, map[string]string{"GMS_ALLOW_ORIGIN": ""}, func(c *config) { c.AllowOrigin = "" }},
 		{"other names ignored", nil, map[string]string{"MAX_CONNS": "1", "gms_max_conns": "2", "GMS_MAXCONNS": "3", "GMS_MAX-CONNS": "4"},
 			func(*config) {}},
@@ -229,7 +231,7 @@ func TestDefaults(t *testing.T) {
 	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
-		QueueTime: 3 * time.Second, StallTime: 5 * time.Second,
+		QueueTime: 3 * time.Second, StallTime: 5 * time.Second, GCPercent: 50,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second,
 		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 100 * time.Millisecond, HLSWindow: 6, RecordFormat: "flv"}

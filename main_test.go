@@ -2584,7 +2584,10 @@ func TestRelayAPI(t *testing.T) {
 		t.Fatalf("POST /api/relay/push: %d %s", resp.StatusCode, idBytes)
 	}
 	waitFor(t, "the push to be live on B", func() bool { return b.live(streamKey{"ingest", secret}) })
-	l := relayList(t, a)
+	// B lists the stream as soon as it takes the publish; A calls the push
+	// live when B's answer (Publish.Start) has come back.
+	var l []relayInfo
+	waitFor(t, "A to list the push as live", func() bool { l = relayList(t, a); return len(l) == 1 && l[0].State == "live" })
 	if len(l) != 1 || l[0].Mode != relayPush || l[0].State != "live" || !strings.HasSuffix(l[0].URL, "/ingest/***") {
 		t.Errorf("GET /api/relay = %+v; want one live push to .../ingest/***", l)
 	}
