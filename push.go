@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -68,9 +69,94 @@ func openMedia(path string) (tagSource, io.Closer, error) {
 		return nil, nil, err
 	}
 	if _, named := src.(*flvFileSource); !named {
-		src = namedSource{src, filepath.Base(path)}
+		src = &metadataSource{src: namedSource{src, filepath.Base(path)}}
 	}
 	return src, f, nil
+}
+
+// metadataSource puts an onMetaData first, as ffmpeg does when it streams
+// an MP4 or MPEG-TS file, which carry none: players, the servers between
+// and their APIs read the stream's size and codecs from it before a
+// keyframe comes. Its values come from the first sequence headers.
+type metadataSource struct {
+	src   tagSource
+	ahead []flvTag // read to find the headers, not yet given out
+	err   error    // what ended the read ahead, given out after it
+	begun bool
+}
+
+// metadataLookahead bounds the tags read to find both headers: MP4 and
+// TS readers give each track's header before its first frame.
+const metadataLookahead = 16
+
+func (m *metadataSource) next() (flvTag, error) {
+	if !m.begun {
+		m.begun = true
+		var video, audio []byte
+		for len(m.ahead) < metadataLookahead && (video == nil || audio == nil) {
+			tag, err := m.src.next()
+			if err != nil {
+				m.err = err
+				break
+			}
+			tag.Data = bytes.Clone(tag.Data) // the readers reuse their buffers
+			m.ahead = append(m.ahead, tag)
+			switch header, _ := videoInfo(tag.Data); {
+			case tag.Type == tagVideo && header:
+				video = tag.Data
+			case tag.Type == tagAudio && audioIsHeader(tag.Data):
+				audio = tag.Data
+			}
+		}
+		if video != nil || audio != nil {
+			return flvTag{Type: tagScript, Data: streamMetadata(video, audio)}, nil
+		}
+	}
+	if len(m.ahead) > 0 {
+		tag := m.ahead[0]
+		m.ahead = m.ahead[1:]
+		return tag, nil
+	}
+	if m.err != nil {
+		return flvTag{}, m.err
+	}
+	return m.src.next()
+}
+
+// streamMetadata is a live stream's onMetaData (duration 0, as ffmpeg
+// writes it when streaming) from its video and audio sequence headers
+// (either may be nil). Codec ids are the FLV ones (§E.4.3.1, §E.4.2.1),
+// or the FourCC as a number for Enhanced RTMP codecs, as ffmpeg 6.1 and
+// later write them.
+func streamMetadata(video, audio []byte) []byte {
+	meta := amfECMAArray{{"duration", 0.0}}
+	if len(video) >= 5 { // the shortest: ExHeader and FourCC, or codec byte, packet type and time
+		v := parseVideoHeader(video)
+		id := float64(video[0] & 0x0F)
+		if video[0]&0x80 != 0 { // Enhanced RTMP ExHeader: the FourCC follows
+			id = float64(binary.BigEndian.Uint32(video[1:5]))
+		}
+		if v.Width > 0 && v.Height > 0 {
+			meta = append(meta, amfProp{"width", float64(v.Width)}, amfProp{"height", float64(v.Height)})
+		}
+		meta = append(meta, amfProp{"videocodecid", id})
+	}
+	if len(audio) >= 2 {
+		a := parseAudioHeader(audio)
+		id := float64(audio[0] >> 4)
+		if id == 9 && len(audio) >= 5 { // Enhanced RTMP ExHeader
+			id = float64(binary.BigEndian.Uint32(audio[1:5]))
+		}
+		meta = append(meta, amfProp{"audiocodecid", id})
+		if a.SampleRate > 0 {
+			meta = append(meta, amfProp{"audiosamplerate", float64(a.SampleRate)})
+		}
+		if a.Channels > 0 {
+			meta = append(meta, amfProp{"stereo", a.Channels > 1})
+		}
+	}
+	meta = append(meta, amfProp{"encoder", "gms push"})
+	return amf0AppendAll(nil, "onMetaData", meta)
 }
 
 // namedSource puts the file's name on its reader's errors, as the FLV

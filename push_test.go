@@ -695,3 +695,71 @@ func startPull(t *testing.T, ts *testServer, name string) (file string, pulled <
 	waitFor(t, "the puller", func() bool { return ts.viewers(streamKey{"live", name}) == 1 })
 	return file, done
 }
+
+// TestPushMetadata: an MP4 or MPEG-TS file, which carries no onMetaData,
+// is pushed with one first, its size and codec ids from the sequence
+// headers that follow it; the tags after it are the reader's, unchanged.
+func TestPushMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		video float64 // videocodecid
+	}{
+		{"demux-h264-aac.mp4", 7},
+		{"demux-h264-aac-frag.mp4", 7},
+		{"demux-h264-aac.ts", 7},
+		{"demux-h265-aac.ts", float64(binary.BigEndian.Uint32([]byte("hvc1")))},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			path := filepath.Join("testdata", tc.file)
+			src, closer, err := openMedia(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closer.Close()
+			first, err := src.next()
+			if err != nil || first.Type != tagScript {
+				t.Fatalf("first tag: type %d, %v; want onMetaData", first.Type, err)
+			}
+			vals, err := amf0DecodeAll(first.Data)
+			if err != nil || len(vals) != 2 || vals[0] != "onMetaData" {
+				t.Fatalf("first tag %q: %v", first.Data, err)
+			}
+			meta := vals[1].(amfECMAArray)
+			// The reader alone, for what must follow.
+			plain, plainCloser, _ := openMedia(path)
+			defer plainCloser.Close()
+			raw := plain.(*metadataSource).src // nothing read from it yet
+			var video, audio []byte
+			for n := 0; ; n++ {
+				got, err1 := src.next()
+				want, err2 := raw.next()
+				if err1 == io.EOF && err2 == io.EOF && n > 0 {
+					break
+				}
+				if err1 != nil || err2 != nil || got.Type != want.Type || got.Time != want.Time || !bytes.Equal(got.Data, want.Data) {
+					t.Fatalf("after the metadata: %v %v, tag type %d at %d; want type %d at %d", err1, err2, got.Type, got.Time, want.Type, want.Time)
+				}
+				if header, _ := videoInfo(got.Data); got.Type == tagVideo && header && video == nil {
+					video = got.Data
+				} else if got.Type == tagAudio && audioIsHeader(got.Data) && audio == nil {
+					audio = got.Data
+				}
+			}
+			if video == nil || audio == nil {
+				t.Fatal("no video or audio sequence header in the first tags")
+			}
+			v, a := parseVideoHeader(video), parseAudioHeader(audio)
+			want := map[string]any{"duration": 0.0, "width": float64(v.Width), "height": float64(v.Height),
+				"videocodecid": tc.video, "audiocodecid": 10.0, "audiosamplerate": float64(a.SampleRate),
+				"stereo": a.Channels > 1, "encoder": "gms push"}
+			if v.Width == 0 || a.SampleRate == 0 {
+				t.Fatalf("the headers give no size or rate: %+v %+v", v, a)
+			}
+			for key, w := range want {
+				if got, ok := meta.Get(key); !ok || got != w {
+					t.Errorf("%s = %v; want %v (metadata %v)", key, got, w, meta)
+				}
+			}
+		})
+	}
+}
