@@ -898,6 +898,9 @@ func (rs *relays) deleteAPI(id string) bool {
 		if r.ID == id || r.rule != nil && r.rule.ID == id {
 			found = true
 			r.stop()
+			// Gone from the API now, not when its goroutine has wound
+			// down: a second DELETE finds nothing.
+			delete(rs.running, r.ID)
 		}
 	}
 	return found
