@@ -247,14 +247,16 @@ func (c *rtmpConn) hangUp() {
 
 // end is the connection's last step, on whichever goroutine read last.
 func (c *rtmpConn) end(reason closeReason) {
-	if stopped, ok := c.stopped.Load().(closeReason); ok && reason == reasonClosedByServer {
-		reason = stopped
-	}
 	if c.stopPing != nil {
 		c.stopPing()
 	}
 	c.stopCtx()
 	c.cleanup()
+	// After cleanup, which waits for playEnded: a kick closes the
+	// connection before the writer hears why.
+	if stopped, ok := c.stopped.Load().(closeReason); ok && reason == reasonClosedByServer {
+		reason = stopped
+	}
 	var in uint64
 	if c.cr != nil {
 		in = c.cr.bytesRead.Load()
