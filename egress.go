@@ -635,6 +635,11 @@ func (sub *subscriber) handBack(out *sink) error {
 	err := out.writeErr
 	out.mu.Unlock()
 	if err != nil {
+		// A kick ends the subscription, then closes the connection: a
+		// write that failed on it meanwhile tells the close, not why.
+		if errors.Is(err, net.ErrClosed) && sub.isDone() && sub.err != nil && !errors.Is(sub.err, errSubscriptionEnded) {
+			return sub.err
+		}
 		return err
 	}
 	if !errors.Is(sub.err, errSubscriptionEnded) {

@@ -1141,3 +1141,21 @@ func isVideoHeader(f *frame) bool {
 	header, _ := videoInfo(f.body())
 	return header
 }
+
+// TestHandBackKeepsKickReason: a kick ends the subscription, then closes
+// the connection; a flusher's write that failed on that closed connection
+// before the player was handed back must not hide the kick (the close
+// line said "closed by server" for some kicked viewers).
+func TestHandBackKeepsKickReason(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	var total atomic.Uint64
+	out := newSink(server, time.Minute, nil, &total)
+	sub := &subscriber{done: make(chan struct{})}
+	sub.end(errKicked)
+	server.Close()
+	out.writeErr = &net.OpError{Op: "write", Net: "tcp", Err: net.ErrClosed} // what the flusher saw
+	if err := sub.handBack(out); !errors.Is(err, errKicked) {
+		t.Errorf("handBack = %v; want the kick", err)
+	}
+}

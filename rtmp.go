@@ -154,6 +154,10 @@ type rtmpConn struct {
 	idle         idleWait
 	parkDeadline atomic.Int64
 	silent       atomic.Bool
+	// stopped is why the server stopped the play and closed the
+	// connection (a kick, a failed write), which the close line says
+	// rather than the "closed by server" the read then sees.
+	stopped atomic.Value // closeReason
 }
 
 // writeRaw writes already encoded chunks.
@@ -248,6 +252,11 @@ func (c *rtmpConn) end(reason closeReason) {
 	}
 	c.stopCtx()
 	c.cleanup()
+	// After cleanup, which waits for playEnded: a kick closes the
+	// connection before the writer hears why.
+	if stopped, ok := c.stopped.Load().(closeReason); ok && reason == reasonClosedByServer {
+		reason = stopped
+	}
 	var in uint64
 	if c.cr != nil {
 		in = c.cr.bytesRead.Load()
@@ -778,9 +787,11 @@ func (c *rtmpConn) playEnded(err error) {
 		// slot, and one that goes on would not know why nothing comes.
 		c.onStatus("error", "NetStream.Play.StreamNotFound", "stream not found")
 		c.log.Info("play stopped", "reason", reasonOf(err))
+		c.stopped.Store(reasonOf(err))
 		c.hangUp()
 	case err != nil && !errors.Is(err, errSubscriptionEnded):
 		c.log.Info("play stopped", "reason", reasonOf(err))
+		c.stopped.Store(reasonOf(err))
 		c.hangUp() // the read loop then ends too
 	}
 }

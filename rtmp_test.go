@@ -878,3 +878,32 @@ func TestConnectEnhanced(t *testing.T) {
 		}
 	}
 }
+
+// TestKickedPlayerCloseReason: an RTMP player ended by the server for a
+// reason of its own (a kick here; a failed write or play-wait alike) says
+// that reason in its close line, as HTTP-FLV players do, not just "closed
+// by server" (what its read sees once the connection is closed).
+func TestKickedPlayerCloseReason(t *testing.T) {
+	ts := startServer(t, nil)
+	c := playWaiting(t, ts, "kicked")
+	key := streamKey{"live", "kicked"}
+	waitFor(t, "the player", func() bool { return ts.viewers(key) == 1 })
+	var id string
+	for _, s := range ts.hub.snapshot() {
+		if s.Key == key {
+			id = s.Subscribers[0].ID
+		}
+	}
+	if !ts.hub.kickClient(id) {
+		t.Fatal("kickClient found no player")
+	}
+	if _, err := c.read(); err == nil {
+		t.Error("player still connected after the kick")
+	}
+	waitFor(t, "the close line", func() bool { return strings.Contains(ts.logs.String(), "msg=close conn="+id) })
+	for _, line := range strings.Split(ts.logs.String(), "\n") {
+		if strings.Contains(line, "msg=close conn="+id) && !strings.Contains(line, "reason="+string(reasonOf(errKicked))) {
+			t.Errorf("close line without the kick's reason:\n%s", line)
+		}
+	}
+}
