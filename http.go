@@ -337,12 +337,11 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	}
 	// Whatever the client sent after its request is in net/http's reader;
 	// keep those bytes and read the rest from the connection itself.
-	p.in.r = nc
-	p.in.drained = true // nothing read yet: park at once if nothing comes
+	p.in = nc
 	if n := brw.Reader.Buffered(); n > 0 {
-		p.in.drained = false
 		early, _ := brw.Reader.Peek(n)
-		p.in.r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		p.early = bytes.NewReader(bytes.Clone(early))
+		p.in = io.MultiReader(p.early, nc)
 	}
 	p.log = s.log.With("conn", info.ID, "proto", info.Protocol, "remote", nc.RemoteAddr().String(), "app", key.App, "stream", key.Name)
 	// The player gets a goroutine of its own, so that this handler returns
@@ -428,7 +427,8 @@ type flvPlayer struct {
 	srv       *httpServer
 	nc        net.Conn
 	proto     protocol
-	in        drainReader // what the client sends: nc, after what net/http read ahead
+	in        io.Reader     // what the client sends: nc, after what net/http read ahead
+	early     *bytes.Reader // what net/http read ahead, if anything
 	wsIn      *bufio.Reader
 	ws        bool
 	log       *slog.Logger
@@ -439,6 +439,7 @@ type flvPlayer struct {
 	sub       *subscriber
 	pumped    chan error // why the writer stopped
 	idle      idleWait
+	woken     bool // resumed: read once before parking again
 }
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
@@ -458,7 +459,7 @@ func (p *flvPlayer) play(key streamKey, info clientInfo) {
 	if p.ws {
 		// Only to wait for a frame's first byte without a deadline; 16 is
 		// the least bufio takes, and longer reads go past it.
-		p.wsIn = bufio.NewReaderSize(&p.in, 16)
+		p.wsIn = bufio.NewReaderSize(p.in, 16)
 	}
 	p.read()
 }
@@ -482,7 +483,7 @@ func (p *flvPlayer) read() {
 	}
 	var buf [64]byte // small: an HTTP-FLV client sends nothing more
 	for {
-		if p.in.drained && idle().park(&p.idle, p.nc, p.resume) {
+		if p.parks() {
 			err = errParked
 			return
 		}
@@ -495,8 +496,21 @@ func (p *flvPlayer) read() {
 	}
 }
 
+// parks parks the player if it has nothing read ahead and was not just
+// woken; if the socket has more already, it is resumed at once.
+func (p *flvPlayer) parks() bool {
+	if p.woken {
+		p.woken = false
+		return false
+	}
+	if p.early != nil && p.early.Len() > 0 || p.wsIn != nil && p.wsIn.Buffered() > 0 {
+		return false
+	}
+	return idle().park(&p.idle, p.nc, p.resume)
+}
+
 func (p *flvPlayer) resume() {
-	p.in.drained = false // there is something to read: read before parking again
+	p.woken = true // there is something to read: read before parking again
 	p.read()
 }
 
@@ -540,7 +554,7 @@ func (p *flvPlayer) end(readErr error) {
 func (p *flvPlayer) wsReadLoop() error {
 	in := p.wsIn
 	for {
-		if in.Buffered() == 0 && p.in.drained && idle().park(&p.idle, p.nc, p.resume) {
+		if p.parks() {
 			return errParked
 		}
 		p.nc.SetReadDeadline(time.Time{})

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -111,4 +115,62 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// TestIdlePlayersHoldNoGoroutine: HTTP-FLV and WS-FLV players waiting
+// for a publisher hold no goroutine, also after the client has sent
+// something that filled the read buffer exactly (64 bytes for HTTP-FLV,
+// a 16-byte WS ping), which a read until a short one would have missed.
+func TestIdlePlayersHoldNoGoroutine(t *testing.T) {
+	if idle() == nil {
+		t.Skip("no idle poller on this system: every player keeps a reading goroutine")
+	}
+	ts := startServer(t, nil)
+	base := -1 // the server's own, once they have all started
+	for n := runtime.NumGoroutine(); n != base; n = runtime.NumGoroutine() {
+		base = n
+		time.Sleep(200 * time.Millisecond)
+	}
+	settled := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > base {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%s: %d goroutines, %d before\n%s", what, n, base, buf)
+		}
+	}
+
+	nc, err := net.Dial("tcp", ts.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "GET /live/idle.flv HTTP/1.1\r\nHost: %s\r\n\r\n", ts.httpAddr)
+	waitFor(t, "the HTTP-FLV player", func() bool { return ts.viewers(streamKey{"live", "idle"}) == 1 })
+	settled("the HTTP-FLV player to park")
+	nc.Write(bytes.Repeat([]byte("x"), 128))
+	time.Sleep(50 * time.Millisecond)
+	settled("the HTTP-FLV player to park again after 128 bytes")
+
+	ws, err := dialWS(context.Background(), ts.httpAddr, "/live/idle.flv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.nc.Close()
+	waitFor(t, "the WS-FLV player", func() bool { return ts.viewers(streamKey{"live", "idle"}) == 2 })
+	settled("the WS-FLV player to park")
+	ping := maskedFrame(0x80|wsOpPing, [4]byte{1, 2, 3, 4}, []byte("0123456789"))
+	if len(ping) != 16 {
+		t.Fatalf("ping of %d bytes", len(ping))
+	}
+	ws.nc.Write(ping)
+	ws.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if op, payload, err := ws.readFrame(); err != nil || op != wsOpPong || string(payload) != "0123456789" {
+		t.Fatalf("answer to a ping: %d %q %v", op, payload, err)
+	}
+	settled("the WS-FLV player to park again after a ping")
 }

@@ -154,6 +154,7 @@ type rtmpConn struct {
 	idle         idleWait
 	parkDeadline atomic.Int64
 	silent       atomic.Bool
+	woken        bool // resumed: read once before parking again
 	// stopped is why the server stopped the play and closed the
 	// connection (a kick, a failed write), which the close line says
 	// rather than the "closed by server" the read then sees.
@@ -231,7 +232,7 @@ func (c *rtmpConn) resume() {
 		c.end(reasonTimeout)
 		return
 	}
-	c.in.drained = false // there is something to read: read before parking again
+	c.woken = true // there is something to read: read before parking again
 	if c.br == nil {
 		c.takeReader()
 	}
@@ -331,7 +332,9 @@ var errParked = errors.New("parked")
 
 func (c *rtmpConn) readLoop() error {
 	for {
-		if c.parkable() && c.park() {
+		if c.woken {
+			c.woken = false
+		} else if c.parkable() && c.park() {
 			return errParked
 		}
 		var deadline time.Time
@@ -356,10 +359,11 @@ func (c *rtmpConn) readLoop() error {
 	}
 }
 
-// parkable: a player that has read all there was waits for more without
-// a goroutine (idle_linux.go). Publishers send all the time.
+// parkable: a player with nothing read ahead waits for more without a
+// goroutine (idle_linux.go); if the socket has more already, it is
+// resumed at once. Publishers send all the time.
 func (c *rtmpConn) parkable() bool {
-	return c.sub != nil && c.pub == nil && c.br.Buffered() == 0 && c.in.drained
+	return c.sub != nil && c.pub == nil && c.br.Buffered() == 0
 }
 
 // park parks the player (idle_linux.go), reporting whether it did: then
