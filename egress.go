@@ -255,7 +255,7 @@ func (sub *subscriber) pumpBlocking(write func(*net.Buffers) error) error {
 		}
 		sub.dequeued(batch)
 		if err := sub.writeBatch(batch, &bufs, write); err != nil {
-			return err
+			return sub.writeFailed(err)
 		}
 		if delay > 0 {
 			lastWrite = time.Now()
@@ -625,6 +625,16 @@ func recoverWriter(finished func(error)) {
 	}
 }
 
+// writeFailed is why a player whose write failed stopped: a kick ends
+// the subscription, then closes the connection, and a write that failed
+// on it meanwhile tells the close, not why.
+func (sub *subscriber) writeFailed(err error) error {
+	if errors.Is(err, net.ErrClosed) && sub.isDone() && sub.err != nil && !errors.Is(sub.err, errSubscriptionEnded) {
+		return sub.err
+	}
+	return err
+}
+
 // handBack takes the player back from its flusher once the subscription
 // has ended or a write failed, sends what was pending and queued before a
 // clean end, and returns why it stopped.
@@ -635,12 +645,7 @@ func (sub *subscriber) handBack(out *sink) error {
 	err := out.writeErr
 	out.mu.Unlock()
 	if err != nil {
-		// A kick ends the subscription, then closes the connection: a
-		// write that failed on it meanwhile tells the close, not why.
-		if errors.Is(err, net.ErrClosed) && sub.isDone() && sub.err != nil && !errors.Is(sub.err, errSubscriptionEnded) {
-			return sub.err
-		}
-		return err
+		return sub.writeFailed(err)
 	}
 	if !errors.Is(sub.err, errSubscriptionEnded) {
 		return sub.err
