@@ -400,6 +400,7 @@ func (s *httpServer) closeAll() {
 	defer s.mu.Unlock()
 	s.closed = true
 	for p := range s.conns {
+		p.shutDown.Store(true)
 		p.hangUp()
 	}
 }
@@ -439,7 +440,8 @@ type flvPlayer struct {
 	sub       *subscriber
 	pumped    chan error // why the writer stopped
 	idle      idleWait
-	woken     bool // resumed: read once before parking again
+	woken     bool        // resumed: read once before parking again
+	shutDown  atomic.Bool // closed by the server's shutdown
 }
 
 func (p *flvPlayer) play(key streamKey, info clientInfo) {
@@ -530,7 +532,10 @@ func (p *flvPlayer) end(readErr error) {
 		// Ended by the client's going, or by the stream's end (then the
 		// read failed because the connection was closed here).
 		err = readErr
-		if errors.Is(readErr, net.ErrClosed) {
+		switch {
+		case p.shutDown.Load():
+			err = net.ErrClosed // the close line says "closed by server", as RTMP's
+		case errors.Is(readErr, net.ErrClosed):
 			err = errors.New(string(reasonStreamEnded))
 		}
 	}

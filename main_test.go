@@ -704,6 +704,12 @@ func TestShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("viewer's response did not end cleanly: %v", err)
 	}
+	// Each close line says the server closed it, whatever the protocol.
+	for line := range strings.Lines(ts.logs.String()) {
+		if strings.Contains(line, "msg=close ") && !strings.Contains(line, `reason="closed by server"`) {
+			t.Errorf("close line at shutdown: %s", line)
+		}
+	}
 }
 
 // ---- Other real clients ----
