@@ -254,6 +254,11 @@ type hlsStream struct {
 	// track's frame interval is known (setPartTarget); 0 until then.
 	partTarget int64
 	viewers    map[string]time.Time // address and user agent: last playlist request
+	// version counts the changes a playlist shows; rendered keeps the
+	// last playlist of each kind (full, delta) at a version, for the
+	// viewers that all ask for it when a part comes.
+	version  int
+	rendered [2]renderedPlaylist
 
 	// Owned by the run goroutine.
 	mux                      *fmp4Muxer
@@ -534,6 +539,7 @@ func (st *hlsStream) setPartTarget(interval float64, exact bool) {
 	st.framesPerPart = frames
 	st.mu.Lock()
 	st.partTarget = target
+	st.version++
 	st.mu.Unlock()
 }
 
@@ -562,6 +568,7 @@ func (st *hlsStream) startEpoch(ms uint32) {
 	st.mu.Lock()
 	st.epochs[st.epoch] = ep
 	st.pendingDisc = len(st.segments) > 0
+	st.version++
 	st.mu.Unlock()
 	st.warned = false
 	st.openSegment(t)
@@ -674,6 +681,7 @@ func (st *hlsStream) closeSegmentLocked(t int64) {
 
 // notify wakes the requests waiting for a change. st.mu is held.
 func (st *hlsStream) notify() {
+	st.version++
 	close(st.changed)
 	st.changed = make(chan struct{})
 }
@@ -1005,7 +1013,7 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 			st.waitFor(r, time.Now().Add(holdBack+partTarget), func() bool { return st.sinceIndependent() >= holdBack.Seconds()-1e-9 })
 		}
 	}
-	body := st.playlist(query, skip)
+	body := st.cachedPlaylist(query, skip)
 	h := w.Header()
 	h.Set("Content-Type", "application/vnd.apple.mpegurl")
 	// Short: a playlist changes every part. A blocking reload's answer is
@@ -1017,6 +1025,28 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.Write(body)
+}
+
+// renderedPlaylist is a playlist as rendered at a version, for a query.
+type renderedPlaylist struct {
+	version int
+	query   string
+	body    []byte
+}
+
+// cachedPlaylist is playlist(query, skip), rendered once per change: a
+// blocking reload wakes every viewer waiting for the part at once, and
+// all of them get the same bytes (unless signed URLs give each its own
+// query). st.mu is held.
+func (st *hlsStream) cachedPlaylist(query string, skip bool) []byte {
+	c := &st.rendered[0]
+	if skip {
+		c = &st.rendered[1]
+	}
+	if c.body == nil || c.version != st.version || c.query != query {
+		*c = renderedPlaylist{st.version, query, st.playlist(query, skip)}
+	}
+	return c.body
 }
 
 // sinceIndependent is how much media, in seconds, the parts from the

@@ -1022,3 +1022,47 @@ func TestHLSTargetDurationLongGOP(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaylistRenderedOncePerChange: viewers asking for the playlist at
+// the same version share one rendering; a new part, another query or the
+// delta form render anew, and the cached bytes are what a fresh
+// rendering gives.
+func TestPlaylistRenderedOncePerChange(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.HLSPart = 200 * time.Millisecond })
+	fd, _ := startHLS(t, ts, "cache", 2500)
+	hs := ts.web.hls
+	hs.mu.Lock()
+	st := hs.streams[streamKey{"live", "cache"}]
+	hs.mu.Unlock()
+	check := func(what string) {
+		t.Helper()
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		for _, skip := range []bool{false, true} {
+			a := st.cachedPlaylist("", skip)
+			b := st.cachedPlaylist("", skip)
+			if &a[0] != &b[0] {
+				t.Errorf("%s, skip %v: rendered twice at one version", what, skip)
+			}
+			if fresh := st.playlist("", skip); !bytes.Equal(a, fresh) {
+				t.Errorf("%s, skip %v: cached\n%s\nfresh\n%s", what, skip, a, fresh)
+			}
+			signed := st.cachedPlaylist("sign=abc", skip)
+			if !bytes.Contains(signed, []byte("?sign=abc")) || !bytes.Equal(signed, st.playlist("sign=abc", skip)) {
+				t.Errorf("%s, skip %v: another query got\n%s", what, skip, signed)
+			}
+		}
+	}
+	check("after 2.5 s")
+	st.mu.Lock()
+	before := st.version
+	st.mu.Unlock()
+	fd.feedTo(3100)
+	st.mu.Lock()
+	after := st.version
+	st.mu.Unlock()
+	if after == before {
+		t.Fatal("new parts did not change the version")
+	}
+	check("after 3.1 s")
+}
