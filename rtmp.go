@@ -390,7 +390,8 @@ func (c *rtmpConn) park() bool {
 	return false
 }
 
-// playerReaders are the read buffers of players that are not parked.
+// playerReaders holds spare player read buffers: a parked player gives
+// its own back, and takes one when it resumes.
 var playerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, playerReadBuffer) }}
 
 // takeReader gives a player back a read buffer after it was parked.
