@@ -67,12 +67,18 @@ var (
 // ---- Reading (§5.3.1, §5.3.2) ----
 
 // rtmpMessage is one reassembled message. Payload is only valid until the
-// next call to readMessage on the same reader.
+// next call to readMessage on the same reader, but for audio and video:
+// theirs is in Tag, an array of their own that the caller keeps.
 type rtmpMessage struct {
 	Type     uint8
 	StreamID uint32
 	Time     uint32
 	Payload  []byte
+	// Tag, for audio and video, holds Payload with room for an FLV tag
+	// header before it and PreviousTagSize after it, so that the hub keeps
+	// the message as its FLV tag without a copy (output.go) and a
+	// publisher holds no reassembly buffer between its frames.
+	Tag []byte
 }
 
 // chunkStream is the per-csid state the header compression refers back to.
@@ -85,6 +91,7 @@ type chunkStream struct {
 	typ       uint8
 	streamID  uint32
 	buf       []byte // the message being reassembled
+	tag       []byte // the array buf lies in, for audio and video (rtmpMessage.Tag)
 }
 
 // chunkReader reassembles messages from the chunk stream of one connection.
@@ -241,6 +248,9 @@ func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
 		if cs.length > maxMessageLen {
 			return msg, false, fmt.Errorf("%w: %d > %d", errRTMPMessageTooLong, cs.length, maxMessageLen)
 		}
+		if isMedia(cs.typ) || cs.tag != nil {
+			cs.buf, cs.tag = nil, nil // each media message gets its own array
+		}
 	}
 
 	// Chunk Data: up to chunkSize bytes of the message. Read straight into
@@ -251,8 +261,12 @@ func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
 	if cr.pending+int(n) > maxPendingBytes {
 		return msg, false, fmt.Errorf("%w (%d)", errRTMPPendingBytes, maxPendingBytes)
 	}
+	grow := growLen
+	if isMedia(cs.typ) {
+		grow = cs.growTag
+	}
 	var err2 error
-	if cs.buf, err2 = readGrowing(cr.r, cs.buf, int(n)); err2 != nil {
+	if cs.buf, err2 = readGrowing(cr.r, cs.buf, int(n), grow); err2 != nil {
 		return msg, false, err2
 	}
 	cr.bytesRead.Add(uint64(n))
@@ -260,20 +274,42 @@ func (cr *chunkReader) readChunk() (msg rtmpMessage, done bool, err error) {
 	if uint32(len(cs.buf)) < cs.length {
 		return msg, false, nil
 	}
-	msg = rtmpMessage{Type: cs.typ, StreamID: cs.streamID, Time: cs.time, Payload: cs.buf}
+	msg = rtmpMessage{Type: cs.typ, StreamID: cs.streamID, Time: cs.time, Payload: cs.buf, Tag: cs.tag}
 	cr.pending -= len(cs.buf)
 	cs.buf = cs.buf[:0]
+	if cs.tag != nil {
+		cs.buf, cs.tag = nil, nil // the caller's now
+	}
 	return msg, true, nil
 }
 
-// readGrowing appends n bytes from r to b, growing b in steps of at most
-// 64 KiB as the bytes arrive, so that a length a peer announces costs
-// memory only as the peer really sends it.
-func readGrowing(r io.Reader, b []byte, n int) ([]byte, error) {
+func isMedia(typ uint8) bool { return typ == msgAudio || typ == msgVideo }
+
+// growTag is growLen for a media message: its array is its own, with
+// room for an FLV tag header before the payload and PreviousTagSize after
+// it (rtmpMessage.Tag). It grows by at least 64 KiB, so that a message in
+// small chunks is not copied at every one, and never past the announced
+// length, so that the array ends up the tag's exact size.
+func (cs *chunkStream) growTag(b []byte, n int) []byte {
+	if cs.tag == nil || cap(b)-len(b) < n {
+		size := min(max(2*cap(b), len(b)+n, 64<<10), int(cs.length))
+		tag := make([]byte, flvTagHeaderLen+size+4)
+		nb := tag[flvTagHeaderLen : flvTagHeaderLen+len(b) : flvTagHeaderLen+size]
+		copy(nb, b)
+		cs.tag, b = tag, nb
+	}
+	return b[:len(b)+n]
+}
+
+// readGrowing appends n bytes from r to b, growing b (growLen, or
+// chunkStream.growTag) in steps of at most 64 KiB as the bytes arrive, so
+// that a length a peer announces costs memory only as the peer really
+// sends it.
+func readGrowing(r io.Reader, b []byte, n int, grow func([]byte, int) []byte) ([]byte, error) {
 	for n > 0 {
 		step := min(n, 64<<10)
 		start := len(b)
-		b = growLen(b, step)
+		b = grow(b, step)
 		if _, err := io.ReadFull(r, b[start:]); err != nil {
 			return b[:start], err
 		}

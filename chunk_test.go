@@ -858,6 +858,76 @@ func TestAppendChunksRoundTrip(t *testing.T) {
 	}
 }
 
+// TestChunkReaderMediaOwnArrays: audio and video come each in an array
+// of its own, laid out as its FLV tag (Tag), which later reads leave
+// alone, whatever the chunk size and lengths (across the 64 KiB steps the
+// reader grows by); other messages reuse the reader's buffer.
+func TestChunkReaderMediaOwnArrays(t *testing.T) {
+	for _, size := range []int{128, 4096, 60000, 1 << 20} {
+		var enc []byte
+		lens := []int{0, 1, 5700, 60000, 65536, 65537, 200_000, 300}
+		for i, n := range lens {
+			enc = appendChunks(enc, 6, msgVideo, 1, uint32(40*i), seqBytes(n, byte(i)), size)
+			enc = appendChunks(enc, 3, msgCommandAMF0, 0, 0, seqBytes(20, byte(i)), size)
+		}
+		cr := newChunkReader(bufio.NewReader(bytes.NewReader(enc)))
+		cr.chunkSize = uint32(size)
+		var got []rtmpMessage
+		var command []byte
+		for range 2 * len(lens) {
+			m, err := cr.readMessage()
+			if err != nil {
+				t.Fatalf("chunk size %d: %v", size, err)
+			}
+			if m.Type != msgVideo {
+				if m.Tag != nil {
+					t.Fatalf("chunk size %d: a command came with a Tag", size)
+				}
+				if command != nil && &command[:1][0] != &m.Payload[:1][0] {
+					t.Errorf("chunk size %d: commands in a new array each time", size)
+				}
+				command = m.Payload
+				continue
+			}
+			got = append(got, m)
+		}
+		for i, m := range got {
+			n := lens[i]
+			if n == 0 {
+				continue // nothing to keep: the copying path takes it
+			}
+			if !bytes.Equal(m.Payload, seqBytes(n, byte(i))) {
+				t.Fatalf("chunk size %d: message %d changed after later reads", size, i)
+			}
+			if len(m.Tag) != flvTagHeaderLen+n+4 || &m.Tag[flvTagHeaderLen] != &m.Payload[0] {
+				t.Fatalf("chunk size %d: message %d: Tag of %d bytes around its %d-byte payload; want %d",
+					size, i, len(m.Tag), n, flvTagHeaderLen+n+4)
+			}
+			want := appendFLVTag(nil, msgVideo, m.Time, m.Payload)
+			if tag := fillFLVTag(m.Tag, msgVideo, m.Time); !bytes.Equal(tag, want) {
+				t.Fatalf("chunk size %d: message %d: fillFLVTag made % x; want % x", size, i, tag[:16], want[:16])
+			}
+		}
+	}
+}
+
+// TestPublisherKeepsTagArray: a media message read by the chunk reader
+// becomes its frame's FLV tag without a copy.
+func TestPublisherKeepsTagArray(t *testing.T) {
+	enc := appendChunks(nil, 6, msgVideo, 1, 40, testVideo(true, 5000), 4096)
+	cr := newChunkReader(bufio.NewReader(bytes.NewReader(enc)))
+	cr.chunkSize = 4096
+	m, err := cr.readMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps publishState
+	f, _ := ps.encodeIn(m.Type, m.Time, m.Payload, m.Tag, 60000)
+	if f == nil || &f.flv[0] != &m.Tag[0] || !bytes.Equal(f.flv, appendFLVTag(nil, msgVideo, 40, m.Payload)) {
+		t.Fatal("the frame's FLV tag is not the message's array, made into the tag")
+	}
+}
+
 // zeroReader reads zeros forever.
 type zeroReader struct{}
 
@@ -968,6 +1038,10 @@ func FuzzChunkReader(f *testing.F) {
 				break
 			}
 			total += len(msg.Payload)
+			if msg.Tag != nil && (len(msg.Tag) != flvTagHeaderLen+len(msg.Payload)+4 ||
+				len(msg.Payload) > 0 && &msg.Tag[flvTagHeaderLen] != &msg.Payload[0]) {
+				t.Fatalf("a %d-byte Tag around a %d-byte payload", len(msg.Tag), len(msg.Payload))
+			}
 			if total > len(data) {
 				t.Fatalf("messages carry %d bytes; the input has %d", total, len(data))
 			}

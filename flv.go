@@ -46,14 +46,26 @@ func appendFLVHeader(dst []byte, hasAudio, hasVideo bool) []byte {
 
 // appendFLVTag writes one tag (§E.4.1) and the PreviousTagSize after it.
 func appendFLVTag(dst []byte, typ uint8, ts uint32, data []byte) []byte {
-	n := len(data)
-	dst = append(dst, typ)                                  // TagType; Filter and Reserved bits 0
-	dst = append(dst, byte(n>>16), byte(n>>8), byte(n))     // DataSize
-	dst = append(dst, byte(ts>>16), byte(ts>>8), byte(ts))  // Timestamp, lower 24 bits
-	dst = append(dst, byte(ts>>24))                         // TimestampExtended, upper 8 bits
-	dst = append(dst, 0, 0, 0)                              // StreamID, always 0
-	dst = append(dst, data...)                              // Data
-	return binary.BigEndian.AppendUint32(dst, uint32(11+n)) // PreviousTagSize
+	dst = appendFLVTagHeader(dst, typ, ts, len(data))
+	dst = append(dst, data...)                                      // Data
+	return binary.BigEndian.AppendUint32(dst, uint32(11+len(data))) // PreviousTagSize
+}
+
+// fillFLVTag makes tag, which holds a tag's Data between room for its
+// header and for its PreviousTagSize, that whole tag.
+func fillFLVTag(tag []byte, typ uint8, ts uint32) []byte {
+	n := len(tag) - flvTagHeaderLen - 4
+	appendFLVTagHeader(tag[:0], typ, ts, n)
+	binary.BigEndian.PutUint32(tag[len(tag)-4:], uint32(11+n))
+	return tag
+}
+
+func appendFLVTagHeader(dst []byte, typ uint8, ts uint32, n int) []byte {
+	dst = append(dst, typ)                                 // TagType; Filter and Reserved bits 0
+	dst = append(dst, byte(n>>16), byte(n>>8), byte(n))    // DataSize
+	dst = append(dst, byte(ts>>16), byte(ts>>8), byte(ts)) // Timestamp, lower 24 bits
+	dst = append(dst, byte(ts>>24))                        // TimestampExtended, upper 8 bits
+	return append(dst, 0, 0, 0)                            // StreamID, always 0
 }
 
 // ---- Codec headers ----
@@ -517,7 +529,7 @@ func (fr *flvReader) next() (flvTag, error) {
 	}
 	ts := be24(h[4:7]) | uint32(h[7])<<24
 	var err error
-	if fr.data, err = readGrowing(fr.r, fr.data[:0], int(n)+4); err != nil {
+	if fr.data, err = readGrowing(fr.r, fr.data[:0], int(n)+4, growLen); err != nil {
 		return flvTag{}, fmt.Errorf("flv: tag data: %w", io.ErrUnexpectedEOF)
 	}
 	if prev := binary.BigEndian.Uint32(fr.data[n:]); prev != 11+n {

@@ -364,8 +364,19 @@ func (h *hub) publish(key streamKey, info clientInfo, bytesIn func() uint64, kic
 // ingest encodes one message from the publisher and hands it to the hub.
 // payload is only borrowed: it is copied into the encoded forms.
 func (p *publisher) ingest(typ uint8, ts uint32, payload []byte) error {
+	return p.ingestIn(typ, ts, payload, nil)
+}
+
+// ingestTag is ingest for an audio or video message read into tag, an
+// array with room for its FLV tag around the payload (rtmpMessage.Tag),
+// that the hub then keeps as the frame's bytes.
+func (p *publisher) ingestTag(typ uint8, ts uint32, tag []byte) error {
+	return p.ingestIn(typ, ts, tag[flvTagHeaderLen:len(tag)-4], tag)
+}
+
+func (p *publisher) ingestIn(typ uint8, ts uint32, payload, tag []byte) error {
 	p.lastMedia.Store(time.Now().UnixNano())
-	f, kind := p.enc.encode(typ, ts, payload, p.hub.cfg.ChunkSize)
+	f, kind := p.enc.encodeIn(typ, ts, payload, tag, p.hub.cfg.ChunkSize)
 	if f == nil {
 		return nil
 	}

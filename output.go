@@ -145,11 +145,19 @@ type publishState struct {
 // encode turns one publisher message into a frame in both output forms.
 // It returns nil for messages that are not relayed.
 func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize int) (*frame, frameKind) {
+	return ps.encodeIn(typ, ts, payload, nil, chunkSize)
+}
+
+// encodeIn is encode for an audio or video payload that is the Data of
+// tag, an array with room for its FLV tag around it (rtmpMessage.Tag):
+// the frame keeps tag, without a copy. tag nil: the payload is copied.
+func (ps *publishState) encodeIn(typ uint8, ts uint32, payload, tag []byte, chunkSize int) (*frame, frameKind) {
 	kind := kindMedia
 	f := &frame{typ: typ, time: ts}
 	csid := uint32(csidData)
 	switch typ {
 	case msgDataAMF0, msgDataAMF3:
+		tag = nil // parseMetadata may rewrite it
 		typ = msgDataAMF0
 		f.typ = typ
 		var ok bool
@@ -185,7 +193,7 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 	default:
 		return nil, 0
 	}
-	f.encode(csid, payload, chunkSize)
+	f.encodeIn(csid, payload, tag, chunkSize)
 	return f, kind
 }
 
@@ -193,7 +201,17 @@ func (ps *publishState) encode(typ uint8, ts uint32, payload []byte, chunkSize i
 // FLV tag, the one copy of the payload, and the RTMP chunk headers that go
 // around it (what appendChunks writes, without the payload).
 func (f *frame) encode(csid uint32, payload []byte, chunkSize int) {
-	f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), f.typ, f.time, payload)
+	f.encodeIn(csid, payload, nil, chunkSize)
+}
+
+// encodeIn is encode with the FLV tag made in tag, around the payload
+// that is its Data already, unless tag is nil.
+func (f *frame) encodeIn(csid uint32, payload, tag []byte, chunkSize int) {
+	if tag != nil {
+		f.flv = fillFLVTag(tag, f.typ, f.time)
+	} else {
+		f.flv = appendFLVTag(make([]byte, 0, flvTagHeaderLen+len(payload)+4), f.typ, f.time, payload)
+	}
 	head := appendChunkHeader(f.chunkHead[:0], csid, f.typ, mediaStreamID, f.time, len(payload))
 	cont := appendBasicHeader(f.chunkCont[:0], 3, csid)
 	if f.time >= 0xFFFFFF {

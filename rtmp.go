@@ -523,6 +523,9 @@ func (c *rtmpConn) handleMessage(msg rtmpMessage) error {
 			}
 			payload = payload[1:]
 		}
+		if msg.Tag != nil {
+			return c.pub.ingestTag(msg.Type, msg.Time, msg.Tag)
+		}
 		return c.pub.ingest(msg.Type, msg.Time, payload)
 	}
 	return nil // §5.4: unknown message types are ignored
