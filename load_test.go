@@ -280,6 +280,7 @@ func TestLoad(t *testing.T) {
 		return n
 	}
 	reqs0, cpu0, client0, t0 := requests(), srv.cpu(), processCPU(), time.Now()
+	memory := srv.sampleMemory(t0.Add(lc.window))
 	var rssSeries []int64 // with stalled viewers: RSS at each second of the window
 	if lc.stall > 0 {
 		for i := 1; time.Duration(i)*time.Second <= lc.window; i++ {
@@ -298,6 +299,7 @@ func TestLoad(t *testing.T) {
 		endSeq[i] = p.seq.Load()
 	}
 	rssEnd, anonEnd := srv.rss(), srv.rssAnon()
+	window := <-memory
 
 	// Let what was sent in the window arrive (the write delay, a slow
 	// viewer catching up), then stop.
@@ -405,7 +407,7 @@ func TestLoad(t *testing.T) {
 	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
 		loadAvg = strings.Fields(string(data))[0]
 	}
-	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p95 / p99 | first frame p50 / p99 | requests/s | server CPU ms per viewer-s | server cores | server RSS start → joined → end | of which anonymous | drops / kicks | failed | client cores | join time | load avg |"
+	const header = "| proto | streams × viewers | write-delay | delivered | added delay p50 / p95 / p99 | first frame p50 / p99 | requests/s | server CPU ms per viewer-s | server cores | server RSS start → joined → end | of which anonymous | drops / kicks | failed | client cores | join time | load avg | server RSS mean / max in the window | of which anonymous |"
 	t.Log(header)
 	fmt.Println(header)
 	for _, proto := range slices.Sorted(maps.Keys(results)) {
@@ -416,7 +418,7 @@ func TestLoad(t *testing.T) {
 				viewersOf++
 			}
 		}
-		row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s / %s | %s / %s | %.0f | %s | %s | %s → %s → %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s |",
+		row := fmt.Sprintf("| %s | %d × %d | %s | %.2f%% | %s / %s / %s | %s / %s | %.0f | %s | %s | %s → %s → %s | %s → %s → %s | %d / %d | %d | %.2f | %s | %s | %s | %s |",
 			proto, lc.streams, viewersOf/lc.streams, delayName,
 			100*float64(r.got)/float64(max(r.want, 1)),
 			loadMs(loadPercentile(r.delays, 0.50)), loadMs(loadPercentile(r.delays, 0.95)), loadMs(loadPercentile(r.delays, 0.99)),
@@ -425,7 +427,8 @@ func TestLoad(t *testing.T) {
 			serverCPU, serverCores,
 			loadMB(rssStart), loadMB(rssJoined), loadMB(rssEnd), loadMB(anonStart), loadMB(anonJoined), loadMB(anonEnd),
 			drops, kicks, r.failed,
-			(client1-client0).Seconds()/elapsed.Seconds(), rampTime.Round(10*time.Millisecond), loadAvg)
+			(client1-client0).Seconds()/elapsed.Seconds(), rampTime.Round(10*time.Millisecond), loadAvg,
+			window.rss, window.anon)
 		t.Log(row)
 		fmt.Println(row)
 	}
@@ -490,6 +493,30 @@ func (s *loadServer) cpu() time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const clockTick = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / clockTick
+}
+
+// windowMemory is the server's RSS and its anonymous part over the
+// measured window, each as "mean / max".
+type windowMemory struct{ rss, anon string }
+
+// sampleMemory reads the server's RSS every 250 ms until end, and then
+// sends their means and highest values: a number read once lands
+// anywhere on the GC's sawtooth.
+func (s *loadServer) sampleMemory(end time.Time) <-chan windowMemory {
+	out := make(chan windowMemory, 1)
+	go func() {
+		var n, rss, anon, maxRSS, maxAnon int64
+		for time.Now().Before(end) {
+			r, a := s.rss(), s.rssAnon()
+			n, rss, anon, maxRSS, maxAnon = n+1, rss+r, anon+a, max(maxRSS, r), max(maxAnon, a)
+			time.Sleep(250 * time.Millisecond)
+		}
+		mb := func(total, highest int64) string {
+			return fmt.Sprintf("%.1f / %.1f MB", float64(total)/float64(max(n, 1))/(1<<20), float64(highest)/(1<<20))
+		}
+		out <- windowMemory{mb(rss, maxRSS), mb(anon, maxAnon)}
+	}()
+	return out
 }
 
 // rss is the server's resident set (VmRSS).
