@@ -513,6 +513,16 @@ func uvlc(r *bitReader) uint {
 	return r.bits(zeros) + 1<<zeros - 1
 }
 
+// vpccRecord is a VPCodecConfigurationRecord without the FullBox version
+// and flags (1, 0) that ffmpeg and OBS send before it: at least 8 bytes
+// follow them (§2.3.3).
+func vpccRecord(rec []byte) []byte {
+	if len(rec) >= 12 && rec[0] == 1 && rec[1] == 0 && rec[2] == 0 && rec[3] == 0 {
+		return rec[4:]
+	}
+	return rec
+}
+
 // parseVPCC reads a VPCodecConfigurationRecord (VP Codec ISO Media File
 // Format Binding §2.3.3): profile, level, bit depth. The size is in the
 // first key frame (vp9KeySize). ffmpeg and OBS send the record with the
@@ -520,9 +530,7 @@ func uvlc(r *bitReader) uint {
 // are read.
 func parseVPCC(fourCC string, rec []byte) videoParams {
 	v := videoParams{Codec: fourCCName(fourCC)}
-	if len(rec) >= 12 && rec[0] == 1 && rec[1] == 0 && rec[2] == 0 && rec[3] == 0 {
-		rec = rec[4:]
-	}
+	rec = vpccRecord(rec)
 	if len(rec) < 3 {
 		return v
 	}

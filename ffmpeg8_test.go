@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,7 +141,8 @@ func compareFFmpegPackets(t *testing.T, who string, got, want []string) {
 func TestFFmpeg8EnhancedRTMP(t *testing.T) {
 	ff := needFFmpeg8(t)
 	needFFmpeg(t)
-	ts := startServer(t, nil)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) { c.RecordDir, c.RecordFormat = dir, "mp4" })
 	for _, c := range []struct {
 		name string
 		args []string
@@ -187,6 +189,26 @@ func TestFFmpeg8EnhancedRTMP(t *testing.T) {
 				}
 				compareFFmpegPackets(t, r.who, r.got, want)
 			}
+			// The MP4 recording of FFmpeg's publish (fmp4.go, which HLS
+			// and DASH use too) holds FFmpeg's own sequence headers.
+			var rec *recordingInfo
+			waitFor(t, "the recording of FFmpeg's publish", func() bool {
+				for _, r := range recordings(t, ts) {
+					if r.Stream == name && !r.Recording {
+						rec = &r
+						return true
+					}
+				}
+				return false
+			})
+			got, err := ff.packets(filepath.Join(dir, filepath.FromSlash(rec.File)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// It starts at the first keyframe: the Opus packet before it
+			// (at -6 ms in the MP4, its pre-skip) is not in it.
+			fromKeyframe := slices.DeleteFunc(slices.Clone(want), func(l string) bool { return strings.HasPrefix(l, "opus -") })
+			compareFFmpegPackets(t, "FFmpeg 8 reading the MP4 recording", got, fromKeyframe)
 		})
 	}
 }

@@ -192,8 +192,10 @@ func newVideoTrack(m flvMedia, width, height int) (*mp4Track, error) {
 			width, height = v.Width, v.Height
 		}
 	case "vp09":
-		// VPCodecConfigurationRecord (VP codec ISOBMFF binding §2.2): 8 bytes and initialization data.
-		if len(m.data) < 8 {
+		// VPCodecConfigurationRecord (VP codec ISOBMFF binding §2.2): 8 bytes and initialization data;
+		// vpcC's own FullBox header is written with it (appendVideoEntry), so not one a publisher sent.
+		t.config = vpccRecord(m.data)
+		if len(t.config) < 8 {
 			return nil, fmt.Errorf("%w: vpcC: %d bytes, want 8", errMP4Input, len(m.data))
 		}
 	}
@@ -883,66 +885,26 @@ func (m *fmp4Muxer) flush(typ uint8, ms uint32) []mp4Run {
 }
 
 // codecString is the track's RFC 6381 codecs parameter, for DASH's
-// codecs attribute (and HLS's CODECS): avc1.PPCCLL (ISO/IEC 14496-15
-// Annex E.3), hvc1.P.C.TL.B (Annex E.4), av01.P.LLT.DD (AV1 ISOBMFF
-// binding, Codecs Parameter String), vp09.PP.LL.DD (VP codec ISOBMFF
-// binding), mp4a.40.OT (RFC 6381 §3.3), opus. Private to the muxer until
-// codec.go has one.
+// codecs attribute and HLS's CODECS (codec.go reads it from the
+// configuration record, as it does for the API).
 func (t *mp4Track) codecString() string {
-	c := t.config
+	var s string
 	switch t.codec {
 	case "avc1":
-		if len(c) >= 4 {
-			return fmt.Sprintf("avc1.%02X%02X%02X", c[1], c[2], c[3]) // profile, constraint flags, level
-		}
+		s = avcCodecString(t.config)
 	case "hvc1":
-		if len(c) >= 13 {
-			space := [4]string{"", "A", "B", "C"}[c[1]>>6]
-			compat := binary.BigEndian.Uint32(c[2:6])
-			var rev uint32 // the compatibility flags in reverse bit order
-			for i := range 32 {
-				rev |= (compat >> i & 1) << (31 - i)
-			}
-			tier := "L"
-			if c[1]&0x20 != 0 {
-				tier = "H"
-			}
-			s := fmt.Sprintf("hvc1.%s%d.%X.%s%d", space, c[1]&0x1F, rev, tier, c[12])
-			// The six constraint bytes, trailing zero bytes left out.
-			cons := c[6:12]
-			for len(cons) > 0 && cons[len(cons)-1] == 0 {
-				cons = cons[:len(cons)-1]
-			}
-			for _, b := range cons {
-				s += fmt.Sprintf(".%X", b)
-			}
-			return s
-		}
+		s = hevcCodecString(t.config)
 	case "av01":
-		if len(c) >= 3 {
-			profile, level := c[1]>>5, c[1]&0x1F
-			tier, depth := "M", 8
-			if c[2]&0x80 != 0 {
-				tier = "H"
-			}
-			if c[2]&0x40 != 0 { // high_bitdepth
-				depth = 10
-				if c[2]&0x20 != 0 && profile == 2 { // twelve_bit
-					depth = 12
-				}
-			}
-			return fmt.Sprintf("av01.%d.%02d%s.%02d", profile, level, tier, depth)
-		}
+		s = parseAV1C(t.config).CodecString
 	case "vp09":
-		if len(c) >= 3 {
-			return fmt.Sprintf("vp09.%02d.%02d.%02d", c[0], c[1], c[2]>>4) // profile, level, bit depth
-		}
+		s = parseVPCC(t.codec, t.config).CodecString
 	case "mp4a":
-		if len(c) >= 1 {
-			return fmt.Sprintf("mp4a.40.%d", c[0]>>3) // audioObjectType
-		}
+		s = exAudioParams(&exTrack{fourCC: t.codec, body: t.config}).CodecString
 	case "Opus":
-		return "opus"
+		s = "opus"
 	}
-	return t.codec
+	if s == "" {
+		return t.codec
+	}
+	return s
 }

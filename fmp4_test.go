@@ -496,7 +496,7 @@ func TestFMP4CodecString(t *testing.T) {
 		track mp4Track
 		want  string
 	}{
-		{mp4Track{codec: "avc1", config: testAVCC}, "avc1.64001F"},
+		{mp4Track{codec: "avc1", config: testAVCC}, "avc1.64001f"},
 		{mp4Track{codec: "mp4a", config: testASC}, "mp4a.40.2"},
 		{mp4Track{codec: "Opus"}, "opus"},
 		// hvcC: version 1; Main (1), compatibility flags 0x60000000, level 93 (3.1), constraint 0x90 then zeros.
@@ -508,6 +508,32 @@ func TestFMP4CodecString(t *testing.T) {
 	} {
 		if got := tc.track.codecString(); got != tc.want {
 			t.Errorf("%s codec string = %q; want %q", tc.track.codec, got, tc.want)
+		}
+	}
+}
+
+// TestVP9FullBoxRecord: a vpcC record sent with the FullBox version and
+// flags before it, as ffmpeg and OBS send it over Enhanced RTMP, is
+// written once in the init segment's vpcC box, not after a second
+// header, and gives the same codecs parameter as the bare record.
+func TestVP9FullBoxRecord(t *testing.T) {
+	record := bs(0, 31, 0x80, 1, 1, 1, 0, 0) // profile 0, level 3.1, 8-bit
+	for _, sent := range [][]byte{record, joinBytes(bs(1, 0, 0, 0), record)} {
+		header := joinBytes(bs(0x80|exSequenceStart), []byte("vp09"), sent)
+		m, err := newFMP4Muxer(header, nil, 320, 240)
+		if err != nil {
+			t.Fatal(err)
+		}
+		init := m.init()
+		var vpcC []byte // inside the sample entry's fixed fields: found by its type
+		if i := bytes.Index(init, []byte("vpcC")); i >= 4 {
+			vpcC = init[i-4 : min(i-4+int(binary.BigEndian.Uint32(init[i-4:])), len(init))]
+		}
+		if want := joinBytes(u32(uint32(8+4+len(record))), []byte("vpcC"), bs(1, 0, 0, 0), record); !bytes.Equal(vpcC, want) {
+			t.Errorf("sent % x: vpcC box % x; want % x", sent, vpcC, want)
+		}
+		if got := m.tracks[0].codecString(); got != "vp09.00.31.08" {
+			t.Errorf("sent % x: codecs %q; want vp09.00.31.08", sent, got)
 		}
 	}
 }

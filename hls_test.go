@@ -791,7 +791,7 @@ func TestDASHManifest(t *testing.T) {
 	}
 	for i, set := range mpd.Period[0].Sets {
 		tpl := set.Rep.Template
-		want := [2]string{"video avc1.64001F", "audio mp4a.40.2"}[i]
+		want := [2]string{"video avc1.64001f", "audio mp4a.40.2"}[i]
 		if set.ContentType+" "+set.Rep.Codecs != want || len(tpl.S) < 3 {
 			t.Errorf("AdaptationSet %d: %s %s, %d segments; want %s and at least 3", i, set.ContentType, set.Rep.Codecs, len(tpl.S), want)
 		}
