@@ -39,6 +39,9 @@ type httpServer struct {
 	log      *slog.Logger
 	started  time.Time
 	rtmpPort int // for the admin page's play URLs
+	// bodyTimeout bounds how long a request body may take to arrive
+	// (requestHeadTimeout; shorter in tests).
+	bodyTimeout time.Duration
 	// connLimits is shared by all listeners; tests look at it.
 	connLimits *connLimiter
 	// players caps players at their share of -max-conns (nil: no limit);
@@ -61,7 +64,7 @@ type httpServer struct {
 
 func newHTTPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *httpServer {
 	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[*flvPlayer]struct{}{}, started: time.Now(),
-		hls: newHLSServer(cfg, h, log)}
+		hls: newHLSServer(cfg, h, log), bodyTimeout: requestHeadTimeout}
 }
 
 // handler builds the HTTP routes.
@@ -75,7 +78,58 @@ func (s *httpServer) handler() http.Handler {
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	mux.HandleFunc("GET /{app}/{name}/{file}", s.serveHLS)
-	return s.accessLog(s.cors(mux))
+	return s.accessLog(s.bodyGuard(s.cors(mux)))
+}
+
+const (
+	// requestHeadTimeout bounds the arrival of a request's head
+	// (http.Server.ReadHeaderTimeout) and, from its end, of its body.
+	requestHeadTimeout = 10 * time.Second
+	// maxIgnoredBody is the longest body taken on a route that reads
+	// none (every route but POST's, which bound their own).
+	maxIgnoredBody = 16 << 10
+)
+
+// bodyGuard bounds request bodies in time, as ReadHeaderTimeout bounds
+// heads. net/http reads whatever body a handler left (up to 256 KiB, so
+// that the connection can serve the next request) before it writes the
+// answer, and again when the handler returns, with no deadline: a client
+// that announced a body and sent it slowly, or never, held its
+// connection and goroutine for good. http.Server.ReadTimeout cannot
+// bound it instead: its deadline would also end the long requests
+// (blocking playlist reloads, SSE) once their bodies were read.
+//
+// So a request with a body gets a read deadline. POST handlers read their
+// own (MaxBytesReader); on any other route the body is read and dropped
+// here, at most maxIgnoredBody of it, and the deadline lifted before the
+// handler runs: 408 when it does not come in time, 413 when too long,
+// both closing the connection (RFC 9110 §15.5.9, §15.5.14).
+func (s *httpServer) bodyGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 { // no body: a length of 0, or none and not chunked
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		if r.Method == http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		n, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxIgnoredBody+1))
+		switch {
+		case err != nil:
+			w.Header().Set("Connection", "close")
+			http.Error(w, "Request Timeout: the body did not come in time", http.StatusRequestTimeout)
+			return
+		case n > maxIgnoredBody:
+			w.Header().Set("Connection", "close")
+			http.Error(w, "Request Entity Too Large: this route takes no body", http.StatusRequestEntityTooLarge)
+			return
+		}
+		rc.SetReadDeadline(time.Time{})
+		next.ServeHTTP(w, r)
+	})
 }
 
 // accessLog writes one debug line per request when the handler returns:
