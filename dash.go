@@ -25,7 +25,7 @@ func (st *hlsStream) serveMPD(w http.ResponseWriter, r *http.Request) {
 	query := carriedQuery(r.URL.Query())
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
+	st.seen(r) // hls.go
 	ok := st.waitFor(r, time.Now().Add(hlsFirstWait), func() bool { return len(st.dashWindow()) > 0 })
 	if !ok {
 		http.Error(w, "Not Found: stream "+st.key.String()+" has no segment yet", http.StatusNotFound)

@@ -23,6 +23,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ type hlsServer struct {
 
 	mu         sync.Mutex
 	streams    map[streamKey]*hlsStream
-	admittedAt map[string]time.Time // viewers the play hook admitted, when last seen
+	admittedAt map[string]time.Time // viewers the play hook admitted (viewerDigest), when last seen
 	swept      time.Time
 }
 
@@ -179,13 +180,50 @@ func (hs *hlsServer) viewers(key streamKey) int {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	ttl := max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+	st.dropGoneViewers(time.Now())
+	return len(st.viewers)
+}
+
+// viewerDigest names a viewer by the SHA-256 of what tells it from
+// others (address, user agent, and so on): a map of viewers then costs
+// 32 bytes a key, whatever a client sends (a user agent and a query can
+// take 16 KiB each). The parts hold no NUL (net/http refuses one in a
+// header; a query is escaped), so NUL separates them.
+func viewerDigest(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return string(sum[:])
+}
+
+// viewerTTL is how long an HLS viewer counts after its last playlist
+// request: hlsViewerTTL, or three target durations if longer (plain HLS
+// players reload once a segment). st.mu is held.
+func (st *hlsStream) viewerTTL() time.Duration {
+	return max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+}
+
+// dropGoneViewers forgets the viewers not seen for viewerTTL. st.mu is
+// held.
+func (st *hlsStream) dropGoneViewers(now time.Time) {
+	ttl := st.viewerTTL()
 	for v, last := range st.viewers {
-		if time.Since(last) > ttl {
+		if now.Sub(last) > ttl {
 			delete(st.viewers, v)
 		}
 	}
-	return len(st.viewers)
+}
+
+// seen notes a viewer's playlist or MPD request. Once there are many,
+// those gone are dropped here too, at most once a TTL, so that the map
+// holds about the viewers of the last TTL however seldom the API counts
+// them: a client changing its user agent at every request would
+// otherwise grow it without bound. st.mu is held.
+func (st *hlsStream) seen(r *http.Request) {
+	now := time.Now()
+	if len(st.viewers) >= 1024 && now.Sub(st.viewersSwept) > st.viewerTTL() {
+		st.dropGoneViewers(now)
+		st.viewersSwept = now
+	}
+	st.viewers[viewerDigest(hostOf(r.RemoteAddr), r.UserAgent())] = now
 }
 
 // isLive tells whether key has a publisher.
@@ -253,7 +291,9 @@ type hlsStream struct {
 	// partTarget is PART-TARGET in ms, fixed for the run once the lead
 	// track's frame interval is known (setPartTarget); 0 until then.
 	partTarget int64
-	viewers    map[string]time.Time // address and user agent: last playlist request
+	viewers    map[string]time.Time // viewerDigest(address, user agent): last playlist request
+	// viewersSwept is when seen last dropped the viewers gone.
+	viewersSwept time.Time
 	// version counts the changes a playlist shows; rendered keeps the
 	// last playlist of each kind (full, delta) at a version, for the
 	// viewers that all ask for it when a part comes.
@@ -877,7 +917,7 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	// A viewer's first playlist (or MPD) request asks the play hook too,
 	// as an HTTP-FLV play does; its reloads, segments and parts only
 	// check the sign (a hook per request would be several a second).
-	viewer := key.String() + " " + info.IP + " " + r.UserAgent() + " " + carriedQuery(r.URL.Query())
+	viewer := viewerDigest(key.String(), info.IP, r.UserAgent(), carriedQuery(r.URL.Query()))
 	manifest := file == "index.m3u8" || file == "index.mpd"
 	check := s.admit.checkSign
 	if manifest && !s.hls.admittedLately(viewer) {
@@ -966,7 +1006,7 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	msnStr, partStr := q.Get("_HLS_msn"), q.Get("_HLS_part")
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
+	st.seen(r)
 	td := time.Duration(st.targetDuration()) * time.Second
 	switch {
 	case partStr != "" && msnStr == "":

@@ -1066,3 +1066,53 @@ func TestPlaylistRenderedOncePerChange(t *testing.T) {
 	}
 	check("after 3.1 s")
 }
+
+// TestHLSViewerMapsBounded: the viewers an HLS stream counts, and those
+// the play hook admitted, are keyed by a fixed-size digest (not a client's
+// user agent and query, up to 16 KiB each), and those not seen for the
+// viewer TTL are dropped as new ones come, not only when the API asks: a
+// client sending playlist requests with ever new user agents grew them
+// without bound while nobody read /api/streams.
+func TestHLSViewerMapsBounded(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "bounded"}
+	_, base := startHLS(t, ts, key.Name, 1100)
+	hs := ts.web.hls
+	hs.mu.Lock()
+	st := hs.streams[key]
+	hs.mu.Unlock()
+	long := time.Now().Add(-time.Hour)
+	st.mu.Lock()
+	for i := range 2000 {
+		st.viewers[fmt.Sprint("gone ", i)] = long
+	}
+	st.mu.Unlock()
+	req, _ := http.NewRequest("GET", base+"index.m3u8?token="+strings.Repeat("t", 4000), nil)
+	req.Header.Set("User-Agent", strings.Repeat("u", 8000))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("playlist: %d", resp.StatusCode)
+	}
+	st.mu.Lock()
+	n := len(st.viewers)
+	for v := range st.viewers {
+		if len(v) > 64 {
+			t.Errorf("a viewer is kept under a %d-byte key", len(v))
+		}
+	}
+	st.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d viewers kept after a request; want 2 (the 2000 gone an hour dropped)", n)
+	}
+	hs.mu.Lock()
+	for v := range hs.admittedAt {
+		if len(v) > 64 {
+			t.Errorf("an admitted viewer is kept under a %d-byte key", len(v))
+		}
+	}
+	hs.mu.Unlock()
+}
