@@ -520,6 +520,22 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		st.startEpoch(f.time)
 	}
 	t := st.clock.at(f.time)
+	if jump := t - st.lastLead; jump > st.maxGap() || jump < -hlsMaxBackStep {
+		// The publisher's clock jumped (restarted, or skipped ahead):
+		// cut as usual, the part and segment across the jump would last
+		// as long as the jump ahead (TARGETDURATION, and so blocking
+		// reloads' waits and caches' lifetimes, with it), or nothing
+		// would be cut until the clock came back to where it was, the
+		// media in between piling up in the open part. So the epoch
+		// ends there, and the next keyframe starts one, after a
+		// discontinuity (§4.4.4.3), as a new publish does. Frames of
+		// other tracks wait for the lead's.
+		if isLead {
+			st.endEpoch()
+			st.onMedia(f, body)
+		}
+		return
+	}
 	if isLead && st.started && t > st.partStart {
 		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
 		if st.partTarget == 0 && st.leadInterval > 0 {
@@ -555,6 +571,18 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		st.lastLead = t
 	}
 	st.mux.add(f.typ, f.time, fm)
+}
+
+// hlsMaxBackStep is the most a lead track frame may come before the last
+// (FLV times are decoding times: they only go back by a rounding error)
+// before onMedia takes it for a jump of the publisher's clock.
+const hlsMaxBackStep = 1000 // ms
+
+// maxGap is the most the lead track's frames may be apart before
+// onMedia takes it for a jump of the publisher's clock: 10 s, or two
+// segment targets if longer.
+func (st *hlsStream) maxGap() int64 {
+	return max(10*time.Second, 2*st.srv.cfg.HLSSegment).Milliseconds()
 }
 
 // setPartTarget fixes PART-TARGET, once, from the lead track's frame

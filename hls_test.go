@@ -1116,3 +1116,47 @@ func TestHLSViewerMapsBounded(t *testing.T) {
 	}
 	hs.mu.Unlock()
 }
+
+// TestHLSTimestampJump: a publisher whose clock jumps (an hour ahead, or
+// back to 0) starts a new epoch after a discontinuity at its next
+// keyframe. A jump ahead made a part, and so TARGETDURATION, of an hour
+// for the rest of the run: blocking reloads then waited, and caches kept
+// their answers, three hours. A jump back cut nothing until the clock
+// came back to where it was, holding all the media in between in the
+// open part.
+func TestHLSTimestampJump(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		jump func(fd *hlsFeeder)
+	}{
+		{"ahead", func(fd *hlsFeeder) { fd.video += 3600 * 25 }},
+		{"back", func(fd *hlsFeeder) { fd.video = 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, nil)
+			fd, base := startHLS(t, ts, "jump", 6100)
+			tc.jump(fd)
+			fd.audio = int(float64(fd.video) * 40 * 44.1 / 1024)
+			fd.ms = int64(fd.video) * 40
+			fd.feedTo(fd.ms + 6100)
+			_, _, body := hlsGet(t, base+"index.m3u8")
+			pl := parseM3U8(t, body)
+			checkPlaylistRules(t, pl, body)
+			if pl.targetDuration > 2 {
+				t.Errorf("TARGETDURATION %d after the jump; want 2", pl.targetDuration)
+			}
+			disc := -1
+			for i, s := range pl.segments {
+				if s.discontinuity {
+					disc = i
+				}
+				if s.dur > 2.5 {
+					t.Errorf("segment %s of %.3f s", s.uri, s.dur)
+				}
+			}
+			if disc < 0 || len(pl.segments)-disc < 2 {
+				t.Errorf("want a discontinuity and segments after it:\n%s", body)
+			}
+		})
+	}
+}
