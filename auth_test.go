@@ -928,3 +928,43 @@ func TestShutdownBoundedBySlowHook(t *testing.T) {
 		t.Errorf("no log line about the events lost at shutdown")
 	}
 }
+
+// TestProxiedRequestsAreNotLocal: a request that came through a proxy
+// (one that says so: Forwarded, X-Forwarded-For, X-Real-IP, Via) is not
+// "this machine" however local its connection: behind a reverse proxy on
+// the same machine, as README's nginx set-up, anyone could otherwise kick
+// or start relays with no -api-user, and play with no sign under
+// -auth-trust-loopback.
+func TestProxiedRequestsAreNotLocal(t *testing.T) {
+	do := func(h http.Handler, method, path, header string) int {
+		r := httptest.NewRequest(method, path, nil)
+		r.RemoteAddr = "127.0.0.1:4000"
+		if header != "" {
+			r.Header.Set(header, "203.0.113.9")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	h := newTestHandler(t, func(c *config) { c.PlayAuth, c.Secret, c.TrustLoopback = true, "s", true })
+	if code := do(h, "DELETE", "/api/clients/ABCDEFGH", ""); code != 404 {
+		t.Errorf("DELETE from this machine = %d; want 404 (nothing to kick)", code)
+	}
+	if code := do(h, "GET", "/live/x/index.m3u8", ""); code != 404 {
+		t.Errorf("unsigned playlist from this machine with -auth-trust-loopback = %d; want 404 (not live)", code)
+	}
+	for _, header := range []string{"Forwarded", "X-Forwarded-For", "X-Real-IP", "Via"} {
+		if code := do(h, "DELETE", "/api/clients/ABCDEFGH", header); code != 403 {
+			t.Errorf("DELETE through a proxy (%s) = %d; want 403", header, code)
+		}
+		if code := do(h, "POST", "/api/relay/pull", header); code != 403 {
+			t.Errorf("POST /api/relay/pull through a proxy (%s) = %d; want 403", header, code)
+		}
+		if code := do(h, "GET", "/live/x/index.m3u8", header); code != 403 {
+			t.Errorf("unsigned playlist through a proxy (%s) with -auth-trust-loopback = %d; want 403", header, code)
+		}
+		if code := do(h, "GET", "/live/x.flv", header); code != 403 {
+			t.Errorf("unsigned HTTP-FLV through a proxy (%s) with -auth-trust-loopback = %d; want 403", header, code)
+		}
+	}
+}

@@ -941,7 +941,7 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Not Found: HLS is off (-hls=false)", http.StatusNotFound)
 		return
 	}
-	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery}
+	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery, Proxied: forwarded(r)}
 	// A viewer's first playlist (or MPD) request asks the play hook too,
 	// as an HTTP-FLV play does; its reloads, segments and parts only
 	// check the sign (a hook per request would be several a second).

@@ -355,7 +355,8 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 			s.players.release()
 		}
 	}()
-	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery}
+	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery,
+		Proxied: forwarded(r)}
 	if err := s.admit.check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
 		if errors.Is(err, errDraining) {
