@@ -1172,14 +1172,26 @@ func (st *hlsStream) has(msn, part int) bool {
 	return false
 }
 
+// mediaIndex reads a number in a segment, part or init segment name as
+// manifests write it (strconv.Itoa): digits, no sign, no leading zero,
+// at most nine, so that one file has one name (a cache keeps it once,
+// under one ETag) and no number overflows.
+func mediaIndex(s string) (int, bool) {
+	if s == "" || len(s) > 9 || s[0] == '0' && len(s) > 1 || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
 // serveInit answers an init segment.
 func (st *hlsStream) serveInit(w http.ResponseWriter, r *http.Request, file string) {
 	run, epochStr, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(file, "init-"), ".mp4"), "-")
-	epoch, err := strconv.Atoi(epochStr)
+	epoch, ok := mediaIndex(epochStr)
 	st.mu.Lock()
 	ep := st.epochs[epoch]
 	st.mu.Unlock()
-	if run != st.runID || err != nil || ep == nil {
+	if run != st.runID || !ok || ep == nil {
 		http.Error(w, "Not Found: no such init segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
@@ -1198,12 +1210,12 @@ func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file str
 		http.Error(w, "Not Found: no such segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
-	msn, err1 := strconv.Atoi(fields[1])
-	third, err2 := -1, error(nil)
+	msn, ok1 := mediaIndex(fields[1])
+	third, ok2 := -1, true
 	if want == 3 {
-		third, err2 = strconv.Atoi(fields[2])
+		third, ok2 = mediaIndex(fields[2])
 	}
-	if err1 != nil || err2 != nil || msn < 0 || third < -1 {
+	if !ok1 || !ok2 {
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 		return
 	}

@@ -1160,3 +1160,49 @@ func TestHLSTimestampJump(t *testing.T) {
 		})
 	}
 }
+
+// TestHLSMediaNamesCanonical: a segment, part or init segment answers
+// only under the name a manifest gives it: numbers with a sign or
+// leading zeros are 404, not the same bytes under another name (and
+// another ETag) for a cache to keep again.
+func TestHLSMediaNamesCanonical(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "names"}
+	fd := startHLSFeed(t, ts, key)
+	fd.feedTo(100)
+	base := "http://" + ts.httpAddr + "/live/names/"
+	first := make(chan int, 1)
+	go func() { status, _, _ := hlsGet(t, base+"index.mpd"); first <- status }()
+	waitFor(t, "the muxer to join", func() bool { return ts.viewers(key) == 1 })
+	fd.feedTo(7100)
+	if status := <-first; status != 200 {
+		t.Fatalf("first MPD: %d", status)
+	}
+	ts.web.hls.mu.Lock()
+	run := ts.web.hls.streams[key].runID
+	ts.web.hls.mu.Unlock()
+	for _, f := range []string{"seg-R-2.m4s", "part-R-2-1.m4s", "init-R-1.mp4", "dashinit-R-1-1.mp4", "dash-R-2-1.m4s"} {
+		if status, _, _ := hlsGet(t, base+strings.Replace(f, "R", run, 1)); status != 200 {
+			t.Fatalf("%s: %d", f, status)
+		}
+	}
+	for _, f := range []string{"seg-R-02.m4s", "seg-R-+2.m4s", "part-R-2-01.m4s", "part-R-02-1.m4s", "init-R-01.mp4",
+		"init-R-+1.mp4", "dashinit-R-01-1.mp4", "dashinit-R-1-01.mp4", "dash-R-02-1.m4s", "dash-R-2-+1.m4s"} {
+		if status, _, _ := hlsGet(t, base+strings.Replace(f, "R", run, 1)); status != 404 {
+			t.Errorf("%s: %d; want 404", f, status)
+		}
+	}
+}
+
+// FuzzMediaIndex: mediaIndex takes exactly the names strconv.Itoa writes.
+func FuzzMediaIndex(f *testing.F) {
+	for _, s := range []string{"0", "7", "10", "007", "+1", "-1", "", "999999999", "1000000000", "1e3", " 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := mediaIndex(s)
+		if ok != (strconv.Itoa(n) == s && n >= 0 && n < 1e9) {
+			t.Errorf("mediaIndex(%q) = %d, %v", s, n, ok)
+		}
+	})
+}
