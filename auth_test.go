@@ -968,3 +968,26 @@ func TestProxiedRequestsAreNotLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayAPIAcrossOrigins: a page of an origin -api-allow-origin names
+// may start relays with a JSON POST, which a browser sends only after a
+// preflight that allows POST; a wildcard origin may not.
+func TestRelayAPIAcrossOrigins(t *testing.T) {
+	preflight := func(h http.Handler, origin string) (allowOrigin, allowMethods string) {
+		r := httptest.NewRequest("OPTIONS", "/api/relay/pull", nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		r.Header.Set("Access-Control-Request-Headers", "content-type")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Header().Get("Access-Control-Allow-Origin"), w.Header().Get("Access-Control-Allow-Methods")
+	}
+	named := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "https://ops.example" })
+	if o, m := preflight(named, "https://ops.example"); o != "https://ops.example" || !strings.Contains(m, "POST") {
+		t.Errorf("named origin's POST preflight: origin %q, methods %q; want POST allowed", o, m)
+	}
+	wild := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "*" })
+	if o, m := preflight(wild, "https://evil.example"); strings.Contains(m, "POST") {
+		t.Errorf("wildcard POST preflight: origin %q, methods %q; want no POST", o, m)
+	}
+}

@@ -244,7 +244,7 @@ func inlineHashes(page []byte, tag string) string {
 // cors answers cross-origin requests (the Fetch standard's CORS protocol).
 // Media (HTTP-FLV, WS-FLV) is for any page, as with NMS: -allow-origin.
 // The API and the admin page answer only the origins -api-allow-origin
-// names; a wildcard there lets other pages read, never DELETE.
+// names; a wildcard there lets other pages read, never POST or DELETE.
 func (s *httpServer) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		methods := "GET, HEAD, OPTIONS"
@@ -255,7 +255,9 @@ func (s *httpServer) cors(next http.Handler) http.Handler {
 				w.Header().Add("Vary", "Origin")
 			}
 			if named {
-				methods = "GET, HEAD, DELETE, OPTIONS"
+				// What control lets a named origin do: kicks, and
+				// relays (a JSON POST is preflighted).
+				methods = "GET, HEAD, POST, DELETE, OPTIONS"
 			}
 		} else if s.cfg.AllowOrigin != "" {
 			w.Header().Set("Access-Control-Allow-Origin", s.cfg.AllowOrigin)
