@@ -333,7 +333,11 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	var accept string
 	if ws {
 		var err error
-		if accept, err = wsAcceptKey(r); err != nil {
+		if accept, err = wsAcceptKey(r); errors.Is(err, errWSVersion) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+			http.Error(w, err.Error(), http.StatusUpgradeRequired)
+			return
+		} else if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -138,8 +138,10 @@ func TestHTTPRoutes(t *testing.T) {
 			wantHeader: map[string]string{"Content-Type": "application/json"}, body: "{",
 		},
 		{
+			// RFC 6455 §4.2.2: the versions the server understands.
 			name: "WS upgrade, version 12", method: "GET", path: "/live/x.flv",
-			header: wsHeaders("12", "dGhlIHNhbXBsZSBub25jZQ=="), status: http.StatusBadRequest,
+			header: wsHeaders("12", "dGhlIHNhbXBsZSBub25jZQ=="), status: http.StatusUpgradeRequired,
+			wantHeader: map[string]string{"Sec-WebSocket-Version": "13"},
 		},
 		{
 			name: "WS upgrade, bad key", method: "GET", path: "/live/x.flv",
