@@ -75,6 +75,26 @@ type hlsServer struct {
 	streams    map[streamKey]*hlsStream
 	admittedAt map[string]time.Time // viewers the play hook admitted (viewerDigest), when last seen
 	swept      time.Time
+	// refusalLogged is when the last "hls refused" line went out;
+	// refusalsUnlogged counts those refused since (logRefusal).
+	refusalLogged    time.Time
+	refusalsUnlogged int
+}
+
+// logRefusal tells whether a refused request may be logged, at most one
+// a second, and how many were refused since the last line. A player
+// whose sign has expired asks for parts and playlists a few dozen times
+// a second, each refused: a line each would fill the log.
+func (hs *hlsServer) logRefusal() (unlogged int, ok bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	now := time.Now()
+	if now.Sub(hs.refusalLogged) < time.Second {
+		hs.refusalsUnlogged++
+		return 0, false
+	}
+	unlogged, hs.refusalLogged, hs.refusalsUnlogged = hs.refusalsUnlogged, now, 0
+	return unlogged, true
 }
 
 func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
@@ -957,7 +977,10 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err)
+		if unlogged, ok := s.hls.logRefusal(); ok {
+			s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err,
+				"unlogged", unlogged)
+		}
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}

@@ -1206,3 +1206,25 @@ func FuzzMediaIndex(f *testing.F) {
 		}
 	})
 }
+
+// TestHLSRefusalsLogged: refused HLS requests are logged at most about
+// once a second, with a count of those not logged: an LL-HLS player whose
+// sign has expired asks a few dozen times a second, and each refusal was
+// a line.
+func TestHLSRefusalsLogged(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PlayAuth, c.Secret = true, "s" })
+	for range 100 {
+		if status, _, _ := hlsGet(t, "http://"+ts.httpAddr+"/live/x/part-abc-1-2.m4s?sign=1-0"); status != 403 {
+			t.Fatalf("unsigned part: %d; want 403", status)
+		}
+	}
+	if n := strings.Count(ts.logs.String(), "hls refused"); n == 0 || n > 10 {
+		t.Errorf("%d lines for 100 refusals; want one a second", n)
+	}
+	mark := time.Now()
+	waitFor(t, "a second", func() bool { return time.Since(mark) > 1100*time.Millisecond })
+	hlsGet(t, "http://"+ts.httpAddr+"/live/x/index.m3u8")
+	if !strings.Contains(ts.logs.String(), "unlogged=") {
+		t.Errorf("no count of the refusals not logged")
+	}
+}
