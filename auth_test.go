@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -683,8 +684,10 @@ func TestHookRedirectsNotFollowed(t *testing.T) {
 			if code := pub.expectStatus(); code != "NetStream.Publish.Unauthorized" {
 				t.Errorf("publish: %s; want NetStream.Publish.Unauthorized", code)
 			}
-			client := &http.Client{Timeout: 10 * time.Second} // HEAD: an admitted player would wait for media
-			resp, err := client.Head(ts.httpURL("redir"))
+			// GET, not HEAD, which asks no hook; an admitted player's
+			// answer comes at once too, its body never read.
+			client := &http.Client{Timeout: 10 * time.Second}
+			resp, err := client.Get(ts.httpURL("redir"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -989,5 +992,40 @@ func TestRelayAPIAcrossOrigins(t *testing.T) {
 	wild := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "*" })
 	if o, m := preflight(wild, "https://evil.example"); strings.Contains(m, "POST") {
 		t.Errorf("wildcard POST preflight: origin %q, methods %q; want no POST", o, m)
+	}
+}
+
+// TestHEADAsksNoHook: a HEAD request (a monitoring probe, a player
+// checking a URL) is no play: it is answered after the sign check without
+// asking -on-play, which would count a viewer that never comes and never
+// gets a stop.
+func TestHEADAsksNoHook(t *testing.T) {
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer hook.Close()
+	const secret = "head-secret"
+	ts := startServer(t, func(c *config) { c.OnPlay, c.PlayAuth, c.Secret = hook.URL, true, secret })
+	key := streamKey{"live", "probed"}
+	q := sign(key, time.Now().Add(time.Hour).Unix(), secret)
+	for _, path := range []string{"/live/probed.flv", "/live/probed/index.m3u8"} {
+		url := "http://" + ts.httpAddr + path
+		resp, err := http.Head(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("HEAD %s unsigned: %d; want 403", path, resp.StatusCode)
+		}
+		if resp, err = http.Head(url + "?" + q); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 403 {
+			t.Errorf("HEAD %s signed: 403", path)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d -on-play calls for HEAD requests; want none", n)
 	}
 }

@@ -967,8 +967,11 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	// check the sign (a hook per request would be several a second).
 	viewer := viewerDigest(key.String(), info.IP, r.UserAgent(), carriedQuery(r.URL.Query()))
 	manifest := file == "index.m3u8" || file == "index.mpd"
+	// A HEAD (a probe) is no viewer: only the sign is checked, and the
+	// viewer is not noted as admitted.
+	hooked := manifest && r.Method != http.MethodHead
 	check := s.admit.checkSign
-	if manifest && !s.hls.admittedLately(viewer) {
+	if hooked && !s.hls.admittedLately(viewer) {
 		info.ID, info.Created = newClientID(), time.Now()
 		check = s.admit.check
 	}
@@ -984,7 +987,7 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}
-	if manifest {
+	if hooked {
 		s.hls.admitted(viewer)
 	}
 	cw := &countingWriter{ResponseWriter: w}

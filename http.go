@@ -363,7 +363,13 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	}()
 	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery,
 		Proxied: forwarded(r)}
-	if err := s.admit.check(actPlay, key, info); err != nil {
+	// A HEAD (a probe) plays nothing: the sign tells its answer, and the
+	// play hook is not asked about a viewer that never comes.
+	check := s.admit.check
+	if r.Method == http.MethodHead {
+		check = s.admit.checkSign
+	}
+	if err := check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
 		if errors.Is(err, errDraining) {
 			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
