@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -1227,4 +1228,53 @@ func TestHLSRefusalsLogged(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), "unlogged=") {
 		t.Errorf("no count of the refusals not logged")
 	}
+}
+
+// TestHLSSlowReader: a client that asks for a segment and then takes
+// nothing is dropped after -ping-timeout, as a silent player is: its
+// request held a goroutine and a connection for good once the socket's
+// buffers were full (segments of a few megabytes fill them).
+func TestHLSSlowReader(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PingTimeout = time.Second })
+	key := streamKey{"live", "slowread"}
+	fd := startHLSFeed(t, ts, key)
+	base := "http://" + ts.httpAddr + "/live/slowread/"
+	go hlsGet(t, base+"index.m3u8")
+	waitFor(t, "the HLS muxer to join", func() bool { return ts.viewers(key) == 1 })
+	ts.web.hls.mu.Lock()
+	st := ts.web.hls.streams[key]
+	ts.web.hls.mu.Unlock()
+	nal := make([]byte, 400<<10) // 10 MB a second at 25 fps
+	nal[0] = 0x41
+	for i := range 60 {
+		body := binary.BigEndian.AppendUint32(bs(0x27, 1, 0, 0, 0), uint32(len(nal)))
+		if i%25 == 0 {
+			body[0] = 0x17
+		}
+		fd.p.ingest(msgVideo, uint32(i*40), append(body, nal...))
+		if i%5 == 4 {
+			fd.p.hub.sync()
+			waitFor(t, "the HLS muxer to mux the frames", func() bool { return st.sub.queueLen() == 0 && st.sub.queued.Load() == 0 })
+		}
+	}
+	st.mu.Lock()
+	seg := fmt.Sprintf("seg-%s-%d.m4s", st.runID, st.segments[0].msn)
+	size := slicesLen(func() (d [][]byte) {
+		for _, p := range st.segments[0].parts {
+			d = append(d, p.data)
+		}
+		return d
+	}())
+	st.mu.Unlock()
+	if size < 8<<20 {
+		t.Fatalf("segment of %d bytes; want more than the socket buffers hold", size)
+	}
+	c, err := net.Dial("tcp", ts.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET /live/slowread/%s HTTP/1.1\r\nHost: x\r\n\r\n", seg)
+	waitFor(t, "the request to end", func() bool { return strings.Contains(ts.logs.String(), "path=/live/slowread/"+seg) })
 }

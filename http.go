@@ -78,7 +78,7 @@ func (s *httpServer) handler() http.Handler {
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	mux.HandleFunc("GET /{app}/{name}/{file}", s.serveHLS)
-	return s.accessLog(s.bodyGuard(s.cors(mux)))
+	return s.accessLog(s.deadlines(s.cors(mux)))
 }
 
 const (
@@ -90,8 +90,9 @@ const (
 	maxIgnoredBody = 16 << 10
 )
 
-// bodyGuard bounds request bodies in time, as ReadHeaderTimeout bounds
-// heads. net/http reads whatever body a handler left (up to 256 KiB, so
+// deadlines clears the write deadline that the connection's last request
+// may have left (an HLS answer's, see countingWriter), and bounds request
+// bodies in time, as ReadHeaderTimeout bounds heads. net/http reads whatever body a handler left (up to 256 KiB, so
 // that the connection can serve the next request) before it writes the
 // answer, and again when the handler returns, with no deadline: a client
 // that announced a body and sent it slowly, or never, held its
@@ -104,13 +105,14 @@ const (
 // here, at most maxIgnoredBody of it, and the deadline lifted before the
 // handler runs: 408 when it does not come in time, 413 when too long,
 // both closing the connection (RFC 9110 §15.5.9, §15.5.14).
-func (s *httpServer) bodyGuard(next http.Handler) http.Handler {
+func (s *httpServer) deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.SetWriteDeadline(time.Time{})
 		if r.ContentLength == 0 { // no body: a length of 0, or none and not chunked
 			next.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
 		rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
 		if r.Method == http.MethodPost {
 			next.ServeHTTP(w, r)
