@@ -990,7 +990,7 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 	if hooked {
 		s.hls.admitted(viewer)
 	}
-	cw := &countingWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: s.cfg.PingTimeout}
+	cw := &countingWriter{ResponseWriter: w}
 	defer func() { s.hub.counters.bytesOut.Add(cw.n) }()
 	w = cw
 	var st *hlsStream
@@ -1025,23 +1025,14 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 }
 
 // countingWriter counts the body bytes of an HLS answer, for the
-// server's bytes out, and drops a client that takes nothing of it for
-// timeout (-ping-timeout, as a silent player): each write may block for
-// that long at most. Without it a client that asked for a segment of a
-// few megabytes and read nothing held its request, and the connection,
-// for good. (The deadline left after the answer is cleared when the
-// connection's next request begins: httpServer.deadlines.)
-// http.ServeContent and http.Error find nothing more on it than Header,
-// Write and WriteHeader.
+// server's bytes out. http.ServeContent and http.Error find nothing
+// more on it than Header, Write and WriteHeader.
 type countingWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	n       uint64
+	n uint64
 }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
-	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
 	n, err := w.ResponseWriter.Write(p)
 	w.n += uint64(n)
 	return n, err

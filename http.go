@@ -90,9 +90,10 @@ const (
 	maxIgnoredBody = 16 << 10
 )
 
-// deadlines clears the write deadline that the connection's last request
-// may have left (an HLS answer's, see countingWriter), and bounds request
-// bodies in time, as ReadHeaderTimeout bounds heads. net/http reads whatever body a handler left (up to 256 KiB, so
+// deadlines bounds what a request may take of its connection's time: a
+// client that takes nothing of an answer for -ping-timeout is dropped, as
+// a silent player is (deadlineWriter), and a request body must come in
+// time, as ReadHeaderTimeout bounds heads. net/http reads whatever body a handler left (up to 256 KiB, so
 // that the connection can serve the next request) before it writes the
 // answer, and again when the handler returns, with no deadline: a client
 // that announced a body and sent it slowly, or never, held its
@@ -108,7 +109,10 @@ const (
 func (s *httpServer) deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
+		// Cleared first: the deadline the connection's last answer left
+		// is not this one's.
 		rc.SetWriteDeadline(time.Time{})
+		w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: s.cfg.PingTimeout}
 		if r.ContentLength == 0 { // no body: a length of 0, or none and not chunked
 			next.ServeHTTP(w, r)
 			return
@@ -271,6 +275,26 @@ func (s *httpServer) cors(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// deadlineWriter gives each write of an answer -ping-timeout to go out.
+// Without it a client that asked for something bigger than the socket
+// buffers hold (an HLS segment of a few megabytes, the admin page) and
+// read nothing held the request, and its connection, for good: the
+// server has no WriteTimeout, which would also end SSE and blocking
+// reloads. A player that takes the connection over (serveFLV) sets its
+// own deadlines, as /api/events renews its own.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // isControlPath tells the API and admin routes from media.
 func isControlPath(p string) bool {
