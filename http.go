@@ -93,8 +93,10 @@ const (
 // deadlines bounds what a request may take of its connection's time: a
 // client that takes nothing of an answer for -ping-timeout is dropped, as
 // a silent player is (deadlineWriter), and a request body must come in
-// time, as ReadHeaderTimeout bounds heads. net/http reads whatever body a handler left (up to 256 KiB, so
-// that the connection can serve the next request) before it writes the
+// time, as ReadHeaderTimeout bounds heads.
+//
+// net/http reads whatever body a handler left (up to 256 KiB, so that
+// the connection can serve the next request) before it writes the
 // answer, and again when the handler returns, with no deadline: a client
 // that announced a body and sent it slowly, or never, held its
 // connection and goroutine for good. http.Server.ReadTimeout cannot
