@@ -1058,15 +1058,16 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	query := carriedQuery(q)
 	skip := q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2"
 	msnStr, partStr := q.Get("_HLS_msn"), q.Get("_HLS_part")
+	blocking := msnStr != "" && cfg.HLSPart > 0 // plain HLS ignores the directives
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.seen(r)
 	td := time.Duration(st.targetDuration()) * time.Second
 	switch {
-	case partStr != "" && msnStr == "":
+	case partStr != "" && msnStr == "" && cfg.HLSPart > 0:
 		http.Error(w, "Bad Request: _HLS_part without _HLS_msn", http.StatusBadRequest)
 		return
-	case msnStr != "" && cfg.HLSPart > 0:
+	case blocking:
 		msn, err1 := strconv.Atoi(msnStr)
 		part, err2 := -1, error(nil)
 		if partStr != "" {
@@ -1112,7 +1113,7 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/vnd.apple.mpegurl")
 	// Short: a playlist changes every part. A blocking reload's answer is
 	// the playlist as its part came, the same for every viewer asking.
-	if msnStr != "" {
+	if blocking {
 		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(3*td/time.Second)))
 	} else {
 		h.Set("Cache-Control", "public, max-age=1")

@@ -882,11 +882,19 @@ func TestHLSAlways(t *testing.T) {
 }
 
 // TestHLSPlain: with -hls-part 0 the playlist is plain HLS: segments
-// only, no LL-HLS tags, and _HLS_ directives are ignored.
+// only, no LL-HLS tags, and _HLS_ directives are ignored: the answer is
+// the live playlist, which a cache may keep a second only, not the three
+// target durations of a blocking reload's.
 func TestHLSPlain(t *testing.T) {
 	ts := startServer(t, func(c *config) { c.HLSPart = 0 })
 	_, base := startHLS(t, ts, "plain", 5100)
-	status, _, body := hlsGet(t, base+"index.m3u8?_HLS_msn=1&_HLS_part=3")
+	status, h, body := hlsGet(t, base+"index.m3u8?_HLS_msn=1&_HLS_part=3")
+	if cc := h.Get("Cache-Control"); cc != "public, max-age=1" {
+		t.Errorf("plain HLS playlist asked with _HLS_msn: Cache-Control %q; want public, max-age=1", cc)
+	}
+	if status, _, _ := hlsGet(t, base+"index.m3u8?_HLS_part=3"); status != 200 {
+		t.Errorf("plain HLS playlist asked with _HLS_part alone: %d; want 200", status)
+	}
 	pl := parseM3U8(t, body)
 	if status != 200 || pl.version != 6 || pl.canBlock || pl.partTarget != 0 || pl.preloadHint != "" || len(allParts(pl)) != 0 ||
 		len(pl.segments) != 3 || pl.segments[1].dur != 2 {
