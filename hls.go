@@ -137,8 +137,9 @@ func (hs *hlsServer) startAtPublish() {
 	}
 }
 
-// stream returns key's muxer, starting one if the stream is live; nil
-// when it is not.
+// stream returns key's muxer, starting one if the stream is live, or
+// if this edge pulls it from its origins (the muxer then waits for it,
+// as a player does); nil when neither.
 func (hs *hlsServer) stream(key streamKey) *hlsStream {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -146,7 +147,7 @@ func (hs *hlsServer) stream(key streamKey) *hlsStream {
 		st.lastRequest.Store(time.Now().UnixNano())
 		return st
 	}
-	if !hs.hub.isLive(key) {
+	if !hs.hub.isLive(key) && !hs.hub.pull(key) {
 		return nil
 	}
 	st := newHLSStream(hs, key)

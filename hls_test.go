@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1285,4 +1286,36 @@ func TestHLSSlowReader(t *testing.T) {
 	c.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(c, "GET /live/slowread/%s HTTP/1.1\r\nHost: x\r\n\r\n", seg)
 	waitFor(t, "the request to end", func() bool { return strings.Contains(ts.logs.String(), "path=/live/slowread/"+seg) })
+}
+
+// TestHLSAtEdge: an edge (-origin) serves HLS of a stream published on
+// its origin to viewers that ask for nothing else: the first playlist
+// request starts the pull, as a player's does. It was 404 until some
+// RTMP or HTTP-FLV player made the edge pull the stream.
+func TestHLSAtEdge(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	key := streamKey{"live", "edged"}
+	fd := startHLSFeed(t, origin, key)
+	stop := make(chan struct{})
+	var feeding sync.WaitGroup
+	feeding.Go(func() { // in real time, as the pull plays it
+		start := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fd.feedUpTo(time.Since(start).Milliseconds())
+		}
+	})
+	defer func() { close(stop); feeding.Wait() }()
+	status, _, body := hlsGet(t, "http://"+edge.httpAddr+"/live/edged/index.m3u8")
+	if status != 200 {
+		t.Fatalf("playlist at the edge: %d %s", status, body)
+	}
+	if pl := parseM3U8(t, body); len(pl.segments) == 0 {
+		t.Errorf("playlist at the edge lists no segment:\n%s", body)
+	}
 }
