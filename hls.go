@@ -50,6 +50,9 @@ const (
 	// first complete segment (the GOP cache gives the start at once, the
 	// end comes with the next keyframe).
 	hlsFirstWait = 15 * time.Second
+	// hlsMaxPendingPulls bounds the muxers that wait for an edge's pull
+	// of their stream at once.
+	hlsMaxPendingPulls = 64
 )
 
 // hlsUnpublished is queued to an HLS muxer when its stream's publisher
@@ -75,6 +78,9 @@ type hlsServer struct {
 	streams    map[streamKey]*hlsStream
 	admittedAt map[string]time.Time // viewers the play hook admitted (viewerDigest), when last seen
 	swept      time.Time
+	// pendingPulls counts the muxers waiting for a stream this edge
+	// pulls (hlsStream.pulling), at most maxPendingPulls.
+	pendingPulls, maxPendingPulls int
 	// refusalLogged is when the last "hls refused" line went out;
 	// refusalsUnlogged counts those refused since (logRefusal).
 	refusalLogged    time.Time
@@ -99,7 +105,7 @@ func (hs *hlsServer) logRefusal() (unlogged int, ok bool) {
 
 func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
 	hs := &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
-		admittedAt: map[string]time.Time{}}
+		admittedAt: map[string]time.Time{}, maxPendingPulls: hlsMaxPendingPulls}
 	if cfg.HLS && cfg.HLSAlways != "" {
 		go hs.startAtPublish()
 	}
@@ -147,10 +153,17 @@ func (hs *hlsServer) stream(key streamKey) *hlsStream {
 		st.lastRequest.Store(time.Now().UnixNano())
 		return st
 	}
-	if !hs.hub.isLive(key) && !hs.hub.pull(key) {
+	live := hs.hub.isLive(key)
+	// A muxer waiting for a pull costs no connection: their number is
+	// bounded, or requests for made-up names would each start a pull.
+	if !live && (hs.pendingPulls >= hs.maxPendingPulls || !hs.hub.pull(key)) {
 		return nil
 	}
 	st := newHLSStream(hs, key)
+	if !live {
+		hs.pendingPulls++
+		st.pulling.Store(true)
+	}
 	hs.streams[key] = st
 	go st.run()
 	return st
@@ -300,6 +313,7 @@ type hlsStream struct {
 	lastRequest atomic.Int64 // unix nanoseconds
 	dash        atomic.Bool  // DASH has been asked for: parts carry each track's fragment too
 	always      atomic.Bool  // muxed from publish on (-hls-always): no idle stop
+	pulling     atomic.Bool  // started for an edge's pull, no media yet: counted in hlsServer.pendingPulls
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when a part, segment or the end comes
@@ -377,6 +391,7 @@ func (c *msClock) at(ms uint32) int64 {
 func (st *hlsStream) run() {
 	st.log.Info("hls start", "run", st.runID)
 	defer func() {
+		st.pulled()
 		st.srv.remove(st)
 		st.srv.hub.unsubscribe(st.sub)
 		st.mu.Lock()
@@ -387,6 +402,9 @@ func (st *hlsStream) run() {
 	}()
 	burst := st.sub.burst
 	st.sub.burst = nil
+	if len(burst) > 0 {
+		st.pulled()
+	}
 	var videoTimes, audioTimes []uint32
 	for _, f := range burst {
 		if f.typ == msgAudio || f.typ == msgVideo {
@@ -431,6 +449,9 @@ func (st *hlsStream) run() {
 			continue
 		}
 		batch = st.sub.drain(batch[:0])
+		if len(batch) > 0 {
+			st.pulled()
+		}
 		if d := st.sub.drops.Load(); d != st.drops {
 			// The hub skipped frames (the queue was full) and resumes at
 			// a keyframe: the muxing starts again there, after a
@@ -445,6 +466,16 @@ func (st *hlsStream) run() {
 		// playlist holds every frame the hub handed over.
 		st.sub.dequeued(batch)
 		clear(batch)
+	}
+}
+
+// pulled notes that a muxer started for an edge's pull has its stream,
+// or has stopped: it no longer counts against hlsMaxPendingPulls.
+func (st *hlsStream) pulled() {
+	if st.pulling.CompareAndSwap(true, false) {
+		st.srv.mu.Lock()
+		st.srv.pendingPulls--
+		st.srv.mu.Unlock()
 	}
 }
 

@@ -9,6 +9,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"cmp"
 	"encoding/binary"
 	"encoding/xml"
@@ -1317,5 +1318,40 @@ func TestHLSAtEdge(t *testing.T) {
 	}
 	if pl := parseM3U8(t, body); len(pl.segments) == 0 {
 		t.Errorf("playlist at the edge lists no segment:\n%s", body)
+	}
+}
+
+// TestHLSEdgePullsBounded: the muxers an edge starts for streams it has
+// to pull first cost no connection once their requests are gone, so at
+// most hlsMaxPendingPulls of them wait at once: past that, a playlist
+// request for another stream not live is 404 at once, and starts no pull.
+func TestHLSEdgePullsBounded(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	hs := edge.web.hls
+	hs.mu.Lock()
+	hs.maxPendingPulls = 2
+	hs.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/live/madeup%d/index.m3u8", edge.httpAddr, i), nil)
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	waitFor(t, "two muxers waiting for their pulls", func() bool {
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		return hs.pendingPulls == 2
+	})
+	status, _, body := hlsGet(t, "http://"+edge.httpAddr+"/live/madeup2/index.m3u8")
+	if status != 404 || !strings.Contains(string(body), "is not live") {
+		t.Errorf("a third stream to pull: %d %q; want 404 not live", status, body)
+	}
+	if l := relayList(t, edge); len(l) != 2 {
+		t.Errorf("%d pulls; want 2", len(l))
 	}
 }
