@@ -572,7 +572,7 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		st.startEpoch(f.time)
 	}
 	t := st.clock.at(f.time)
-	if jump := t - st.lastLead; jump > st.maxGap() || jump < -hlsMaxBackStep {
+	if jump := t - st.lastLead; isLead && (jump > st.maxGap() || jump < -hlsMaxBackStep) {
 		// The publisher's clock jumped (restarted, or skipped ahead):
 		// cut as usual, the part and segment across the jump would last
 		// as long as the jump ahead (TARGETDURATION, and so blocking
@@ -580,12 +580,10 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		// would be cut until the clock came back to where it was, the
 		// media in between piling up in the open part. So the epoch
 		// ends there, and the next keyframe starts one, after a
-		// discontinuity (§4.4.4.3), as a new publish does. Frames of
-		// other tracks wait for the lead's.
-		if isLead {
-			st.endEpoch()
-			st.onMedia(f, body)
-		}
+		// discontinuity (§4.4.4.3), as a new publish does. Only the
+		// lead track tells: audio goes on through a pause of the video.
+		st.endEpoch()
+		st.onMedia(f, body)
 		return
 	}
 	if isLead && st.started && t > st.partStart {

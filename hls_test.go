@@ -9,8 +9,8 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/xml"
 	"fmt"
