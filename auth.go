@@ -338,7 +338,7 @@ func (a *admission) checkSign(act action, key streamKey, c clientInfo) error {
 	if act == actPlay {
 		need = r.playAuth
 	}
-	if ip := net.ParseIP(c.IP); need && !(r.trustLoopback && ip != nil && ip.IsLoopback()) {
+	if ip := net.ParseIP(c.IP); need && !(r.trustLoopback && !c.Proxied && ip != nil && ip.IsLoopback()) {
 		if err := checkSign(key, c.Query, secret, time.Now()); err != nil {
 			a.counters.authFailures[c.Protocol].Add(1)
 			return fmt.Errorf("%w: %w", errUnauthorized, err)
@@ -400,6 +400,22 @@ func redactValue(key, v string) string {
 	return "***"
 }
 
+// forwarded tells whether a proxy says it forwarded r: RFC 7239's
+// Forwarded, the de facto X-Forwarded-For and X-Real-IP, or Via (RFC 9110
+// §7.6.3). Such a request's loopback address is the proxy's, on this
+// machine, not the client's: behind a reverse proxy on this machine,
+// "from this machine" (kicks, relays without -api-user) and
+// -auth-trust-loopback would otherwise take in everyone. A client on
+// this machine that sends one of these headers only gives up its trust.
+func forwarded(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Real-IP", "Via"} {
+		if r.Header.Get(h) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // control lets a request that changes things (kicks; later relays and
 // recording) through only with the API's credentials, or, when none are
 // configured, from this machine. Reading stays open, as with NMS.
@@ -423,9 +439,9 @@ func (s *httpServer) control(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		if s.cfg.APIUser == "" {
-			if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip == nil || !ip.IsLoopback() {
+			if ip := net.ParseIP(hostOf(r.RemoteAddr)); ip == nil || !ip.IsLoopback() || forwarded(r) {
 				writeJSON(w, http.StatusForbidden, map[string]string{
-					"error": "changing state needs -api-user and -api-pass, or a request from this machine"})
+					"error": "changing state needs -api-user and -api-pass, or a request from this machine not forwarded by a proxy"})
 				return
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -683,8 +684,10 @@ func TestHookRedirectsNotFollowed(t *testing.T) {
 			if code := pub.expectStatus(); code != "NetStream.Publish.Unauthorized" {
 				t.Errorf("publish: %s; want NetStream.Publish.Unauthorized", code)
 			}
-			client := &http.Client{Timeout: 10 * time.Second} // HEAD: an admitted player would wait for media
-			resp, err := client.Head(ts.httpURL("redir"))
+			// GET, not HEAD, which asks no hook; an admitted player's
+			// answer comes at once too, its body never read.
+			client := &http.Client{Timeout: 10 * time.Second}
+			resp, err := client.Get(ts.httpURL("redir"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -926,5 +929,103 @@ func TestShutdownBoundedBySlowHook(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), `msg="hook events dropped`) {
 		t.Errorf("no log line about the events lost at shutdown")
+	}
+}
+
+// TestProxiedRequestsAreNotLocal: a request that came through a proxy
+// (one that says so: Forwarded, X-Forwarded-For, X-Real-IP, Via) is not
+// "this machine" however local its connection: behind a reverse proxy on
+// the same machine, as README's nginx set-up, anyone could otherwise kick
+// or start relays with no -api-user, and play with no sign under
+// -auth-trust-loopback.
+func TestProxiedRequestsAreNotLocal(t *testing.T) {
+	do := func(h http.Handler, method, path, header string) int {
+		r := httptest.NewRequest(method, path, nil)
+		r.RemoteAddr = "127.0.0.1:4000"
+		if header != "" {
+			r.Header.Set(header, "203.0.113.9")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	h := newTestHandler(t, func(c *config) { c.PlayAuth, c.Secret, c.TrustLoopback = true, "s", true })
+	if code := do(h, "DELETE", "/api/clients/ABCDEFGH", ""); code != 404 {
+		t.Errorf("DELETE from this machine = %d; want 404 (nothing to kick)", code)
+	}
+	if code := do(h, "GET", "/live/x/index.m3u8", ""); code != 404 {
+		t.Errorf("unsigned playlist from this machine with -auth-trust-loopback = %d; want 404 (not live)", code)
+	}
+	for _, header := range []string{"Forwarded", "X-Forwarded-For", "X-Real-IP", "Via"} {
+		if code := do(h, "DELETE", "/api/clients/ABCDEFGH", header); code != 403 {
+			t.Errorf("DELETE through a proxy (%s) = %d; want 403", header, code)
+		}
+		if code := do(h, "POST", "/api/relay/pull", header); code != 403 {
+			t.Errorf("POST /api/relay/pull through a proxy (%s) = %d; want 403", header, code)
+		}
+		if code := do(h, "GET", "/live/x/index.m3u8", header); code != 403 {
+			t.Errorf("unsigned playlist through a proxy (%s) with -auth-trust-loopback = %d; want 403", header, code)
+		}
+		if code := do(h, "GET", "/live/x.flv", header); code != 403 {
+			t.Errorf("unsigned HTTP-FLV through a proxy (%s) with -auth-trust-loopback = %d; want 403", header, code)
+		}
+	}
+}
+
+// TestRelayAPIAcrossOrigins: a page of an origin -api-allow-origin names
+// may start relays with a JSON POST, which a browser sends only after a
+// preflight that allows POST; a wildcard origin may not.
+func TestRelayAPIAcrossOrigins(t *testing.T) {
+	preflight := func(h http.Handler, origin string) (allowOrigin, allowMethods string) {
+		r := httptest.NewRequest("OPTIONS", "/api/relay/pull", nil)
+		r.Header.Set("Origin", origin)
+		r.Header.Set("Access-Control-Request-Method", "POST")
+		r.Header.Set("Access-Control-Request-Headers", "content-type")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Header().Get("Access-Control-Allow-Origin"), w.Header().Get("Access-Control-Allow-Methods")
+	}
+	named := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "https://ops.example" })
+	if o, m := preflight(named, "https://ops.example"); o != "https://ops.example" || !strings.Contains(m, "POST") {
+		t.Errorf("named origin's POST preflight: origin %q, methods %q; want POST allowed", o, m)
+	}
+	wild := newTestHandler(t, func(c *config) { c.APIAllowOrigin = "*" })
+	if o, m := preflight(wild, "https://evil.example"); strings.Contains(m, "POST") {
+		t.Errorf("wildcard POST preflight: origin %q, methods %q; want no POST", o, m)
+	}
+}
+
+// TestHEADAsksNoHook: a HEAD request (a monitoring probe, a player
+// checking a URL) is no play: it is answered after the sign check without
+// asking -on-play, which would count a viewer that never comes and never
+// gets a stop.
+func TestHEADAsksNoHook(t *testing.T) {
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { calls.Add(1) }))
+	defer hook.Close()
+	const secret = "head-secret"
+	ts := startServer(t, func(c *config) { c.OnPlay, c.PlayAuth, c.Secret = hook.URL, true, secret })
+	key := streamKey{"live", "probed"}
+	q := sign(key, time.Now().Add(time.Hour).Unix(), secret)
+	for _, path := range []string{"/live/probed.flv", "/live/probed/index.m3u8"} {
+		url := "http://" + ts.httpAddr + path
+		resp, err := http.Head(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("HEAD %s unsigned: %d; want 403", path, resp.StatusCode)
+		}
+		if resp, err = http.Head(url + "?" + q); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 403 {
+			t.Errorf("HEAD %s signed: 403", path)
+		}
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d -on-play calls for HEAD requests; want none", n)
 	}
 }

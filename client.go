@@ -26,6 +26,9 @@ type clientInfo struct {
 	Protocol protocol
 	Created  time.Time
 	Query    string
+	// Proxied: an HTTP request that a proxy forwarded (forwarded in
+	// auth.go), whose loopback address is the proxy's.
+	Proxied bool
 }
 
 // protocol is how a client reached us; it indexes the counters.

@@ -25,7 +25,7 @@ func (st *hlsStream) serveMPD(w http.ResponseWriter, r *http.Request) {
 	query := carriedQuery(r.URL.Query())
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
+	st.seen(r) // hls.go
 	ok := st.waitFor(r, time.Now().Add(hlsFirstWait), func() bool { return len(st.dashWindow()) > 0 })
 	if !ok {
 		http.Error(w, "Not Found: stream "+st.key.String()+" has no segment yet", http.StatusNotFound)
@@ -129,12 +129,12 @@ func (st *hlsStream) serveDASHInit(w http.ResponseWriter, r *http.Request, file 
 	var ep *hlsEpoch
 	track := -1
 	if len(fields) == 3 && fields[0] == st.runID {
-		epoch, err1 := strconv.Atoi(fields[1])
-		t, err2 := strconv.Atoi(fields[2])
+		epoch, ok1 := mediaIndex(fields[1]) // hls.go
+		t, ok2 := mediaIndex(fields[2])
 		st.mu.Lock()
 		ep = st.epochs[epoch]
 		st.mu.Unlock()
-		if err1 == nil && err2 == nil {
+		if ok1 && ok2 {
 			track = t
 		}
 	}

@@ -23,6 +23,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,6 +50,9 @@ const (
 	// first complete segment (the GOP cache gives the start at once, the
 	// end comes with the next keyframe).
 	hlsFirstWait = 15 * time.Second
+	// hlsMaxPendingPulls bounds the muxers that wait for an edge's pull
+	// of their stream at once.
+	hlsMaxPendingPulls = 64
 )
 
 // hlsUnpublished is queued to an HLS muxer when its stream's publisher
@@ -72,13 +76,36 @@ type hlsServer struct {
 
 	mu         sync.Mutex
 	streams    map[streamKey]*hlsStream
-	admittedAt map[string]time.Time // viewers the play hook admitted, when last seen
+	admittedAt map[string]time.Time // viewers the play hook admitted (viewerDigest), when last seen
 	swept      time.Time
+	// pendingPulls counts the muxers waiting for a stream this edge
+	// pulls (hlsStream.pulling), at most maxPendingPulls.
+	pendingPulls, maxPendingPulls int
+	// refusalLogged is when the last "hls refused" line went out;
+	// refusalsUnlogged counts those refused since (logRefusal).
+	refusalLogged    time.Time
+	refusalsUnlogged int
+}
+
+// logRefusal tells whether a refused request may be logged, at most one
+// a second, and how many were refused since the last line. A player
+// whose sign has expired asks for parts and playlists a few dozen times
+// a second, each refused: a line each would fill the log.
+func (hs *hlsServer) logRefusal() (unlogged int, ok bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	now := time.Now()
+	if now.Sub(hs.refusalLogged) < time.Second {
+		hs.refusalsUnlogged++
+		return 0, false
+	}
+	unlogged, hs.refusalLogged, hs.refusalsUnlogged = hs.refusalsUnlogged, now, 0
+	return unlogged, true
 }
 
 func newHLSServer(cfg *config, h *hub, log *slog.Logger) *hlsServer {
 	hs := &hlsServer{cfg: cfg, hub: h, log: log, idle: hlsIdleStop, streams: map[streamKey]*hlsStream{},
-		admittedAt: map[string]time.Time{}}
+		admittedAt: map[string]time.Time{}, maxPendingPulls: hlsMaxPendingPulls}
 	if cfg.HLS && cfg.HLSAlways != "" {
 		go hs.startAtPublish()
 	}
@@ -116,8 +143,9 @@ func (hs *hlsServer) startAtPublish() {
 	}
 }
 
-// stream returns key's muxer, starting one if the stream is live; nil
-// when it is not.
+// stream returns key's muxer, starting one if the stream is live, or
+// if this edge pulls it from its origins (the muxer then waits for it,
+// as a player does); nil when neither.
 func (hs *hlsServer) stream(key streamKey) *hlsStream {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -125,10 +153,17 @@ func (hs *hlsServer) stream(key streamKey) *hlsStream {
 		st.lastRequest.Store(time.Now().UnixNano())
 		return st
 	}
-	if !hs.hub.isLive(key) {
+	live := hs.hub.isLive(key)
+	// A muxer waiting for a pull costs no connection: their number is
+	// bounded, or requests for made-up names would each start a pull.
+	if !live && (hs.pendingPulls >= hs.maxPendingPulls || !hs.hub.pull(key)) {
 		return nil
 	}
 	st := newHLSStream(hs, key)
+	if !live {
+		hs.pendingPulls++
+		st.pulling.Store(true)
+	}
 	hs.streams[key] = st
 	go st.run()
 	return st
@@ -179,13 +214,50 @@ func (hs *hlsServer) viewers(key streamKey) int {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	ttl := max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+	st.dropGoneViewers(time.Now())
+	return len(st.viewers)
+}
+
+// viewerDigest names a viewer by the SHA-256 of what tells it from
+// others (address, user agent, and so on): a map of viewers then costs
+// 32 bytes a key, whatever a client sends (a user agent and a query can
+// take 16 KiB each). The parts hold no NUL (net/http refuses one in a
+// header; a query is escaped), so NUL separates them.
+func viewerDigest(parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return string(sum[:])
+}
+
+// viewerTTL is how long an HLS viewer counts after its last playlist
+// request: hlsViewerTTL, or three target durations if longer (plain HLS
+// players reload once a segment). st.mu is held.
+func (st *hlsStream) viewerTTL() time.Duration {
+	return max(hlsViewerTTL, 3*time.Duration(st.targetDuration())*time.Second)
+}
+
+// dropGoneViewers forgets the viewers not seen for viewerTTL. st.mu is
+// held.
+func (st *hlsStream) dropGoneViewers(now time.Time) {
+	ttl := st.viewerTTL()
 	for v, last := range st.viewers {
-		if time.Since(last) > ttl {
+		if now.Sub(last) > ttl {
 			delete(st.viewers, v)
 		}
 	}
-	return len(st.viewers)
+}
+
+// seen notes a viewer's playlist or MPD request. Once there are many,
+// those gone are dropped here too, at most once a TTL, so that the map
+// holds about the viewers of the last TTL however seldom the API counts
+// them: a client changing its user agent at every request would
+// otherwise grow it without bound. st.mu is held.
+func (st *hlsStream) seen(r *http.Request) {
+	now := time.Now()
+	if len(st.viewers) >= 1024 && now.Sub(st.viewersSwept) > st.viewerTTL() {
+		st.dropGoneViewers(now)
+		st.viewersSwept = now
+	}
+	st.viewers[viewerDigest(hostOf(r.RemoteAddr), r.UserAgent())] = now
 }
 
 // isLive tells whether key has a publisher.
@@ -241,6 +313,7 @@ type hlsStream struct {
 	lastRequest atomic.Int64 // unix nanoseconds
 	dash        atomic.Bool  // DASH has been asked for: parts carry each track's fragment too
 	always      atomic.Bool  // muxed from publish on (-hls-always): no idle stop
+	pulling     atomic.Bool  // started for an edge's pull, no media yet: counted in hlsServer.pendingPulls
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced when a part, segment or the end comes
@@ -253,7 +326,9 @@ type hlsStream struct {
 	// partTarget is PART-TARGET in ms, fixed for the run once the lead
 	// track's frame interval is known (setPartTarget); 0 until then.
 	partTarget int64
-	viewers    map[string]time.Time // address and user agent: last playlist request
+	viewers    map[string]time.Time // viewerDigest(address, user agent): last playlist request
+	// viewersSwept is when seen last dropped the viewers gone.
+	viewersSwept time.Time
 	// version counts the changes a playlist shows; rendered keeps the
 	// last playlist of each kind (full, delta) at a version, for the
 	// viewers that all ask for it when a part comes.
@@ -316,6 +391,7 @@ func (c *msClock) at(ms uint32) int64 {
 func (st *hlsStream) run() {
 	st.log.Info("hls start", "run", st.runID)
 	defer func() {
+		st.pulled()
 		st.srv.remove(st)
 		st.srv.hub.unsubscribe(st.sub)
 		st.mu.Lock()
@@ -326,6 +402,9 @@ func (st *hlsStream) run() {
 	}()
 	burst := st.sub.burst
 	st.sub.burst = nil
+	if len(burst) > 0 {
+		st.pulled()
+	}
 	var videoTimes, audioTimes []uint32
 	for _, f := range burst {
 		if f.typ == msgAudio || f.typ == msgVideo {
@@ -370,6 +449,9 @@ func (st *hlsStream) run() {
 			continue
 		}
 		batch = st.sub.drain(batch[:0])
+		if len(batch) > 0 {
+			st.pulled()
+		}
 		if d := st.sub.drops.Load(); d != st.drops {
 			// The hub skipped frames (the queue was full) and resumes at
 			// a keyframe: the muxing starts again there, after a
@@ -384,6 +466,16 @@ func (st *hlsStream) run() {
 		// playlist holds every frame the hub handed over.
 		st.sub.dequeued(batch)
 		clear(batch)
+	}
+}
+
+// pulled notes that a muxer started for an edge's pull has its stream,
+// or has stopped: it no longer counts against hlsMaxPendingPulls.
+func (st *hlsStream) pulled() {
+	if st.pulling.CompareAndSwap(true, false) {
+		st.srv.mu.Lock()
+		st.srv.pendingPulls--
+		st.srv.mu.Unlock()
 	}
 }
 
@@ -480,6 +572,20 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		st.startEpoch(f.time)
 	}
 	t := st.clock.at(f.time)
+	if jump := t - st.lastLead; isLead && (jump > st.maxGap() || jump < -hlsMaxBackStep) {
+		// The publisher's clock jumped (restarted, or skipped ahead):
+		// cut as usual, the part and segment across the jump would last
+		// as long as the jump ahead (TARGETDURATION, and so blocking
+		// reloads' waits and caches' lifetimes, with it), or nothing
+		// would be cut until the clock came back to where it was, the
+		// media in between piling up in the open part. So the epoch
+		// ends there, and the next keyframe starts one, after a
+		// discontinuity (§4.4.4.3), as a new publish does. Only the
+		// lead track tells: audio goes on through a pause of the video.
+		st.endEpoch()
+		st.onMedia(f, body)
+		return
+	}
 	if isLead && st.started && t > st.partStart {
 		elapsedSeg, elapsedPart := t-st.segStart, t-st.partStart
 		if st.partTarget == 0 && st.leadInterval > 0 {
@@ -515,6 +621,18 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		st.lastLead = t
 	}
 	st.mux.add(f.typ, f.time, fm)
+}
+
+// hlsMaxBackStep is the most a lead track frame may come before the last
+// (FLV times are decoding times: they only go back by a rounding error)
+// before onMedia takes it for a jump of the publisher's clock.
+const hlsMaxBackStep = 1000 // ms
+
+// maxGap is the most the lead track's frames may be apart before
+// onMedia takes it for a jump of the publisher's clock: 10 s, or two
+// segment targets if longer.
+func (st *hlsStream) maxGap() int64 {
+	return max(10*time.Second, 2*st.srv.cfg.HLSSegment).Milliseconds()
 }
 
 // setPartTarget fixes PART-TARGET, once, from the lead track's frame
@@ -873,14 +991,17 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Not Found: HLS is off (-hls=false)", http.StatusNotFound)
 		return
 	}
-	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery}
+	info := clientInfo{IP: hostOf(r.RemoteAddr), Protocol: protoHLS, Query: r.URL.RawQuery, Proxied: forwarded(r)}
 	// A viewer's first playlist (or MPD) request asks the play hook too,
 	// as an HTTP-FLV play does; its reloads, segments and parts only
 	// check the sign (a hook per request would be several a second).
-	viewer := key.String() + " " + info.IP + " " + r.UserAgent() + " " + carriedQuery(r.URL.Query())
+	viewer := viewerDigest(key.String(), info.IP, r.UserAgent(), carriedQuery(r.URL.Query()))
 	manifest := file == "index.m3u8" || file == "index.mpd"
+	// A HEAD (a probe) is no viewer: only the sign is checked, and the
+	// viewer is not noted as admitted.
+	hooked := manifest && r.Method != http.MethodHead
 	check := s.admit.checkSign
-	if manifest && !s.hls.admittedLately(viewer) {
+	if hooked && !s.hls.admittedLately(viewer) {
 		info.ID, info.Created = newClientID(), time.Now()
 		check = s.admit.check
 	}
@@ -889,11 +1010,14 @@ func (s *httpServer) serveHLS(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err)
+		if unlogged, ok := s.hls.logRefusal(); ok {
+			s.log.Info("hls refused", "remote", r.RemoteAddr, "stream", key.String(), "file", file, "reason", err,
+				"unlogged", unlogged)
+		}
 		http.Error(w, "Forbidden: "+refusalText, http.StatusForbidden)
 		return
 	}
-	if manifest {
+	if hooked {
 		s.hls.admitted(viewer)
 	}
 	cw := &countingWriter{ResponseWriter: w}
@@ -964,15 +1088,16 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	query := carriedQuery(q)
 	skip := q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2"
 	msnStr, partStr := q.Get("_HLS_msn"), q.Get("_HLS_part")
+	blocking := msnStr != "" && cfg.HLSPart > 0 // plain HLS ignores the directives
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.viewers[hostOf(r.RemoteAddr)+" "+r.UserAgent()] = time.Now()
+	st.seen(r)
 	td := time.Duration(st.targetDuration()) * time.Second
 	switch {
-	case partStr != "" && msnStr == "":
+	case partStr != "" && msnStr == "" && cfg.HLSPart > 0:
 		http.Error(w, "Bad Request: _HLS_part without _HLS_msn", http.StatusBadRequest)
 		return
-	case msnStr != "" && cfg.HLSPart > 0:
+	case blocking:
 		msn, err1 := strconv.Atoi(msnStr)
 		part, err2 := -1, error(nil)
 		if partStr != "" {
@@ -1018,7 +1143,7 @@ func (st *hlsStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/vnd.apple.mpegurl")
 	// Short: a playlist changes every part. A blocking reload's answer is
 	// the playlist as its part came, the same for every viewer asking.
-	if msnStr != "" {
+	if blocking {
 		h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(3*td/time.Second)))
 	} else {
 		h.Set("Cache-Control", "public, max-age=1")
@@ -1104,14 +1229,26 @@ func (st *hlsStream) has(msn, part int) bool {
 	return false
 }
 
+// mediaIndex reads a number in a segment, part or init segment name as
+// manifests write it (strconv.Itoa): digits, no sign, no leading zero,
+// at most nine, so that one file has one name (a cache keeps it once,
+// under one ETag) and no number overflows.
+func mediaIndex(s string) (int, bool) {
+	if s == "" || len(s) > 9 || s[0] == '0' && len(s) > 1 || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
 // serveInit answers an init segment.
 func (st *hlsStream) serveInit(w http.ResponseWriter, r *http.Request, file string) {
 	run, epochStr, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(file, "init-"), ".mp4"), "-")
-	epoch, err := strconv.Atoi(epochStr)
+	epoch, ok := mediaIndex(epochStr)
 	st.mu.Lock()
 	ep := st.epochs[epoch]
 	st.mu.Unlock()
-	if run != st.runID || err != nil || ep == nil {
+	if run != st.runID || !ok || ep == nil {
 		http.Error(w, "Not Found: no such init segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
@@ -1130,12 +1267,12 @@ func (st *hlsStream) serveMedia(w http.ResponseWriter, r *http.Request, file str
 		http.Error(w, "Not Found: no such segment (gone, or from an earlier run)", http.StatusNotFound)
 		return
 	}
-	msn, err1 := strconv.Atoi(fields[1])
-	third, err2 := -1, error(nil)
+	msn, ok1 := mediaIndex(fields[1])
+	third, ok2 := -1, true
 	if want == 3 {
-		third, err2 = strconv.Atoi(fields[2])
+		third, ok2 = mediaIndex(fields[2])
 	}
-	if err1 != nil || err2 != nil || msn < 0 || third < -1 {
+	if !ok1 || !ok2 {
 		http.Error(w, http.StatusText(http.StatusNotFound), http.StatusNotFound)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,7 @@ http {
             proxy_pass http://%[3]s;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;  # gms then knows a request is not local
             proxy_cache hls;
             proxy_cache_lock on;            # one request to gms per URL; the others wait for it
             proxy_cache_lock_timeout 10s;   # a blocking reload may take three target durations
@@ -75,41 +77,7 @@ func TestHLSBehindNginx(t *testing.T) {
 	fd := startHLSFeed(t, ts, key)
 	fd.feedUpTo(100)
 
-	// nginx's worker runs as nobody when started as root: its directory
-	// must be open to it (t.TempDir's parent is not).
-	dir, err := os.MkdirTemp("", "gms-nginx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o777)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxyAddr := ln.Addr().String()
-	ln.Close()
-	conf := filepath.Join(dir, "nginx.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, proxyAddr, ts.httpAddr)), 0o644)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, nginx, "-p", dir, "-c", conf)
-	// SIGTERM: the master takes its worker down with it (a killed master
-	// leaves the worker running). nginx logs to error.log, so no pipe of
-	// ours outlives it.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	nginxLog := func() string { b, _ := os.ReadFile(filepath.Join(dir, "error.log")); return string(b) }
-	waitFor(t, "nginx to listen", func() bool {
-		c, err := net.Dial("tcp", proxyAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	proxyAddr, nginxLog := startNginx(t, nginx, ts.httpAddr)
 
 	// The publisher, in real time.
 	stop := make(chan struct{})
@@ -229,4 +197,71 @@ func watchLLHLS(t *testing.T, get func(url string) (int, []byte, error), base st
 		}
 	}
 	return nil
+}
+
+// startNginx runs nginx with nginxConf in front of upstream until the
+// test ends; it returns nginx's address and a reader of its error log.
+func startNginx(t *testing.T, nginx, upstream string) (proxyAddr string, nginxLog func() string) {
+	t.Helper()
+	// nginx's worker runs as nobody when started as root: its directory
+	// must be open to it (t.TempDir's parent is not).
+	dir, err := os.MkdirTemp("", "gms-nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr = ln.Addr().String()
+	ln.Close()
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, proxyAddr, upstream)), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, nginx, "-p", dir, "-c", conf)
+	// SIGTERM: the master takes its worker down with it (a killed master
+	// leaves the worker running). nginx logs to error.log, so no pipe of
+	// ours outlives it.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	nginxLog = func() string { b, _ := os.ReadFile(filepath.Join(dir, "error.log")); return string(b) }
+	waitFor(t, "nginx to listen", func() bool {
+		c, err := net.Dial("tcp", proxyAddr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	return proxyAddr, nginxLog
+}
+
+// TestNginxIsNotThisMachine: behind README's nginx, on the same machine,
+// a request from afar is not "this machine": it cannot kick without
+// -api-user (nginx says it forwarded it, in X-Forwarded-For).
+func TestNginxIsNotThisMachine(t *testing.T) {
+	nginx := needNginx(t)
+	ts := startServer(t, nil)
+	proxyAddr, _ := startNginx(t, nginx, ts.httpAddr)
+	kick := func(addr string) int {
+		req, _ := http.NewRequest("DELETE", "http://"+addr+"/api/clients/ABCDEFGH", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := kick(ts.httpAddr); code != 404 {
+		t.Errorf("kick from this machine: %d; want 404 (nothing to kick)", code)
+	}
+	if code := kick(proxyAddr); code != 403 {
+		t.Errorf("kick through nginx: %d; want 403", code)
+	}
 }

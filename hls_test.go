@@ -10,15 +10,18 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -881,11 +884,19 @@ func TestHLSAlways(t *testing.T) {
 }
 
 // TestHLSPlain: with -hls-part 0 the playlist is plain HLS: segments
-// only, no LL-HLS tags, and _HLS_ directives are ignored.
+// only, no LL-HLS tags, and _HLS_ directives are ignored: the answer is
+// the live playlist, which a cache may keep a second only, not the three
+// target durations of a blocking reload's.
 func TestHLSPlain(t *testing.T) {
 	ts := startServer(t, func(c *config) { c.HLSPart = 0 })
 	_, base := startHLS(t, ts, "plain", 5100)
-	status, _, body := hlsGet(t, base+"index.m3u8?_HLS_msn=1&_HLS_part=3")
+	status, h, body := hlsGet(t, base+"index.m3u8?_HLS_msn=1&_HLS_part=3")
+	if cc := h.Get("Cache-Control"); cc != "public, max-age=1" {
+		t.Errorf("plain HLS playlist asked with _HLS_msn: Cache-Control %q; want public, max-age=1", cc)
+	}
+	if status, _, _ := hlsGet(t, base+"index.m3u8?_HLS_part=3"); status != 200 {
+		t.Errorf("plain HLS playlist asked with _HLS_part alone: %d; want 200", status)
+	}
 	pl := parseM3U8(t, body)
 	if status != 200 || pl.version != 6 || pl.canBlock || pl.partTarget != 0 || pl.preloadHint != "" || len(allParts(pl)) != 0 ||
 		len(pl.segments) != 3 || pl.segments[1].dur != 2 {
@@ -1065,4 +1076,282 @@ func TestPlaylistRenderedOncePerChange(t *testing.T) {
 		t.Fatal("new parts did not change the version")
 	}
 	check("after 3.1 s")
+}
+
+// TestHLSViewerMapsBounded: the viewers an HLS stream counts, and those
+// the play hook admitted, are keyed by a fixed-size digest (not a client's
+// user agent and query, up to 16 KiB each), and those not seen for the
+// viewer TTL are dropped as new ones come, not only when the API asks: a
+// client sending playlist requests with ever new user agents grew them
+// without bound while nobody read /api/streams.
+func TestHLSViewerMapsBounded(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "bounded"}
+	_, base := startHLS(t, ts, key.Name, 1100)
+	hs := ts.web.hls
+	hs.mu.Lock()
+	st := hs.streams[key]
+	hs.mu.Unlock()
+	long := time.Now().Add(-time.Hour)
+	st.mu.Lock()
+	for i := range 2000 {
+		st.viewers[fmt.Sprint("gone ", i)] = long
+	}
+	st.mu.Unlock()
+	req, _ := http.NewRequest("GET", base+"index.m3u8?token="+strings.Repeat("t", 4000), nil)
+	req.Header.Set("User-Agent", strings.Repeat("u", 8000))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("playlist: %d", resp.StatusCode)
+	}
+	st.mu.Lock()
+	n := len(st.viewers)
+	for v := range st.viewers {
+		if len(v) > 64 {
+			t.Errorf("a viewer is kept under a %d-byte key", len(v))
+		}
+	}
+	st.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d viewers kept after a request; want 2 (the 2000 gone an hour dropped)", n)
+	}
+	hs.mu.Lock()
+	for v := range hs.admittedAt {
+		if len(v) > 64 {
+			t.Errorf("an admitted viewer is kept under a %d-byte key", len(v))
+		}
+	}
+	hs.mu.Unlock()
+}
+
+// TestHLSTimestampJump: a publisher whose clock jumps (an hour ahead, or
+// back to 0) starts a new epoch after a discontinuity at its next
+// keyframe. A jump ahead made a part, and so TARGETDURATION, of an hour
+// for the rest of the run: blocking reloads then waited, and caches kept
+// their answers, three hours. A jump back cut nothing until the clock
+// came back to where it was, holding all the media in between in the
+// open part.
+func TestHLSTimestampJump(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		jump func(fd *hlsFeeder)
+	}{
+		{"ahead", func(fd *hlsFeeder) { fd.video += 3600 * 25 }},
+		{"back", func(fd *hlsFeeder) { fd.video = 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, nil)
+			fd, base := startHLS(t, ts, "jump", 6100)
+			tc.jump(fd)
+			fd.audio = int(float64(fd.video) * 40 * 44.1 / 1024)
+			fd.ms = int64(fd.video) * 40
+			fd.feedTo(fd.ms + 6100)
+			_, _, body := hlsGet(t, base+"index.m3u8")
+			pl := parseM3U8(t, body)
+			checkPlaylistRules(t, pl, body)
+			if pl.targetDuration > 2 {
+				t.Errorf("TARGETDURATION %d after the jump; want 2", pl.targetDuration)
+			}
+			disc := -1
+			for i, s := range pl.segments {
+				if s.discontinuity {
+					disc = i
+				}
+				if s.dur > 2.5 {
+					t.Errorf("segment %s of %.3f s", s.uri, s.dur)
+				}
+			}
+			if disc < 0 || len(pl.segments)-disc < 2 {
+				t.Errorf("want a discontinuity and segments after it:\n%s", body)
+			}
+		})
+	}
+}
+
+// TestHLSMediaNamesCanonical: a segment, part or init segment answers
+// only under the name a manifest gives it: numbers with a sign or
+// leading zeros are 404, not the same bytes under another name (and
+// another ETag) for a cache to keep again.
+func TestHLSMediaNamesCanonical(t *testing.T) {
+	ts := startServer(t, nil)
+	key := streamKey{"live", "names"}
+	fd := startHLSFeed(t, ts, key)
+	fd.feedTo(100)
+	base := "http://" + ts.httpAddr + "/live/names/"
+	first := make(chan int, 1)
+	go func() { status, _, _ := hlsGet(t, base+"index.mpd"); first <- status }()
+	waitFor(t, "the muxer to join", func() bool { return ts.viewers(key) == 1 })
+	fd.feedTo(7100)
+	if status := <-first; status != 200 {
+		t.Fatalf("first MPD: %d", status)
+	}
+	ts.web.hls.mu.Lock()
+	run := ts.web.hls.streams[key].runID
+	ts.web.hls.mu.Unlock()
+	for _, f := range []string{"seg-R-2.m4s", "part-R-2-1.m4s", "init-R-1.mp4", "dashinit-R-1-1.mp4", "dash-R-2-1.m4s"} {
+		if status, _, _ := hlsGet(t, base+strings.Replace(f, "R", run, 1)); status != 200 {
+			t.Fatalf("%s: %d", f, status)
+		}
+	}
+	for _, f := range []string{"seg-R-02.m4s", "seg-R-+2.m4s", "part-R-2-01.m4s", "part-R-02-1.m4s", "init-R-01.mp4",
+		"init-R-+1.mp4", "dashinit-R-01-1.mp4", "dashinit-R-1-01.mp4", "dash-R-02-1.m4s", "dash-R-2-+1.m4s"} {
+		if status, _, _ := hlsGet(t, base+strings.Replace(f, "R", run, 1)); status != 404 {
+			t.Errorf("%s: %d; want 404", f, status)
+		}
+	}
+}
+
+// FuzzMediaIndex: mediaIndex takes exactly the names strconv.Itoa writes.
+func FuzzMediaIndex(f *testing.F) {
+	for _, s := range []string{"0", "7", "10", "007", "+1", "-1", "", "999999999", "1000000000", "1e3", " 1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := mediaIndex(s)
+		if ok != (strconv.Itoa(n) == s && n >= 0 && n < 1e9) {
+			t.Errorf("mediaIndex(%q) = %d, %v", s, n, ok)
+		}
+	})
+}
+
+// TestHLSRefusalsLogged: refused HLS requests are logged at most about
+// once a second, with a count of those not logged: an LL-HLS player whose
+// sign has expired asks a few dozen times a second, and each refusal was
+// a line.
+func TestHLSRefusalsLogged(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PlayAuth, c.Secret = true, "s" })
+	for range 100 {
+		if status, _, _ := hlsGet(t, "http://"+ts.httpAddr+"/live/x/part-abc-1-2.m4s?sign=1-0"); status != 403 {
+			t.Fatalf("unsigned part: %d; want 403", status)
+		}
+	}
+	if n := strings.Count(ts.logs.String(), "hls refused"); n == 0 || n > 10 {
+		t.Errorf("%d lines for 100 refusals; want one a second", n)
+	}
+	mark := time.Now()
+	waitFor(t, "a second", func() bool { return time.Since(mark) > 1100*time.Millisecond })
+	hlsGet(t, "http://"+ts.httpAddr+"/live/x/index.m3u8")
+	if !strings.Contains(ts.logs.String(), "unlogged=") {
+		t.Errorf("no count of the refusals not logged")
+	}
+}
+
+// TestHLSSlowReader: a client that asks for a segment and then takes
+// nothing is dropped after -ping-timeout, as a silent player is: its
+// request held a goroutine and a connection for good once the socket's
+// buffers were full (segments of a few megabytes fill them).
+func TestHLSSlowReader(t *testing.T) {
+	ts := startServer(t, func(c *config) { c.PingTimeout = time.Second })
+	key := streamKey{"live", "slowread"}
+	fd := startHLSFeed(t, ts, key)
+	base := "http://" + ts.httpAddr + "/live/slowread/"
+	go hlsGet(t, base+"index.m3u8")
+	waitFor(t, "the HLS muxer to join", func() bool { return ts.viewers(key) == 1 })
+	ts.web.hls.mu.Lock()
+	st := ts.web.hls.streams[key]
+	ts.web.hls.mu.Unlock()
+	nal := make([]byte, 400<<10) // 10 MB a second at 25 fps
+	nal[0] = 0x41
+	for i := range 60 {
+		body := binary.BigEndian.AppendUint32(bs(0x27, 1, 0, 0, 0), uint32(len(nal)))
+		if i%25 == 0 {
+			body[0] = 0x17
+		}
+		fd.p.ingest(msgVideo, uint32(i*40), append(body, nal...))
+		if i%5 == 4 {
+			fd.p.hub.sync()
+			waitFor(t, "the HLS muxer to mux the frames", func() bool { return st.sub.queueLen() == 0 && st.sub.queued.Load() == 0 })
+		}
+	}
+	st.mu.Lock()
+	seg := fmt.Sprintf("seg-%s-%d.m4s", st.runID, st.segments[0].msn)
+	size := slicesLen(func() (d [][]byte) {
+		for _, p := range st.segments[0].parts {
+			d = append(d, p.data)
+		}
+		return d
+	}())
+	st.mu.Unlock()
+	if size < 8<<20 {
+		t.Fatalf("segment of %d bytes; want more than the socket buffers hold", size)
+	}
+	c, err := net.Dial("tcp", ts.httpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(c, "GET /live/slowread/%s HTTP/1.1\r\nHost: x\r\n\r\n", seg)
+	waitFor(t, "the request to end", func() bool { return strings.Contains(ts.logs.String(), "path=/live/slowread/"+seg) })
+}
+
+// TestHLSAtEdge: an edge (-origin) serves HLS of a stream published on
+// its origin to viewers that ask for nothing else: the first playlist
+// request starts the pull, as a player's does. It was 404 until some
+// RTMP or HTTP-FLV player made the edge pull the stream.
+func TestHLSAtEdge(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	key := streamKey{"live", "edged"}
+	fd := startHLSFeed(t, origin, key)
+	stop := make(chan struct{})
+	var feeding sync.WaitGroup
+	feeding.Go(func() { // in real time, as the pull plays it
+		start := time.Now()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fd.feedUpTo(time.Since(start).Milliseconds())
+		}
+	})
+	defer func() { close(stop); feeding.Wait() }()
+	status, _, body := hlsGet(t, "http://"+edge.httpAddr+"/live/edged/index.m3u8")
+	if status != 200 {
+		t.Fatalf("playlist at the edge: %d %s", status, body)
+	}
+	if pl := parseM3U8(t, body); len(pl.segments) == 0 {
+		t.Errorf("playlist at the edge lists no segment:\n%s", body)
+	}
+}
+
+// TestHLSEdgePullsBounded: the muxers an edge starts for streams it has
+// to pull first cost no connection once their requests are gone, so at
+// most hlsMaxPendingPulls of them wait at once: past that, a playlist
+// request for another stream not live is 404 at once, and starts no pull.
+func TestHLSEdgePullsBounded(t *testing.T) {
+	origin := startServer(t, nil)
+	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
+	hs := edge.web.hls
+	hs.mu.Lock()
+	hs.maxPendingPulls = 2
+	hs.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("http://%s/live/madeup%d/index.m3u8", edge.httpAddr, i), nil)
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	waitFor(t, "two muxers waiting for their pulls", func() bool {
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		return hs.pendingPulls == 2
+	})
+	status, _, body := hlsGet(t, "http://"+edge.httpAddr+"/live/madeup2/index.m3u8")
+	if status != 404 || !strings.Contains(string(body), "is not live") {
+		t.Errorf("a third stream to pull: %d %q; want 404 not live", status, body)
+	}
+	if l := relayList(t, edge); len(l) != 2 {
+		t.Errorf("%d pulls; want 2", len(l))
+	}
 }

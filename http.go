@@ -39,6 +39,9 @@ type httpServer struct {
 	log      *slog.Logger
 	started  time.Time
 	rtmpPort int // for the admin page's play URLs
+	// bodyTimeout bounds how long a request body may take to arrive
+	// (requestHeadTimeout; shorter in tests).
+	bodyTimeout time.Duration
 	// connLimits is shared by all listeners; tests look at it.
 	connLimits *connLimiter
 	// players caps players at their share of -max-conns (nil: no limit);
@@ -61,7 +64,7 @@ type httpServer struct {
 
 func newHTTPServer(cfg *config, h *hub, admit *admission, log *slog.Logger) *httpServer {
 	return &httpServer{cfg: cfg, hub: h, admit: admit, log: log, conns: map[*flvPlayer]struct{}{}, started: time.Now(),
-		hls: newHLSServer(cfg, h, log)}
+		hls: newHLSServer(cfg, h, log), bodyTimeout: requestHeadTimeout}
 }
 
 // handler builds the HTTP routes.
@@ -75,7 +78,66 @@ func (s *httpServer) handler() http.Handler {
 	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{app}/{file}", s.serveFLV)
 	mux.HandleFunc("GET /{app}/{name}/{file}", s.serveHLS)
-	return s.accessLog(s.cors(mux))
+	return s.accessLog(s.deadlines(s.cors(mux)))
+}
+
+const (
+	// requestHeadTimeout bounds the arrival of a request's head
+	// (http.Server.ReadHeaderTimeout) and, from its end, of its body.
+	requestHeadTimeout = 10 * time.Second
+	// maxIgnoredBody is the longest body taken on a route that reads
+	// none (every route but POST's, which bound their own).
+	maxIgnoredBody = 16 << 10
+)
+
+// deadlines bounds what a request may take of its connection's time: a
+// client that takes nothing of an answer for -ping-timeout is dropped, as
+// a silent player is (deadlineWriter), and a request body must come in
+// time, as ReadHeaderTimeout bounds heads.
+//
+// net/http reads whatever body a handler left (up to 256 KiB, so that
+// the connection can serve the next request) before it writes the
+// answer, and again when the handler returns, with no deadline: a client
+// that announced a body and sent it slowly, or never, held its
+// connection and goroutine for good. http.Server.ReadTimeout cannot
+// bound it instead: its deadline would also end the long requests
+// (blocking playlist reloads, SSE) once their bodies were read.
+//
+// So a request with a body gets a read deadline. POST handlers read their
+// own (MaxBytesReader); on any other route the body is read and dropped
+// here, at most maxIgnoredBody of it, and the deadline lifted before the
+// handler runs: 408 when it does not come in time, 413 when too long,
+// both closing the connection (RFC 9110 §15.5.9, §15.5.14).
+func (s *httpServer) deadlines(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		// Cleared first: the deadline the connection's last answer left
+		// is not this one's.
+		rc.SetWriteDeadline(time.Time{})
+		w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: s.cfg.PingTimeout}
+		if r.ContentLength == 0 { // no body: a length of 0, or none and not chunked
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc.SetReadDeadline(time.Now().Add(s.bodyTimeout))
+		if r.Method == http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		n, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxIgnoredBody+1))
+		switch {
+		case err != nil:
+			w.Header().Set("Connection", "close")
+			http.Error(w, "Request Timeout: the body did not come in time", http.StatusRequestTimeout)
+			return
+		case n > maxIgnoredBody:
+			w.Header().Set("Connection", "close")
+			http.Error(w, "Request Entity Too Large: this route takes no body", http.StatusRequestEntityTooLarge)
+			return
+		}
+		rc.SetReadDeadline(time.Time{})
+		next.ServeHTTP(w, r)
+	})
 }
 
 // accessLog writes one debug line per request when the handler returns:
@@ -190,7 +252,7 @@ func inlineHashes(page []byte, tag string) string {
 // cors answers cross-origin requests (the Fetch standard's CORS protocol).
 // Media (HTTP-FLV, WS-FLV) is for any page, as with NMS: -allow-origin.
 // The API and the admin page answer only the origins -api-allow-origin
-// names; a wildcard there lets other pages read, never DELETE.
+// names; a wildcard there lets other pages read, never POST or DELETE.
 func (s *httpServer) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		methods := "GET, HEAD, OPTIONS"
@@ -201,7 +263,9 @@ func (s *httpServer) cors(next http.Handler) http.Handler {
 				w.Header().Add("Vary", "Origin")
 			}
 			if named {
-				methods = "GET, HEAD, DELETE, OPTIONS"
+				// What control lets a named origin do: kicks, and
+				// relays (a JSON POST is preflighted).
+				methods = "GET, HEAD, POST, DELETE, OPTIONS"
 			}
 		} else if s.cfg.AllowOrigin != "" {
 			w.Header().Set("Access-Control-Allow-Origin", s.cfg.AllowOrigin)
@@ -213,6 +277,26 @@ func (s *httpServer) cors(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// deadlineWriter gives each write of an answer -ping-timeout to go out.
+// Without it a client that asked for something bigger than the socket
+// buffers hold (an HLS segment of a few megabytes, the admin page) and
+// read nothing held the request, and its connection, for good: the
+// server has no WriteTimeout, which would also end SSE and blocking
+// reloads. A player that takes the connection over (serveFLV) sets its
+// own deadlines, as /api/events renews its own.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // isControlPath tells the API and admin routes from media.
 func isControlPath(p string) bool {
@@ -277,7 +361,11 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 	var accept string
 	if ws {
 		var err error
-		if accept, err = wsAcceptKey(r); err != nil {
+		if accept, err = wsAcceptKey(r); errors.Is(err, errWSVersion) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+			http.Error(w, err.Error(), http.StatusUpgradeRequired)
+			return
+		} else if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -301,8 +389,15 @@ func (s *httpServer) serveFLV(w http.ResponseWriter, r *http.Request) {
 			s.players.release()
 		}
 	}()
-	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery}
-	if err := s.admit.check(actPlay, key, info); err != nil {
+	info := clientInfo{ID: newClientID(), IP: hostOf(r.RemoteAddr), Protocol: proto, Created: time.Now(), Query: r.URL.RawQuery,
+		Proxied: forwarded(r)}
+	// A HEAD (a probe) plays nothing: the sign tells its answer, and the
+	// play hook is not asked about a viewer that never comes.
+	check := s.admit.check
+	if r.Method == http.MethodHead {
+		check = s.admit.checkSign
+	}
+	if err := check(actPlay, key, info); err != nil {
 		s.log.Info("play refused", "proto", info.Protocol, "remote", r.RemoteAddr, "stream", key.String(), "reason", err)
 		if errors.Is(err, errDraining) {
 			http.Error(w, "Service Unavailable: "+errDraining.Error(), http.StatusServiceUnavailable)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -137,8 +138,10 @@ func TestHTTPRoutes(t *testing.T) {
 			wantHeader: map[string]string{"Content-Type": "application/json"}, body: "{",
 		},
 		{
+			// RFC 6455 §4.2.2: the versions the server understands.
 			name: "WS upgrade, version 12", method: "GET", path: "/live/x.flv",
-			header: wsHeaders("12", "dGhlIHNhbXBsZSBub25jZQ=="), status: http.StatusBadRequest,
+			header: wsHeaders("12", "dGhlIHNhbXBsZSBub25jZQ=="), status: http.StatusUpgradeRequired,
+			wantHeader: map[string]string{"Sec-WebSocket-Version": "13"},
 		},
 		{
 			name: "WS upgrade, bad key", method: "GET", path: "/live/x.flv",
@@ -600,5 +603,50 @@ func TestAccessLog(t *testing.T) {
 	quiet.stop()
 	if strings.Contains(quiet.logs.String(), "http request") {
 		t.Errorf("access line at info level:\n%s", quiet.logs.String())
+	}
+}
+
+// TestRequestBodyDeadline: a request body, like the head before it, must
+// arrive within a bound (README, Hostile input), whichever route it goes
+// to. net/http reads a body the handler left, so that it can keep the
+// connection, with no deadline of its own: a client announcing a body and
+// sending it slowly, or never, held its connection and goroutine for good.
+func TestRequestBodyDeadline(t *testing.T) {
+	ts := startServer(t, nil)
+	ts.web.bodyTimeout = 300 * time.Millisecond
+	// send writes a request and reads the answer until the server closes
+	// the connection (or the generous client deadline says it never did).
+	send := func(req string) string {
+		t.Helper()
+		c, err := net.Dial("tcp", ts.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(c, req)
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Errorf("%.40q: %v after %q", req, err, b)
+		}
+		return string(b)
+	}
+	for _, tc := range []struct{ name, req, want string }{
+		{"GET, body never sent", "GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", "HTTP/1.1 408"},
+		{"GET, chunked body never ended", "GET /api/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123", "HTTP/1.1 408"},
+		{"playlist, body never sent", "GET /live/none/index.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 408"},
+		{"HTTP-FLV, body never sent", "GET /live/none.flv HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 408"},
+		{"DELETE, body never sent", "DELETE /api/clients/X HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 408"},
+		{"POST, body never sent", "POST /api/relay/pull HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{", "HTTP/1.1 400"},
+		{"POST to a route without POST", "POST /live/none/index.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 405"},
+		{"OPTIONS, body never sent", "OPTIONS /live/none/index.m3u8 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", "HTTP/1.1 408"},
+		{"GET, body too long", "GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 20000\r\n\r\n" + strings.Repeat("a", 20000), "HTTP/1.1 413"},
+		{"GET, small body sent whole", "GET /api/health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello", "HTTP/1.1 200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := send(tc.req); !strings.HasPrefix(got, tc.want) {
+				t.Errorf("got %.60q; want %s", got, tc.want)
+			}
+		})
 	}
 }

@@ -74,9 +74,9 @@ type hub struct {
 
 	tappers []func(h *hub, key streamKey) []*subscriber // see tap; fixed before run
 	// demand, if set, is called on the hub goroutine when a player asks
-	// for a stream that has no publisher (an edge pulls it); it must not
-	// block. Fixed before run.
-	demand func(key streamKey)
+	// for a stream that has no publisher (an edge pulls it), and tells
+	// whether a pull of it runs; it must not block. Fixed before run.
+	demand func(key streamKey) bool
 	// now is when the op being run began (onFrame's frame arrived), since
 	// hubEpoch: the limits in media time also want that much wall time,
 	// so that a publisher sending faster than real time (a file pushed
@@ -516,6 +516,14 @@ func (h *hub) cacheGOP(s *stream, f *frame) {
 }
 
 // ---- Playing ----
+
+// pull has an edge pull key from its origins, as a player's subscribe
+// does when nobody publishes it, and tells whether a pull of it runs.
+func (h *hub) pull(key streamKey) bool {
+	pulling := false
+	h.call(func() { pulling = h.demand != nil && h.demand(key) })
+	return pulling
+}
 
 // subscribe adds a player to key's stream, creating the stream if nobody
 // publishes it yet: the player then waits for a publisher. form is the

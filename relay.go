@@ -521,12 +521,16 @@ func skipBehind(batch []*frame) []*frame {
 // ---- pull ----
 
 // demand is called by the hub when a player asks for a stream that has
-// no publisher: an edge pulls it from its origins, once.
-func (rs *relays) demand(key streamKey) {
+// no publisher: an edge pulls it from its origins, once. It tells whether
+// a pull of key runs.
+func (rs *relays) demand(key streamKey) bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.ctx == nil || rs.ctx.Err() != nil || rs.pulls[key] != nil {
-		return
+	if rs.ctx == nil || rs.ctx.Err() != nil {
+		return false
+	}
+	if rs.pulls[key] != nil {
+		return true
 	}
 	var urls []string
 	for _, rule := range rs.rules {
@@ -537,9 +541,11 @@ func (rs *relays) demand(key streamKey) {
 	for _, o := range rs.origins {
 		urls = append(urls, o.target(key))
 	}
-	if len(urls) > 0 {
-		rs.startPull(nil, key, urls, true)
+	if len(urls) == 0 {
+		return false
 	}
+	rs.startPull(nil, key, urls, true)
+	return true
 }
 
 // startPull runs a pull of key from urls (tried in turn); onDemand pulls

@@ -135,7 +135,7 @@ func listen(cfg *config, log *slog.Logger) (_ *server, err error) {
 	}
 	s.httpSrv = &http.Server{
 		Handler:           s.web.handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: requestHeadTimeout,
 		IdleTimeout:       cfg.PingTimeout,
 		MaxHeaderBytes:    16<<10 - 4096, // net/http reads this plus 4096 bytes: a 16 KiB request head in all
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),

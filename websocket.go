@@ -46,11 +46,15 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
+// errWSVersion refuses an opening handshake of another version than 13:
+// 426 with the version gms speaks (RFC 6455 §4.2.2 step 4).
+var errWSVersion = fmt.Errorf("%w: Sec-WebSocket-Version must be 13", errWSProtocol)
+
 // wsAcceptKey checks the client's opening handshake (RFC 6455 §4.2.1) and
 // computes Sec-WebSocket-Accept (§4.2.2 step 5.4).
 func wsAcceptKey(r *http.Request) (string, error) {
 	if r.Header.Get("Sec-WebSocket-Version") != "13" {
-		return "", fmt.Errorf("%w: Sec-WebSocket-Version must be 13", errWSProtocol)
+		return "", errWSVersion
 	}
 	key := r.Header.Get("Sec-WebSocket-Key")
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 16 {
