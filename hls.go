@@ -396,6 +396,9 @@ func (st *hlsStream) onFrame(f *frame) {
 		return
 	case f.typ == msgDataAMF0 && f.meta != nil:
 		st.width, st.height = metaInt(f.meta.values, "width"), metaInt(f.meta.values, "height")
+		if st.audioHeader == nil {
+			st.audioHeader = mp3HeaderOf(f.meta.values)
+		}
 		return
 	case f.typ != msgAudio && f.typ != msgVideo:
 		return
@@ -409,6 +412,8 @@ func (st *hlsStream) onFrame(f *frame) {
 	} else if audioIsHeader(body) {
 		st.setHeader(&st.audioHeader, body)
 		return
+	} else if st.audioHeader == nil && mp3Frame(body) {
+		st.setHeader(&st.audioHeader, body) // and muxed: MP3 has no header
 	}
 	st.onMedia(f, body)
 }
