@@ -476,6 +476,7 @@ func FuzzFMP4Input(f *testing.F) {
 	f.Add(joinBytes(bs(0x90), []byte("hvc1"), bs(1), zeros(22)), joinBytes(bs(0x90), []byte("Opus"), testOpusHead), joinBytes(bs(0x91), []byte("hvc1"), bs(0, 0, 0, 1)))
 	f.Add(joinBytes(bs(0x90), []byte("av01"), bs(0x81, 0, 0, 0)), joinBytes(bs(0x91), []byte("Opus"), bs(1)), joinBytes(bs(0x93), []byte("av01"), bs(1)))
 	f.Add(joinBytes(bs(0x90), []byte("vp09"), zeros(8)), bs(0xAF, 0, 0xFF), joinBytes(bs(0xA1), []byte("vp09"), bs(1)))
+	f.Add(joinBytes(bs(0x17, 0, 0, 0, 0), testAVCC), bs(0x2E, 0xFF, 0xFB, 0x94, 0x64, 0), bs(0x2F, 0xFF, 0xF3, 0x84, 0, 1))
 	f.Fuzz(func(t *testing.T, videoHeader, audioHeader, frame []byte) {
 		m, err := newFMP4Muxer(videoHeader, audioHeader, 0, 0)
 		if len(m.tracks) == 0 {
