@@ -832,6 +832,51 @@ type fmp4Muxer struct {
 	tracks       []*mp4Track
 	video, audio *trackTimer // nil when the track is absent
 	seq          uint32      // the last fragment's sequence_number
+	leftOut      *mp4Track   // a track muxed but kept out of init and whole fragments (see leaveOutMP3)
+}
+
+// leaveOutMP3 keeps an MP3 track out of init and of fragment's and
+// fragments' whole fragments (fragments' per-track ones keep it) when
+// there is video, and says whether it did. hls.js 1.7.4 reads an mp4a
+// sample entry's codec only when its objectTypeIndication is 0x40 (AAC):
+// for MP3's 0x6B it asks for a SourceBuffer of codecs "mp4a", which
+// Chromium refuses, and the video does not play either. Video without
+// its MP3 plays, as it did before gms muxed MP3; DASH players take the
+// codecs from the MPD (mp4a.6B) and get the track.
+func (m *fmp4Muxer) leaveOutMP3() bool {
+	if m.video == nil || m.audio == nil || m.audio.track.codec != ".mp3" {
+		return false
+	}
+	m.leftOut = m.audio.track
+	return true
+}
+
+// kept is m.tracks but the one left out.
+func (m *fmp4Muxer) kept() []*mp4Track {
+	if m.leftOut == nil {
+		return m.tracks
+	}
+	var kept []*mp4Track
+	for _, t := range m.tracks {
+		if t != m.leftOut {
+			kept = append(kept, t)
+		}
+	}
+	return kept
+}
+
+// keptRuns is runs but the left-out track's.
+func (m *fmp4Muxer) keptRuns(runs []mp4Run) []mp4Run {
+	if m.leftOut == nil {
+		return runs
+	}
+	var kept []mp4Run
+	for _, r := range runs {
+		if r.track != m.leftOut {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // newFMP4Muxer makes the tracks from the stream's sequence headers (FLV
@@ -894,7 +939,7 @@ func audioTrackOf(header []byte) (*mp4Track, error) {
 }
 
 // init is the init segment.
-func (m *fmp4Muxer) init() []byte { return appendInit(nil, m.tracks) }
+func (m *fmp4Muxer) init() []byte { return appendInit(nil, m.kept()) }
 
 // timer is the track an FLV tag of type typ goes to, or nil.
 func (m *fmp4Muxer) timer(typ uint8) *trackTimer {
@@ -944,12 +989,21 @@ func (m *fmp4Muxer) add(typ uint8, ms uint32, fm flvMedia) {
 // track's last sample ends exactly there, the others' with their last
 // duration. It returns dst unchanged when nothing is queued.
 func (m *fmp4Muxer) fragment(dst []byte, typ uint8, ms uint32) []byte {
-	runs := m.flush(typ, ms)
-	if runs == nil {
+	runs := m.keptRuns(m.flush(typ, ms))
+	if !hasSamples(runs) {
 		return dst
 	}
 	m.seq++
 	return appendFragment(dst, m.seq, runs)
+}
+
+func hasSamples(runs []mp4Run) bool {
+	for _, r := range runs {
+		if len(r.samples) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // fragments is fragment that also writes each track's samples as a
@@ -961,7 +1015,9 @@ func (m *fmp4Muxer) fragments(typ uint8, ms uint32) (whole []byte, tracks [][]by
 		return nil, nil
 	}
 	m.seq++
-	whole = appendFragment(nil, m.seq, runs)
+	if kept := m.keptRuns(runs); hasSamples(kept) {
+		whole = appendFragment(nil, m.seq, kept)
+	}
 	for _, run := range runs {
 		var frag []byte
 		if len(run.samples) > 0 {

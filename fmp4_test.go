@@ -681,3 +681,51 @@ func TestMuxMP3FFprobe(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaveOutMP3: a muxer told to leave MP3 out (HLS with video, for
+// hls.js) writes an init and whole fragments of the video alone, and
+// per-track fragments (DASH) with the MP3 too; without video, or with
+// AAC, nothing is left out.
+func TestLeaveOutMP3(t *testing.T) {
+	video := joinBytes(bs(0x17, 0, 0, 0, 0), testAVCC)
+	mp3 := bs(soundMP3<<4|0x0F, 0xFF, 0xFB, 0x94, 0x64, 1, 2, 3)
+	m, err := newFMP4Muxer(video, mp3, 320, 240)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.leaveOutMP3() {
+		t.Fatal("H.264 + MP3: nothing left out")
+	}
+	if init := m.init(); bytes.Contains(init, []byte("mp4a")) || !bytes.Contains(init, []byte("avc1")) {
+		t.Errorf("init of the video alone has mp4a %v, avc1 %v", bytes.Contains(init, []byte("mp4a")), bytes.Contains(init, []byte("avc1")))
+	}
+	for i, tag := range []struct {
+		typ  uint8
+		body []byte
+	}{{msgVideo, bs(0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65)}, {msgAudio, mp3}, {msgVideo, bs(0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41)}} {
+		fm, err := m.parse(tag.typ, tag.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.add(tag.typ, uint32(i*40), fm)
+	}
+	whole, tracks := m.fragments(msgVideo, 120)
+	if n := bytes.Count(whole, []byte("traf")); n != 1 {
+		t.Errorf("whole fragment: %d trafs; want the video's alone", n)
+	}
+	if len(tracks) != 2 || tracks[1] == nil || !bytes.HasSuffix(tracks[1], mp3[1:]) {
+		t.Errorf("per-track fragments: %d, the MP3's % x; want it with the frame", len(tracks), tracks)
+	}
+	for _, c := range []struct {
+		name         string
+		video, audio []byte
+	}{{"MP3 alone", nil, mp3}, {"H.264 + AAC", video, joinBytes(bs(0xAF, 0), testASC)}} {
+		m, err := newFMP4Muxer(c.video, c.audio, 320, 240)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.leaveOutMP3() || !bytes.Contains(m.init(), []byte("mp4a")) {
+			t.Errorf("%s: the audio is left out", c.name)
+		}
+	}
+}

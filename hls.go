@@ -459,6 +459,9 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		if len(mux.tracks) == 0 {
 			return
 		}
+		if mux.leaveOutMP3() {
+			st.log.Info("hls: MP3 audio is left out of HLS, which hls.js cannot play with it; DASH and MP4 recordings have it")
+		}
 		st.mux, st.started = mux, false
 		st.lead = msgAudio
 		if mux.video != nil {

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,20 @@ func TestChromiumHLSJS(t *testing.T) {
 			runCmd(ctx, "push", "-loop", "0", clip, ts.rtmpURL(key.Name))
 		}()
 		defer func() { cancel(); <-done }()
+		waitFor(t, "the publisher", func() bool { return ts.live(key) })
+		playHLSJS(t, js, ts, key)
+	})
+	t.Run("mp3", func(t *testing.T) {
+		// H.264 + MP3, what FFmpeg's FLV muxer sends by default: an mp4a
+		// track of objectTypeIndication 0x6B (fmp4.go).
+		clip := modernClip(t, "h264mp3", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "2")
+		key := streamKey{"live", "hlsmp3"}
+		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip,
+			"-c", "copy", "-f", "flv", ts.rtmpURL(key.Name))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
 		waitFor(t, "the publisher", func() bool { return ts.live(key) })
 		playHLSJS(t, js, ts, key)
 	})
