@@ -5,8 +5,8 @@ package main
 // segment (ftyp, moov) that describes the tracks, and fragments (moof,
 // mdat) that carry samples. Video: AVC from classic FLV tags (and the
 // HEVC id 12 some encoders put there); avc1, hvc1, av01, vp09 from
-// Enhanced RTMP. Audio: AAC and MP3 from classic tags, Opus and MP3 from
-// Enhanced RTMP.
+// Enhanced RTMP. Audio: AAC and MP3 from classic tags, Opus, MP3 and AAC
+// from Enhanced RTMP.
 //
 // The samples are the FLV bodies minus their FLV headers: FLV's AVC and
 // HEVC NAL units are length-prefixed as MP4 wants them, AAC frames are
@@ -106,7 +106,7 @@ const (
 )
 
 // parseFLVAudio reads an audio tag body: AAC or MP3 (FLV 10.1 §E.4.2.1),
-// or Enhanced RTMP's ExAudioTagHeader with Opus or MP3.
+// or Enhanced RTMP's ExAudioTagHeader with Opus, MP3 or AAC.
 func parseFLVAudio(b []byte) (flvMedia, error) {
 	if len(b) < 1 {
 		return flvMedia{}, fmt.Errorf("%w: audio tag: empty", errMP4Input)
@@ -130,7 +130,9 @@ func parseFLVAudio(b []byte) (flvMedia, error) {
 			return flvMedia{}, fmt.Errorf("%w: audio tag: ExAudioTagHeader of %d bytes, want 5", errMP4Input, len(b))
 		}
 		m := flvMedia{codec: string(b[1:5]), key: true, data: b[5:]}
-		if m.codec != "Opus" && m.codec != ".mp3" {
+		switch m.codec {
+		case "Opus", ".mp3", "mp4a": // mp4a: AAC, its SequenceStart the AudioSpecificConfig
+		default:
 			return flvMedia{}, fmt.Errorf("%w: audio tag: FourCC %q not muxed", errMP4Input, fourCCName(m.codec))
 		}
 		switch b[0] & 0x0F { // AudioPacketType

@@ -273,7 +273,9 @@ func TestParseFLVMedia(t *testing.T) {
 		{"Opus frame", false, joinBytes(bs(0x91), []byte("Opus"), bs(5)), flvMedia{kind: mediaFrame, codec: "Opus", key: true, data: bs(5)}, false},
 		{"MP3 frame", false, bs(0x2F, 1), flvMedia{kind: mediaFrame, codec: ".mp3", key: true, data: bs(1)}, false},
 		{"E-RTMP MP3 frame", false, joinBytes(bs(0x91), []byte(".mp3"), bs(5)), flvMedia{kind: mediaFrame, codec: ".mp3", key: true, data: bs(5)}, false},
+		{"E-RTMP AAC header", false, joinBytes(bs(0x90), []byte("mp4a"), testASC), flvMedia{kind: mediaConfig, codec: "mp4a", key: true, data: testASC}, false},
 		{"PCM refused", false, bs(0x3F, 1), flvMedia{}, true},
+		{"E-RTMP FLAC refused", false, joinBytes(bs(0x91), []byte("fLaC"), bs(5)), flvMedia{}, true},
 		{"empty", false, nil, flvMedia{}, true},
 	} {
 		var got flvMedia
@@ -728,4 +730,31 @@ func TestLeaveOutMP3(t *testing.T) {
 			t.Errorf("%s: the audio is left out", c.name)
 		}
 	}
+}
+
+// TestEnhancedAACFFprobe: AAC in Enhanced RTMP's ExAudioTagHeader (FourCC
+// mp4a, the AudioSpecificConfig in its SequenceStart, as E-RTMP v2 defines
+// and FFmpeg 8 reads) is muxed as the classic tags are: the test clip with
+// its AAC tags so rewritten reads in ffprobe with every packet as the
+// clip's. Before, "FourCC mp4a not muxed": no audio in HLS, DASH or MP4.
+func TestEnhancedAACFFprobe(t *testing.T) {
+	clip := testClip(t)
+	_, tags := readFLVFile(t, clip)
+	for i, tag := range tags {
+		if tag.Type == tagAudio && len(tag.Data) >= 2 && tag.Data[0]>>4 == soundAAC {
+			packetType := byte(exCodedFrames)
+			if tag.Data[1] == 0 {
+				packetType = exSequenceStart
+			}
+			tags[i].Data = joinBytes(bs(soundExHeader<<4|packetType), []byte("mp4a"), tag.Data[2:])
+		}
+	}
+	path := filepath.Join(t.TempDir(), "eaac.mp4")
+	if err := os.WriteFile(path, muxFLV(t, tags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ffprobeStreams(t, path), "stream|codec_name=h264|codec_type=video|width=320|height=240\nstream|codec_name=aac|codec_type=audio"; got != want {
+		t.Errorf("streams:\n%s\nwant\n%s", got, want)
+	}
+	comparePacketsTimed(t, "fmp4", ffprobeTimed(t, path), ffprobeTimed(t, clip), 0.0011)
 }
