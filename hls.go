@@ -822,7 +822,12 @@ func (st *hlsStream) playlist(query string, skip bool) []byte {
 		}
 		st.writeSegmentHead(&b, s, prevEpoch, query)
 		prevEpoch = s.epoch
-		if ll && total-elapsed <= float64(3*td) {
+		// Without an open segment (between publishes, or a codec change
+		// before its keyframe) no parts: hls.js takes a playlist with
+		// parts to go on in the same discontinuity sequence, and refuses
+		// the next one's EXT-X-DISCONTINUITY ("discontinuity sequence
+		// mismatch"). Parts of complete segments are optional (§4.4.4.9).
+		if ll && open != nil && total-elapsed <= float64(3*td) {
 			st.writeParts(&b, s, query)
 		}
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%s\n", s.dur, st.uri(fmt.Sprintf("seg-%s-%d.m4s", st.runID, s.msn), query))
