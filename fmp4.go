@@ -5,7 +5,8 @@ package main
 // segment (ftyp, moov) that describes the tracks, and fragments (moof,
 // mdat) that carry samples. Video: AVC from classic FLV tags (and the
 // HEVC id 12 some encoders put there); avc1, hvc1, av01, vp09 from
-// Enhanced RTMP. Audio: AAC from classic tags, Opus from Enhanced RTMP.
+// Enhanced RTMP. Audio: AAC and MP3 from classic tags, Opus, MP3 and AAC
+// from Enhanced RTMP.
 //
 // The samples are the FLV bodies minus their FLV headers: FLV's AVC and
 // HEVC NAL units are length-prefixed as MP4 wants them, AAC frames are
@@ -98,8 +99,14 @@ func parseFLVVideo(b []byte) (flvMedia, error) {
 	return m, nil
 }
 
-// parseFLVAudio reads an audio tag body: AAC (FLV 10.1 §E.4.2.1) or
-// Enhanced RTMP's ExAudioTagHeader with Opus.
+// FLV SoundFormat values of MP3 (FLV 10.1 §E.4.2.1).
+const (
+	soundMP3   = 2
+	soundMP38k = 14
+)
+
+// parseFLVAudio reads an audio tag body: AAC or MP3 (FLV 10.1 §E.4.2.1),
+// or Enhanced RTMP's ExAudioTagHeader with Opus, MP3 or AAC.
 func parseFLVAudio(b []byte) (flvMedia, error) {
 	if len(b) < 1 {
 		return flvMedia{}, fmt.Errorf("%w: audio tag: empty", errMP4Input)
@@ -114,16 +121,25 @@ func parseFLVAudio(b []byte) (flvMedia, error) {
 			m.kind = mediaConfig
 		}
 		return m, nil
+	case soundMP3, soundMP38k:
+		// MP3 has no sequence header: every frame is the sample, and its
+		// MPEG audio header says what the track needs.
+		return flvMedia{codec: ".mp3", key: true, kind: mediaFrame, data: b[1:]}, nil
 	case soundExHeader:
 		if len(b) < 5 {
 			return flvMedia{}, fmt.Errorf("%w: audio tag: ExAudioTagHeader of %d bytes, want 5", errMP4Input, len(b))
 		}
 		m := flvMedia{codec: string(b[1:5]), key: true, data: b[5:]}
-		if m.codec != "Opus" {
+		switch m.codec {
+		case "Opus", ".mp3", "mp4a": // mp4a: AAC, its SequenceStart the AudioSpecificConfig
+		default:
 			return flvMedia{}, fmt.Errorf("%w: audio tag: FourCC %q not muxed", errMP4Input, fourCCName(m.codec))
 		}
 		switch b[0] & 0x0F { // AudioPacketType
 		case exSequenceStart:
+			if m.codec == ".mp3" { // E-RTMP defines none for MP3
+				return flvMedia{}, nil
+			}
 			m.kind = mediaConfig
 		case exCodedFrames:
 			m.kind = mediaFrame
@@ -223,9 +239,87 @@ func newAudioTrack(m flvMedia) (*mp4Track, error) {
 			return nil, err
 		}
 		t.config, t.rate, t.channels = dops, 48000, uint16(channels)
+	case ".mp3":
+		h, err := parseMPEGAudioHeader(m.data)
+		if err != nil {
+			return nil, err
+		}
+		t.rate, t.channels, t.frameLen = uint32(h.rate), uint16(h.channels), uint32(h.samples)
 	}
 	t.timescale = t.rate
 	return t, nil
+}
+
+// mp3Frame says whether an FLV audio tag body is an MP3 frame, which
+// stands for the sequence header MP3 does not have.
+func mp3Frame(body []byte) bool {
+	m, err := parseFLVAudio(body)
+	return err == nil && m.codec == ".mp3" && m.kind == mediaFrame
+}
+
+// mp3HeaderOf is the stand-in header of an MP3 stream that its metadata
+// declares (audiocodecid 2 or 14, audiosamplerate, stereo): an FLV MP3
+// tag body of one frame header. FFmpeg sends a video frame or two before
+// its first MP3 frame, so the muxer learns of the audio track here, not
+// from the first frame after the video track has started. nil when the
+// metadata declares no MP3 at a rate MPEG audio has.
+func mp3HeaderOf(meta amfObject) []byte {
+	id, _ := meta.Get("audiocodecid")
+	rate, _ := meta.Get("audiosamplerate")
+	stereo, _ := meta.Get("stereo")
+	if id != float64(soundMP3) && id != float64(soundMP38k) {
+		return nil
+	}
+	// version bits: 3 MPEG-1, 2 MPEG-2, 0 MPEG 2.5; layer bits 1: Layer III.
+	versions := map[float64][2]byte{44100: {3, 0}, 48000: {3, 1}, 32000: {3, 2}, 22050: {2, 0}, 24000: {2, 1},
+		16000: {2, 2}, 11025: {0, 0}, 12000: {0, 1}, 8000: {0, 2}}
+	r, ok := rate.(float64)
+	v, known := versions[r]
+	if !ok || !known {
+		return nil
+	}
+	mode := byte(3) // single channel
+	if stereo == true {
+		mode = 0
+	}
+	return []byte{soundMP3<<4 | 0x0E, 0xFF, 0xE0 | v[0]<<3 | 1<<1 | 1, 0x90 | v[1]<<2, mode << 6}
+}
+
+// mpegAudioHeader is what a track needs from an MPEG audio frame header.
+type mpegAudioHeader struct {
+	rate, channels, samples int // samples: per frame
+}
+
+// parseMPEGAudioHeader reads the 32-bit header that starts an MPEG-1/2
+// audio frame (ISO/IEC 11172-3 §2.4.2.3, ISO/IEC 13818-3 §2.4.2.3 for the
+// lower rates, and the "MPEG 2.5" extension below them): syncword 11 bits,
+// version 2, layer 2, protection 1, bitrate 4, sampling frequency 2,
+// padding 1, private 1, mode 2 (3: single channel), ...
+func parseMPEGAudioHeader(b []byte) (mpegAudioHeader, error) {
+	if len(b) < 4 || b[0] != 0xFF || b[1]&0xE0 != 0xE0 {
+		return mpegAudioHeader{}, fmt.Errorf("%w: MPEG audio frame: no syncword in % x", errMP4Input, b[:min(len(b), 4)])
+	}
+	version, layer, rateIndex := b[1]>>3&3, b[1]>>1&3, b[2]>>2&3
+	if version == 1 || layer == 0 || rateIndex == 3 {
+		return mpegAudioHeader{}, fmt.Errorf("%w: MPEG audio frame: reserved version, layer or sampling frequency in % x", errMP4Input, b[:4])
+	}
+	h := mpegAudioHeader{rate: []int{44100, 48000, 32000}[rateIndex], channels: 2, samples: 1152}
+	switch version {
+	case 2: // MPEG-2: half the MPEG-1 rates
+		h.rate /= 2
+	case 0: // MPEG 2.5: a quarter
+		h.rate /= 4
+	}
+	switch {
+	case layer == 3: // Layer I
+		h.samples = 384
+	case layer == 1 && version != 3: // Layer III at the lower rates
+		h.samples = 576
+	}
+	if b[3]>>6 == 3 {
+		h.channels = 1
+	}
+	return h, nil
 }
 
 // opusSpecific turns an OpusHead ID header (RFC 7845 §5.1, little-endian)
@@ -457,7 +551,11 @@ func appendVisualEntry(dst []byte, t *mp4Track) []byte {
 
 // appendAudioEntry writes an AudioSampleEntry (§12.2.3) with esds or dOps.
 func appendAudioEntry(dst []byte, t *mp4Track) []byte {
-	dst, entry := boxOpen(dst, t.codec)
+	sampleEntry := t.codec
+	if t.codec == ".mp3" {
+		sampleEntry = "mp4a" // MPEG audio in MP4 is an mp4a entry (ISO/IEC 14496-14 §5.6) with its own objectTypeIndication
+	}
+	dst, entry := boxOpen(dst, sampleEntry)
 	dst = append(dst, make([]byte, 6)...) // reserved
 	dst = be16(dst, 1)                    // data_reference_index
 	dst = append(dst, make([]byte, 8)...) // reserved
@@ -477,22 +575,31 @@ func appendAudioEntry(dst []byte, t *mp4Track) []byte {
 		return boxClose(dst, entry)
 	}
 	// esds (ISO/IEC 14496-14 §5.6): an ES_Descriptor (ISO/IEC 14496-1 §7.2.6.5)
-	// holding a DecoderConfigDescriptor with the AudioSpecificConfig.
+	// holding a DecoderConfigDescriptor with the AudioSpecificConfig. MPEG-1/2
+	// audio (MP3) has no decoder specific info: its frames describe themselves.
 	dst, esds := fullBoxOpen(dst, "esds", 0, 0)
 	asc := t.config
-	dcd := 13 + descriptorLen(len(asc))
+	objectType := byte(0x40) // objectTypeIndication (ISO/IEC 14496-1 §7.2.6.6.2): Audio ISO/IEC 14496-3
+	dcd := 13
+	if t.codec == ".mp3" {
+		objectType = 0x6B // Audio ISO/IEC 11172-3, the one FFmpeg and browsers read for every MP3
+	} else {
+		dcd += descriptorLen(len(asc))
+	}
 	es := 3 + descriptorLen(dcd) + descriptorLen(1)
-	dst = appendDescriptorHeader(dst, 0x03, es)       // ES_DescrTag
-	dst = be16(dst, 0)                                // ES_ID
-	dst = append(dst, 0)                              // no dependency, URL or OCR stream; priority 0
-	dst = appendDescriptorHeader(dst, 0x04, dcd)      // DecoderConfigDescrTag
-	dst = append(dst, 0x40)                           // objectTypeIndication: Audio ISO/IEC 14496-3
-	dst = append(dst, 0x15)                           // streamType 5 (audio) << 2, upStream 0, reserved 1
-	dst = append(dst, 0, 0, 0)                        // bufferSizeDB
-	dst = be32(dst, 0)                                // maxBitrate
-	dst = be32(dst, 0)                                // avgBitrate
-	dst = appendDescriptorHeader(dst, 0x05, len(asc)) // DecSpecificInfoTag
-	dst = append(dst, asc...)
+	dst = appendDescriptorHeader(dst, 0x03, es)  // ES_DescrTag
+	dst = be16(dst, 0)                           // ES_ID
+	dst = append(dst, 0)                         // no dependency, URL or OCR stream; priority 0
+	dst = appendDescriptorHeader(dst, 0x04, dcd) // DecoderConfigDescrTag
+	dst = append(dst, objectType)
+	dst = append(dst, 0x15)    // streamType 5 (audio) << 2, upStream 0, reserved 1
+	dst = append(dst, 0, 0, 0) // bufferSizeDB
+	dst = be32(dst, 0)         // maxBitrate
+	dst = be32(dst, 0)         // avgBitrate
+	if t.codec != ".mp3" {
+		dst = appendDescriptorHeader(dst, 0x05, len(asc)) // DecSpecificInfoTag
+		dst = append(dst, asc...)
+	}
 	dst = appendDescriptorHeader(dst, 0x06, 1) // SLConfigDescrTag
 	dst = append(dst, 2)                       // predefined: reserved for MP4 files
 	dst = boxClose(dst, esds)
@@ -727,6 +834,51 @@ type fmp4Muxer struct {
 	tracks       []*mp4Track
 	video, audio *trackTimer // nil when the track is absent
 	seq          uint32      // the last fragment's sequence_number
+	leftOut      *mp4Track   // a track muxed but kept out of init and whole fragments (see leaveOutMP3)
+}
+
+// leaveOutMP3 keeps an MP3 track out of init and of fragment's and
+// fragments' whole fragments (fragments' per-track ones keep it) when
+// there is video, and says whether it did. hls.js 1.7.4 reads an mp4a
+// sample entry's codec only when its objectTypeIndication is 0x40 (AAC):
+// for MP3's 0x6B it asks for a SourceBuffer of codecs "mp4a", which
+// Chromium refuses, and the video does not play either. Video without
+// its MP3 plays, as it did before gms muxed MP3; DASH players take the
+// codecs from the MPD (mp4a.6B) and get the track.
+func (m *fmp4Muxer) leaveOutMP3() bool {
+	if m.video == nil || m.audio == nil || m.audio.track.codec != ".mp3" {
+		return false
+	}
+	m.leftOut = m.audio.track
+	return true
+}
+
+// kept is m.tracks but the one left out.
+func (m *fmp4Muxer) kept() []*mp4Track {
+	if m.leftOut == nil {
+		return m.tracks
+	}
+	var kept []*mp4Track
+	for _, t := range m.tracks {
+		if t != m.leftOut {
+			kept = append(kept, t)
+		}
+	}
+	return kept
+}
+
+// keptRuns is runs but the left-out track's.
+func (m *fmp4Muxer) keptRuns(runs []mp4Run) []mp4Run {
+	if m.leftOut == nil {
+		return runs
+	}
+	var kept []mp4Run
+	for _, r := range runs {
+		if r.track != m.leftOut {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }
 
 // newFMP4Muxer makes the tracks from the stream's sequence headers (FLV
@@ -780,13 +932,16 @@ func audioTrackOf(header []byte) (*mp4Track, error) {
 		if m.codec == "Opus" && m.kind == mediaFrame {
 			return newAudioTrack(flvMedia{codec: "Opus"}) // Opus without a header: the defaults
 		}
+		if m.codec == ".mp3" && m.kind == mediaFrame {
+			return newAudioTrack(m) // MP3 has no header: its first frame stands for one
+		}
 		return nil, fmt.Errorf("%w: audio header is not a sequence header", errMP4Input)
 	}
 	return newAudioTrack(m)
 }
 
 // init is the init segment.
-func (m *fmp4Muxer) init() []byte { return appendInit(nil, m.tracks) }
+func (m *fmp4Muxer) init() []byte { return appendInit(nil, m.kept()) }
 
 // timer is the track an FLV tag of type typ goes to, or nil.
 func (m *fmp4Muxer) timer(typ uint8) *trackTimer {
@@ -836,12 +991,21 @@ func (m *fmp4Muxer) add(typ uint8, ms uint32, fm flvMedia) {
 // track's last sample ends exactly there, the others' with their last
 // duration. It returns dst unchanged when nothing is queued.
 func (m *fmp4Muxer) fragment(dst []byte, typ uint8, ms uint32) []byte {
-	runs := m.flush(typ, ms)
-	if runs == nil {
+	runs := m.keptRuns(m.flush(typ, ms))
+	if !hasSamples(runs) {
 		return dst
 	}
 	m.seq++
 	return appendFragment(dst, m.seq, runs)
+}
+
+func hasSamples(runs []mp4Run) bool {
+	for _, r := range runs {
+		if len(r.samples) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // fragments is fragment that also writes each track's samples as a
@@ -853,7 +1017,9 @@ func (m *fmp4Muxer) fragments(typ uint8, ms uint32) (whole []byte, tracks [][]by
 		return nil, nil
 	}
 	m.seq++
-	whole = appendFragment(nil, m.seq, runs)
+	if kept := m.keptRuns(runs); hasSamples(kept) {
+		whole = appendFragment(nil, m.seq, kept)
+	}
 	for _, run := range runs {
 		var frag []byte
 		if len(run.samples) > 0 {
@@ -902,6 +1068,8 @@ func (t *mp4Track) codecString() string {
 		s = exAudioParams(&exTrack{fourCC: t.codec, body: t.config}).CodecString
 	case "Opus":
 		s = "opus"
+	case ".mp3":
+		s = "mp4a.6B" // RFC 6381 §3.3: mp4a and the objectTypeIndication in hex
 	}
 	if s == "" {
 		return t.codec

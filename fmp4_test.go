@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -270,7 +271,11 @@ func TestParseFLVMedia(t *testing.T) {
 		{"AAC header", false, joinBytes(bs(0xAF, 0), testASC), flvMedia{kind: mediaConfig, codec: "mp4a", key: true, data: testASC}, false},
 		{"AAC frame", false, bs(0xAF, 1, 5, 6), flvMedia{kind: mediaFrame, codec: "mp4a", key: true, data: bs(5, 6)}, false},
 		{"Opus frame", false, joinBytes(bs(0x91), []byte("Opus"), bs(5)), flvMedia{kind: mediaFrame, codec: "Opus", key: true, data: bs(5)}, false},
-		{"MP3 refused", false, bs(0x2F, 1), flvMedia{}, true},
+		{"MP3 frame", false, bs(0x2F, 1), flvMedia{kind: mediaFrame, codec: ".mp3", key: true, data: bs(1)}, false},
+		{"E-RTMP MP3 frame", false, joinBytes(bs(0x91), []byte(".mp3"), bs(5)), flvMedia{kind: mediaFrame, codec: ".mp3", key: true, data: bs(5)}, false},
+		{"E-RTMP AAC header", false, joinBytes(bs(0x90), []byte("mp4a"), testASC), flvMedia{kind: mediaConfig, codec: "mp4a", key: true, data: testASC}, false},
+		{"PCM refused", false, bs(0x3F, 1), flvMedia{}, true},
+		{"E-RTMP FLAC refused", false, joinBytes(bs(0x91), []byte("fLaC"), bs(5)), flvMedia{}, true},
 		{"empty", false, nil, flvMedia{}, true},
 	} {
 		var got flvMedia
@@ -343,12 +348,19 @@ func muxFLV(t *testing.T, tags []flvTag) []byte {
 	var out []byte
 	for _, tag := range tags {
 		switch {
+		case tag.Type == tagScript && m == nil && audioHeader == nil:
+			if _, meta, ok := parseMetadata(tag.Data); ok && meta != nil {
+				audioHeader = mp3HeaderOf(meta.values) // as hls.go: MP3's stand-in header
+			}
+			continue
 		case tag.Type == tagVideo && m == nil && videoHeader == nil:
 			videoHeader = tag.Data
 			continue
 		case tag.Type == tagAudio && m == nil && audioHeader == nil:
 			audioHeader = tag.Data
-			continue
+			if !mp3Frame(tag.Data) { // an MP3 frame stands for a header and is muxed too
+				continue
+			}
 		case tag.Type != tagVideo && tag.Type != tagAudio:
 			continue
 		}
@@ -407,7 +419,11 @@ func seconds(s string) float64 { v, _ := strconv.ParseFloat(s, 64); return v }
 // order, sizes and keyframe flags, and times within tolerance (seconds).
 func comparePacketsTimed(t *testing.T, what string, got, want []timedPacket, tolerance float64) {
 	t.Helper()
-	for _, kind := range []string{"video", "audio"} {
+	kinds := []string{"video", "audio"}
+	if !slices.ContainsFunc(want, func(p timedPacket) bool { return p.CodecType == "video" }) {
+		kinds = []string{"audio"} // an audio-only source
+	}
+	for _, kind := range kinds {
 		var g, w []timedPacket
 		for _, p := range got {
 			if p.CodecType == kind {
@@ -462,6 +478,7 @@ func FuzzFMP4Input(f *testing.F) {
 	f.Add(joinBytes(bs(0x90), []byte("hvc1"), bs(1), zeros(22)), joinBytes(bs(0x90), []byte("Opus"), testOpusHead), joinBytes(bs(0x91), []byte("hvc1"), bs(0, 0, 0, 1)))
 	f.Add(joinBytes(bs(0x90), []byte("av01"), bs(0x81, 0, 0, 0)), joinBytes(bs(0x91), []byte("Opus"), bs(1)), joinBytes(bs(0x93), []byte("av01"), bs(1)))
 	f.Add(joinBytes(bs(0x90), []byte("vp09"), zeros(8)), bs(0xAF, 0, 0xFF), joinBytes(bs(0xA1), []byte("vp09"), bs(1)))
+	f.Add(joinBytes(bs(0x17, 0, 0, 0, 0), testAVCC), bs(0x2E, 0xFF, 0xFB, 0x94, 0x64, 0), bs(0x2F, 0xFF, 0xF3, 0x84, 0, 1))
 	f.Fuzz(func(t *testing.T, videoHeader, audioHeader, frame []byte) {
 		m, err := newFMP4Muxer(videoHeader, audioHeader, 0, 0)
 		if len(m.tracks) == 0 {
@@ -551,4 +568,193 @@ func TestVideoTrackSize(t *testing.T) {
 			t.Errorf("%s: sample entry %dx%d; want the clip's 64x64", c.codec, tr.width, tr.height)
 		}
 	}
+}
+
+// TestMPEGAudioHeader reads MPEG audio frame headers of each version and
+// layer, and refuses what is not one.
+func TestMPEGAudioHeader(t *testing.T) {
+	for _, c := range []struct {
+		header []byte
+		want   mpegAudioHeader
+		ok     bool
+	}{
+		{bs(0xFF, 0xFB, 0x90, 0x64), mpegAudioHeader{44100, 2, 1152}, true}, // MPEG-1 Layer III, 128 kbit/s, joint stereo
+		{bs(0xFF, 0xFB, 0x94, 0xC4), mpegAudioHeader{48000, 1, 1152}, true}, // mono
+		{bs(0xFF, 0xF3, 0x84, 0x00), mpegAudioHeader{24000, 2, 576}, true},  // MPEG-2 Layer III
+		{bs(0xFF, 0xE3, 0x88, 0xC0), mpegAudioHeader{8000, 1, 576}, true},   // MPEG 2.5
+		{bs(0xFF, 0xFD, 0x90, 0x00), mpegAudioHeader{44100, 2, 1152}, true}, // MPEG-1 Layer II
+		{bs(0xFF, 0xFF, 0x90, 0x00), mpegAudioHeader{44100, 2, 384}, true},  // MPEG-1 Layer I
+		{bs(0xFF, 0xEB, 0x90, 0x00), mpegAudioHeader{}, false},              // version 1: reserved
+		{bs(0xFF, 0xF9, 0x90, 0x00), mpegAudioHeader{}, false},              // layer 0: reserved
+		{bs(0xFF, 0xFB, 0x9C, 0x00), mpegAudioHeader{}, false},              // sampling frequency 3: reserved
+		{bs(0xFF, 0xFB, 0x90), mpegAudioHeader{}, false},                    // short
+		{bs(0x49, 0x44, 0x33, 0x04), mpegAudioHeader{}, false},              // "ID3"
+	} {
+		got, err := parseMPEGAudioHeader(c.header)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("% x: %+v, %v; want %+v, ok %v", c.header, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// TestMP3Track: MP3 in FLV (SoundFormat 2, which FFmpeg's FLV muxer picks
+// by default) is muxed as an mp4a sample entry whose esds says MPEG-1
+// audio (objectTypeIndication 0x6B) and carries no decoder specific info,
+// from its first frame or from the metadata that declares it, before it.
+func TestMP3Track(t *testing.T) {
+	frame := bs(soundMP3<<4|0x0F, 0xFF, 0xFB, 0x94, 0x64, 1, 2, 3)
+	meta := amfObject{{"audiocodecid", float64(2)}, {"audiosamplerate", float64(48000)}, {"stereo", true}}
+	fromMeta := mp3HeaderOf(meta)
+	for _, header := range [][]byte{frame, fromMeta} {
+		m, err := newFMP4Muxer(nil, header, 0, 0)
+		if err != nil {
+			t.Fatalf("header % x: %v", header, err)
+		}
+		tr := m.tracks[0]
+		if tr.rate != 48000 || tr.timescale != 48000 || tr.channels != 2 || tr.frameLen != 1152 {
+			t.Errorf("header % x: %d Hz (timescale %d), %d channels, %d samples a frame; want 48000, 2, 1152", header, tr.rate, tr.timescale, tr.channels, tr.frameLen)
+		}
+		if got := tr.codecString(); got != "mp4a.6B" {
+			t.Errorf("codecs %q; want mp4a.6B", got)
+		}
+		init := m.init()
+		var esds []byte // inside the sample entry's fixed fields: found by its type
+		if i := bytes.Index(init, []byte("esds")); i >= 4 {
+			esds = init[i-4 : min(i-4+int(binary.BigEndian.Uint32(init[i-4:])), len(init))]
+		}
+		if !bytes.Contains(init, []byte("mp4a")) {
+			t.Errorf("no mp4a sample entry in the init segment")
+		}
+		// ES_Descriptor of 3 + DecoderConfigDescriptor of 13 (no DecSpecificInfo) + SLConfigDescriptor.
+		want := joinBytes(u32(12+2+3+2+13+3), []byte("esds"), zeros(4),
+			bs(0x03, 3+2+13+3), bs(0, 0, 0), bs(0x04, 13, 0x6B, 0x15), zeros(3), zeros(8), bs(0x06, 1, 2))
+		if !bytes.Equal(esds, want) {
+			t.Errorf("esds\n% x\nwant\n% x", esds, want)
+		}
+		fm, err := m.parse(msgAudio, frame)
+		if err != nil || fm.kind != mediaFrame || !bytes.Equal(fm.data, frame[1:]) {
+			t.Errorf("frame: %+v, %v; want the MP3 frame as a sample", fm, err)
+		}
+	}
+	if h := mp3HeaderOf(amfObject{{"audiocodecid", float64(10)}, {"audiosamplerate", float64(48000)}}); h != nil {
+		t.Errorf("AAC metadata: stand-in % x; want none", h)
+	}
+	if h := mp3HeaderOf(amfObject{{"audiocodecid", float64(2)}, {"audiosamplerate", float64(44000)}}); h != nil {
+		t.Errorf("MP3 at 44000 Hz: stand-in % x; want none", h)
+	}
+}
+
+// TestMuxMP3FFprobe muxes FFmpeg-made FLVs with MP3 audio (with H.264,
+// and alone) and has ffprobe read them: every MP3 packet as in the FLV.
+// Before, the audio was dropped without a word, and MP3 alone made no
+// HLS, DASH or MP4 recording at all.
+func TestMuxMP3FFprobe(t *testing.T) {
+	needFFmpeg(t)
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"h264-mp3", []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=48000",
+			"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "libmp3lame"},
+			"stream|codec_name=h264|codec_type=video|width=320|height=240\nstream|codec_name=mp3|codec_type=audio"},
+		{"mp3-44k-stereo", []string{"-f", "lavfi", "-i", "sine=sample_rate=44100", "-ac", "2", "-c:a", "libmp3lame"},
+			"stream|codec_name=mp3|codec_type=audio"},
+		{"mp3-22k", []string{"-f", "lavfi", "-i", "sine=sample_rate=22050", "-c:a", "libmp3lame"},
+			"stream|codec_name=mp3|codec_type=audio"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clip := filepath.Join(dir, c.name+".flv")
+			args := append(append([]string{"-hide_banner", "-loglevel", "error"}, c.args...), "-t", "3", "-f", "flv", clip)
+			if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+				t.Fatalf("making the clip: %v\n%s", err, out)
+			}
+			_, tags := readFLVFile(t, clip)
+			path := filepath.Join(dir, c.name+".mp4")
+			if err := os.WriteFile(path, muxFLV(t, tags), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got := ffprobeStreams(t, path); got != c.want {
+				t.Errorf("streams:\n%s\nwant\n%s", got, c.want)
+			}
+			comparePacketsTimed(t, c.name, ffprobeTimed(t, path), ffprobeTimed(t, clip), 0.0011)
+			decodesCleanly(t, c.name, path)
+		})
+	}
+}
+
+// TestLeaveOutMP3: a muxer told to leave MP3 out (HLS with video, for
+// hls.js) writes an init and whole fragments of the video alone, and
+// per-track fragments (DASH) with the MP3 too; without video, or with
+// AAC, nothing is left out.
+func TestLeaveOutMP3(t *testing.T) {
+	video := joinBytes(bs(0x17, 0, 0, 0, 0), testAVCC)
+	mp3 := bs(soundMP3<<4|0x0F, 0xFF, 0xFB, 0x94, 0x64, 1, 2, 3)
+	m, err := newFMP4Muxer(video, mp3, 320, 240)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.leaveOutMP3() {
+		t.Fatal("H.264 + MP3: nothing left out")
+	}
+	if init := m.init(); bytes.Contains(init, []byte("mp4a")) || !bytes.Contains(init, []byte("avc1")) {
+		t.Errorf("init of the video alone has mp4a %v, avc1 %v", bytes.Contains(init, []byte("mp4a")), bytes.Contains(init, []byte("avc1")))
+	}
+	for i, tag := range []struct {
+		typ  uint8
+		body []byte
+	}{{msgVideo, bs(0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65)}, {msgAudio, mp3}, {msgVideo, bs(0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41)}} {
+		fm, err := m.parse(tag.typ, tag.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.add(tag.typ, uint32(i*40), fm)
+	}
+	whole, tracks := m.fragments(msgVideo, 120)
+	if n := bytes.Count(whole, []byte("traf")); n != 1 {
+		t.Errorf("whole fragment: %d trafs; want the video's alone", n)
+	}
+	if len(tracks) != 2 || tracks[1] == nil || !bytes.HasSuffix(tracks[1], mp3[1:]) {
+		t.Errorf("per-track fragments: %d, the MP3's % x; want it with the frame", len(tracks), tracks)
+	}
+	for _, c := range []struct {
+		name         string
+		video, audio []byte
+	}{{"MP3 alone", nil, mp3}, {"H.264 + AAC", video, joinBytes(bs(0xAF, 0), testASC)}} {
+		m, err := newFMP4Muxer(c.video, c.audio, 320, 240)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.leaveOutMP3() || !bytes.Contains(m.init(), []byte("mp4a")) {
+			t.Errorf("%s: the audio is left out", c.name)
+		}
+	}
+}
+
+// TestEnhancedAACFFprobe: AAC in Enhanced RTMP's ExAudioTagHeader (FourCC
+// mp4a, the AudioSpecificConfig in its SequenceStart, as E-RTMP v2 defines
+// and FFmpeg 8 reads) is muxed as the classic tags are: the test clip with
+// its AAC tags so rewritten reads in ffprobe with every packet as the
+// clip's. Before, "FourCC mp4a not muxed": no audio in HLS, DASH or MP4.
+func TestEnhancedAACFFprobe(t *testing.T) {
+	clip := testClip(t)
+	_, tags := readFLVFile(t, clip)
+	for i, tag := range tags {
+		if tag.Type == tagAudio && len(tag.Data) >= 2 && tag.Data[0]>>4 == soundAAC {
+			packetType := byte(exCodedFrames)
+			if tag.Data[1] == 0 {
+				packetType = exSequenceStart
+			}
+			tags[i].Data = joinBytes(bs(soundExHeader<<4|packetType), []byte("mp4a"), tag.Data[2:])
+		}
+	}
+	path := filepath.Join(t.TempDir(), "eaac.mp4")
+	if err := os.WriteFile(path, muxFLV(t, tags), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ffprobeStreams(t, path), "stream|codec_name=h264|codec_type=video|width=320|height=240\nstream|codec_name=aac|codec_type=audio"; got != want {
+		t.Errorf("streams:\n%s\nwant\n%s", got, want)
+	}
+	comparePacketsTimed(t, "fmp4", ffprobeTimed(t, path), ffprobeTimed(t, clip), 0.0011)
 }

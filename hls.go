@@ -488,6 +488,9 @@ func (st *hlsStream) onFrame(f *frame) {
 		return
 	case f.typ == msgDataAMF0 && f.meta != nil:
 		st.width, st.height = metaInt(f.meta.values, "width"), metaInt(f.meta.values, "height")
+		if st.audioHeader == nil {
+			st.audioHeader = mp3HeaderOf(f.meta.values)
+		}
 		return
 	case f.typ != msgAudio && f.typ != msgVideo:
 		return
@@ -501,6 +504,8 @@ func (st *hlsStream) onFrame(f *frame) {
 	} else if audioIsHeader(body) {
 		st.setHeader(&st.audioHeader, body)
 		return
+	} else if st.audioHeader == nil && mp3Frame(body) {
+		st.setHeader(&st.audioHeader, body) // and muxed: MP3 has no header
 	}
 	st.onMedia(f, body)
 }
@@ -545,6 +550,9 @@ func (st *hlsStream) onMedia(f *frame, body []byte) {
 		}
 		if len(mux.tracks) == 0 {
 			return
+		}
+		if mux.leaveOutMP3() {
+			st.log.Info("hls: MP3 audio is left out of HLS, which hls.js cannot play with it; DASH and MP4 recordings have it")
 		}
 		st.mux, st.started = mux, false
 		st.lead = msgAudio
@@ -932,7 +940,12 @@ func (st *hlsStream) playlist(query string, skip bool) []byte {
 		}
 		st.writeSegmentHead(&b, s, prevEpoch, query)
 		prevEpoch = s.epoch
-		if ll && total-elapsed <= float64(3*td) {
+		// Without an open segment (between publishes, or a codec change
+		// before its keyframe) no parts: hls.js takes a playlist with
+		// parts to go on in the same discontinuity sequence, and refuses
+		// the next one's EXT-X-DISCONTINUITY ("discontinuity sequence
+		// mismatch"). Parts of complete segments are optional (§4.4.4.9).
+		if ll && open != nil && total-elapsed <= float64(3*td) {
 			st.writeParts(&b, s, query)
 		}
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%s\n", s.dur, st.uri(fmt.Sprintf("seg-%s-%d.m4s", st.runID, s.msn), query))

@@ -6,6 +6,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,20 @@ func TestChromiumHLSJS(t *testing.T) {
 		waitFor(t, "the publisher", func() bool { return ts.live(key) })
 		playHLSJS(t, js, ts, key)
 	})
+	t.Run("mp3", func(t *testing.T) {
+		// H.264 + MP3, what FFmpeg's FLV muxer sends by default: an mp4a
+		// track of objectTypeIndication 0x6B (fmp4.go).
+		clip := modernClip(t, "h264mp3", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "libmp3lame", "-ac", "2")
+		key := streamKey{"live", "hlsmp3"}
+		cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", clip,
+			"-c", "copy", "-f", "flv", ts.rtmpURL(key.Name))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { cmd.Process.Kill(); cmd.Wait() }()
+		waitFor(t, "the publisher", func() bool { return ts.live(key) })
+		playHLSJS(t, js, ts, key)
+	})
 }
 
 // playHLSJS opens hlsPage on key's playlist and checks both players.
@@ -122,5 +138,57 @@ func playHLSJS(t *testing.T, js string, ts *testServer, key streamKey) {
 	}
 	if latency["ll"] >= latency["plain"] {
 		t.Errorf("low-latency mode's latency %.3f s is not below plain HLS's %.3f s", latency["ll"], latency["plain"])
+	}
+}
+
+// TestChromiumHLSJSRepublish: a publisher leaves and another comes back
+// on the name at another size and frame rate (320x240 at 25 fps, then
+// 640x360 at 30): hls.js in low-latency mode, which watched the first,
+// and in plain mode, which joins during the first, both play on through
+// the EXT-X-DISCONTINUITY and the new init segment to the second's size,
+// with no fatal error. Before, a playlist that listed parts between the
+// two publishes made hls.js fail its merge with the next one
+// ("discontinuity sequence mismatch (0!=1)", levelParsingError).
+func TestChromiumHLSJSRepublish(t *testing.T) {
+	needFFmpeg(t)
+	js := npmFile(t, "GMS_HLS_JS", "hls.js")
+	ts := startServer(t, nil)
+	dir := t.TempDir()
+	var clips []string
+	for _, c := range []struct{ size, rate string }{{"320x240", "25"}, {"640x360", "30"}} {
+		clip := filepath.Join(dir, c.size+".flv")
+		out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error",
+			"-f", "lavfi", "-i", "testsrc2=size="+c.size+":rate="+c.rate, "-f", "lavfi", "-i", "sine=sample_rate=48000",
+			"-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-g", c.rate, "-pix_fmt", "yuv420p",
+			"-c:a", "aac", "-f", "flv", clip).CombinedOutput()
+		if err != nil {
+			t.Fatalf("making the %s clip: %v\n%s", c.size, err, out)
+		}
+		clips = append(clips, clip)
+	}
+	key := streamKey{"live", "hlsrepublish"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		err := publish(t, ctx, clips[0], ts.rtmpURL(key.Name))
+		if err == nil {
+			err = publish(t, ctx, clips[1], ts.rtmpURL(key.Name))
+		}
+		done <- err
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the publisher", func() bool { return ts.live(key) })
+	// Each player reports 12 s after its first frame: well into the
+	// second publish (the first lasts 8 s; the plain player starts 6 s in).
+	page := strings.Replace(hlsPage, "d.type + ' ' + d.details", "d.type + ' ' + d.details + ' ' + d.reason", 1)
+	br := openPage(t, page, map[string]string{"/hls.js": js},
+		fmt.Sprintf("seconds=12&url=http://%s/%s/%s/index.m3u8", ts.httpAddr, key.App, key.Name))
+	for range 2 {
+		r := br.next(t, 60*time.Second)
+		t.Logf("hls.js %s", r)
+		if name, rest, _ := strings.Cut(r, " "); (name != "ll" && name != "plain") || !strings.HasPrefix(rest, "ok ") ||
+			!strings.Contains(rest, " size=640x360 ") {
+			t.Errorf("browser: %s; want each player ok at 640x360", r)
+		}
 	}
 }

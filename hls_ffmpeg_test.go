@@ -6,6 +6,7 @@ package main
 import (
 	"math"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,5 +146,73 @@ func TestDASHFFmpeg(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestHLSFFmpegMP3: H.264 + MP3, what FFmpeg's FLV muxer sends when told
+// only the video codec, and MP3 alone, published by ffmpeg: DASH and the
+// MP4 recording carry the MP3 track (the recording every packet as in the
+// source from its first keyframe), HLS too when there is no video. Before,
+// gms dropped the audio without a word, and made nothing of MP3 alone:
+// 404 and no recording.
+func TestHLSFFmpegMP3(t *testing.T) {
+	needFFmpeg(t)
+	dir := t.TempDir()
+	ts := startServer(t, func(c *config) {
+		c.HLSWindow, c.HLSAlways = 20, "live"
+		c.RecordDir, c.RecordFormat = dir, "mp4"
+	})
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"h264mp3", []string{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=sample_rate=44100",
+			"-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "libmp3lame"}},
+		{"mp3", []string{"-f", "lavfi", "-i", "sine=sample_rate=48000", "-c:a", "libmp3lame"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			clip := filepath.Join(dir, c.name+".flv")
+			args := append(append([]string{"-hide_banner", "-loglevel", "error"}, c.args...), "-t", "8", "-f", "flv", clip)
+			if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+				t.Fatalf("making the clip: %v\n%s", err, out)
+			}
+			wait := startPublish(t, clip, ts.rtmpURL(c.name))
+			url := "http://" + ts.httpAddr + "/live/" + c.name
+			waitFor(t, "two HLS segments", func() bool {
+				status, _, body := hlsGet(t, url+"/index.m3u8")
+				return status == 200 && strings.Count(string(body), "#EXTINF") >= 2
+			})
+			if status, _, body := hlsGet(t, url+"/index.mpd"); !strings.Contains(string(body), `codecs="mp4a.6B"`) {
+				t.Errorf("MPD (%d) has no codecs=\"mp4a.6B\":\n%s", status, body)
+			}
+			// With video, HLS leaves the MP3 out (hls.js cannot play it, fmp4.go's leaveOutMP3).
+			if got := ffprobeStreams(t, url+"/index.mpd"); !strings.Contains(got, "codec_name=mp3|codec_type=audio") {
+				t.Errorf("DASH: streams %s; want an MP3 track", got)
+			}
+			streams := ffprobeStreams(t, url+"/index.m3u8")
+			if hasMP3 := strings.Contains(streams, "codec_name=mp3|codec_type=audio"); hasMP3 != (c.name == "mp3") {
+				t.Errorf("HLS: streams %s; want an MP3 track %v", streams, c.name == "mp3")
+			}
+			if err := wait(); err != nil {
+				t.Fatal(err)
+			}
+			var rec *recordingInfo
+			waitFor(t, "the recording", func() bool {
+				for _, r := range recordings(t, ts) {
+					if r.Stream == c.name && !r.Recording {
+						rec = &r
+						return true
+					}
+				}
+				return false
+			})
+			path := filepath.Join(dir, filepath.FromSlash(rec.File))
+			got, want := ffprobeTimed(t, path), ffprobeTimed(t, clip)
+			if c.name != "mp3" { // with video, the recording starts at a keyframe; MP3 alone, at once
+				want = alignTail(t, got, want)
+			}
+			comparePacketsTimed(t, "MP4 recording", got, want, 0.0011)
+			decodesCleanly(t, "MP4 recording", path)
+		})
 	}
 }

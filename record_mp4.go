@@ -148,6 +148,9 @@ func (w *mp4Recording) tag(tag []byte) error {
 	case typ == msgDataAMF0:
 		if _, meta, ok := parseMetadata(body); ok && meta != nil {
 			w.width, w.height = metaInt(meta.values, "width"), metaInt(meta.values, "height")
+			if w.audioHeader == nil {
+				w.audioHeader = mp3HeaderOf(meta.values)
+			}
 		}
 		return nil
 	case typ == msgVideo:
@@ -157,6 +160,11 @@ func (w *mp4Recording) tag(tag []byte) error {
 	case typ == msgAudio:
 		if audioIsHeader(body) {
 			return w.setHeader(&w.audioHeader, body)
+		}
+		if w.audioHeader == nil && mp3Frame(body) {
+			if err := w.setHeader(&w.audioHeader, body); err != nil { // and muxed: MP3 has no header
+				return err
+			}
 		}
 	default:
 		return nil
