@@ -102,7 +102,7 @@ func defaultConfig() config {
 		QueueBytes:  16 << 20,
 		QueueTime:   3 * time.Second,
 		StallTime:   5 * time.Second,
-		GCPercent:   25,
+		GCPercent:   50,
 		WriteDelay:  50 * time.Millisecond,
 		MaxConns:    20000,
 		PlayWait:    60 * time.Second,

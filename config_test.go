@@ -231,7 +231,7 @@ func TestDefaults(t *testing.T) {
 	// ping timeout 30 s, HTTP port 8000, CORS *; then gms's own.
 	want := config{RTMPAddr: ":1935", HTTPAddr: ":8000", ChunkSize: 60000, GOPCache: true,
 		Ping: 60 * time.Second, PingTimeout: 30 * time.Second, AllowOrigin: "*", QueueBytes: 16 << 20,
-		QueueTime: 3 * time.Second, StallTime: 5 * time.Second, GCPercent: 25,
+		QueueTime: 3 * time.Second, StallTime: 5 * time.Second, GCPercent: 50,
 		WriteDelay: 50 * time.Millisecond, MaxConns: 20000, PlayWait: time.Minute, LogLevel: slog.LevelInfo, LogFormat: "text",
 		API: true, HookTimeout: 3 * time.Second,
 		HLS: true, HLSSegment: 2 * time.Second, HLSPart: 100 * time.Millisecond, HLSWindow: 6, RecordFormat: "flv"}
