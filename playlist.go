@@ -520,7 +520,33 @@ func writeImmutable(w http.ResponseWriter, r *http.Request, contentType, etag st
 	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("ETag", `"`+etag+`"`)
+	if plainGet(r) {
+		// The common case, every LL-HLS part: the bytes as they are,
+		// without ServeContent's copy through a buffer.
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", strconv.FormatInt(slicesLen(data), 10))
+		for _, b := range data {
+			if _, err := w.Write(b); err != nil {
+				return
+			}
+		}
+		return
+	}
 	http.ServeContent(w, r, "", time.Time{}, io.NewSectionReader(slicesReader(data), 0, slicesLen(data)))
+}
+
+// plainGet: a GET with none of the headers that ServeContent answers
+// (RFC 9110 §13 preconditions, §14 ranges).
+func plainGet(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, name := range []string{"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since"} {
+		if r.Header.Get(name) != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // slicesReader reads byte slices as one.
