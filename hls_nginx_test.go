@@ -80,20 +80,7 @@ func TestHLSBehindNginx(t *testing.T) {
 	proxyAddr, nginxLog := startNginx(t, nginx, ts.httpAddr)
 
 	// The publisher, in real time.
-	stop := make(chan struct{})
-	var feeding sync.WaitGroup
-	feeding.Go(func() {
-		start := time.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			fd.feedUpTo(100 + time.Since(start).Milliseconds())
-		}
-	})
-	defer func() { close(stop); feeding.Wait() }()
+	defer fd.feedInRealTime(100)()
 
 	base := "http://" + proxyAddr + "/live/cached/"
 	status, _, body := hlsGet(t, base+"index.m3u8")

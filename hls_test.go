@@ -1297,6 +1297,25 @@ func TestHLSSlowReader(t *testing.T) {
 	waitFor(t, "the request to end", func() bool { return strings.Contains(ts.logs.String(), "path=/live/slowread/"+seg) })
 }
 
+// feedInRealTime feeds fd from media time from on, at the wall clock's
+// pace, until the returned stop is called.
+func (fd *hlsFeeder) feedInRealTime(from int64) (stop func()) {
+	done := make(chan struct{})
+	var feeding sync.WaitGroup
+	feeding.Go(func() {
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			fd.feedUpTo(from + time.Since(start).Milliseconds())
+		}
+	})
+	return func() { close(done); feeding.Wait() }
+}
+
 // TestHLSAtEdge: an edge (-origin) serves HLS of a stream published on
 // its origin to viewers that ask for nothing else: the first playlist
 // request starts the pull, as a player's does. It was 404 until some
@@ -1306,20 +1325,7 @@ func TestHLSAtEdge(t *testing.T) {
 	edge := startServer(t, func(c *config) { c.Origins = []string{"rtmp://" + origin.rtmpAddr} })
 	key := streamKey{"live", "edged"}
 	fd := startHLSFeed(t, origin, key)
-	stop := make(chan struct{})
-	var feeding sync.WaitGroup
-	feeding.Go(func() { // in real time, as the pull plays it
-		start := time.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			fd.feedUpTo(time.Since(start).Milliseconds())
-		}
-	})
-	defer func() { close(stop); feeding.Wait() }()
+	defer fd.feedInRealTime(0)() // as the pull plays it
 	status, _, body := hlsGet(t, "http://"+edge.httpAddr+"/live/edged/index.m3u8")
 	if status != 200 {
 		t.Fatalf("playlist at the edge: %d %s", status, body)
